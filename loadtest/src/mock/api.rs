@@ -1,0 +1,763 @@
+//! What each endpoint answers: deterministic OpenAI, Anthropic, DashScope
+//! and vLLM-shaped bodies, and protocol-shaped errors.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{json, Value};
+
+use super::http::Request;
+use super::State;
+
+/// A response body: whole (Content-Length) or a list of chunks, each
+/// written and flushed as its own chunk of a chunked body.
+#[derive(Debug, Clone)]
+pub enum Body {
+    Full(Vec<u8>),
+    Stream(Vec<Vec<u8>>),
+}
+
+/// A response before faults and timing are applied.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub headers: Vec<(String, String)>,
+    pub body: Body,
+}
+
+pub const JSON: &str = "application/json";
+pub const SSE: &str = "text/event-stream";
+
+impl Reply {
+    pub fn json(status: u16, v: &Value) -> Reply {
+        Reply {
+            status,
+            content_type: JSON,
+            headers: Vec::new(),
+            body: Body::Full(serde_json::to_vec(v).unwrap_or_default()),
+        }
+    }
+
+    pub fn sse(events: Vec<String>) -> Reply {
+        Reply {
+            status: 200,
+            content_type: SSE,
+            headers: vec![("cache-control".to_string(), "no-cache".to_string())],
+            body: Body::Stream(events.into_iter().map(String::into_bytes).collect()),
+        }
+    }
+
+    pub fn is_stream(&self) -> bool {
+        matches!(self.body, Body::Stream(_))
+    }
+}
+
+/// The error shape a path's protocol uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    OpenAi,
+    Anthropic,
+    DashScope,
+}
+
+/// The protocol a request path belongs to (for error shapes).
+pub fn proto_of(path: &str) -> Proto {
+    if path.ends_with("/messages") || path.ends_with("/messages/count_tokens") {
+        Proto::Anthropic
+    } else if path.contains("/api/v1/services/") || path.contains("/api/v1/tasks") {
+        Proto::DashScope
+    } else {
+        Proto::OpenAi
+    }
+}
+
+fn openai_error_type(status: u16) -> (&'static str, String) {
+    match status {
+        401 => ("authentication_error", "invalid_api_key".into()),
+        403 => ("permission_error", "permission_denied".into()),
+        404 => ("invalid_request_error", "not_found".into()),
+        429 => ("rate_limit_error", "rate_limit_exceeded".into()),
+        400..=499 => ("invalid_request_error", format!("mock_status_{status}")),
+        _ => ("server_error", format!("mock_status_{status}")),
+    }
+}
+
+fn anthropic_error_type(status: u16) -> &'static str {
+    match status {
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        413 => "request_too_large",
+        429 => "rate_limit_error",
+        529 => "overloaded_error",
+        400..=499 => "invalid_request_error",
+        _ => "api_error",
+    }
+}
+
+fn dashscope_code(status: u16) -> &'static str {
+    match status {
+        401 => "InvalidApiKey",
+        403 => "AccessDenied",
+        404 => "NotFound",
+        429 => "Throttling",
+        400..=499 => "InvalidParameter",
+        _ => "InternalError",
+    }
+}
+
+/// An error body in `proto`'s shape.
+pub fn error_reply(state: &State, proto: Proto, status: u16, message: &str) -> Reply {
+    let v = match proto {
+        Proto::OpenAi => {
+            let (ty, code) = openai_error_type(status);
+            json!({"error": {"message": message, "type": ty, "param": null, "code": code}})
+        }
+        Proto::Anthropic => {
+            json!({"type": "error", "error": {"type": anthropic_error_type(status), "message": message}})
+        }
+        Proto::DashScope => json!({
+            "code": dashscope_code(status),
+            "message": message,
+            "request_id": request_id(state),
+        }),
+    };
+    Reply::json(status, &v)
+}
+
+fn request_id(state: &State) -> String {
+    format!("{}-req-{}", state.cfg.name, state.next_id())
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The i-th output token.
+pub fn token(i: u64) -> &'static str {
+    match i {
+        0 => "Hello",
+        1 => " from",
+        2 => " mock-llm",
+        _ => " token",
+    }
+}
+
+/// The text of `c` output tokens.
+pub fn text_of(c: u64) -> String {
+    (0..c).map(token).collect()
+}
+
+fn words(s: &str) -> u64 {
+    s.split_whitespace().count() as u64
+}
+
+/// Words in a message `content`: a string, or text parts (also inside
+/// Anthropic `tool_result` blocks).
+fn content_words(v: &Value) -> u64 {
+    match v {
+        Value::String(s) => words(s),
+        Value::Array(parts) => parts
+            .iter()
+            .map(|p| match p {
+                Value::String(s) => words(s),
+                Value::Object(o) => {
+                    if let Some(Value::String(t)) = o.get("text") {
+                        words(t)
+                    } else if o.get("type").and_then(Value::as_str) == Some("tool_result") {
+                        o.get("content").map(content_words).unwrap_or(0)
+                    } else {
+                        0
+                    }
+                }
+                _ => 0,
+            })
+            .sum(),
+        _ => 0,
+    }
+}
+
+/// Prompt tokens of a chat / messages body: words across every message's
+/// content and an Anthropic top-level `system`, at least 1.
+pub fn chat_prompt_tokens(body: &Value) -> u64 {
+    let msgs: u64 = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .map(|m| m.get("content").map(content_words).unwrap_or(0))
+                .sum()
+        })
+        .unwrap_or(0);
+    let system = body.get("system").map(content_words).unwrap_or(0);
+    (msgs + system).max(1)
+}
+
+/// Words in a `prompt` / `input` that is a string, token array or list.
+fn input_words(v: &Value) -> u64 {
+    match v {
+        Value::String(s) => words(s),
+        Value::Number(_) => 1,
+        Value::Array(a) => a.iter().map(input_words).sum(),
+        _ => 0,
+    }
+}
+
+const MAX_OUTPUT_TOKENS: u64 = 100_000;
+
+/// Output tokens: `x-mock-chunks`, else `max_tokens` /
+/// `max_completion_tokens` (top level or DashScope `parameters`), else 3.
+pub fn output_tokens(req: &Request, body: &Value) -> u64 {
+    let from_body = |b: &Value| {
+        b.get("max_tokens")
+            .and_then(Value::as_u64)
+            .or_else(|| b.get("max_completion_tokens").and_then(Value::as_u64))
+    };
+    req.header_u64("x-mock-chunks")
+        .or_else(|| from_body(body))
+        .or_else(|| body.get("parameters").and_then(from_body))
+        .unwrap_or(3)
+        .min(MAX_OUTPUT_TOKENS)
+}
+
+fn model_of(body: &Value) -> String {
+    body.get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("mock-model")
+        .to_string()
+}
+
+fn wants_stream(body: &Value) -> bool {
+    body.get("stream").and_then(Value::as_bool) == Some(true)
+}
+
+fn include_usage(body: &Value) -> bool {
+    body.pointer("/stream_options/include_usage")
+        .and_then(Value::as_bool)
+        == Some(true)
+}
+
+fn data_event(v: &Value) -> String {
+    format!("data: {v}\n\n")
+}
+
+fn named_event(name: &str, v: &Value) -> String {
+    format!("event: {name}\ndata: {v}\n\n")
+}
+
+const DONE: &str = "data: [DONE]\n\n";
+
+/// Answers a (non-`/_mock`) request with faults not yet applied.
+pub fn handle(state: &State, req: &Request) -> Reply {
+    let p = req.path.as_str();
+    let post = req.method == "POST";
+    let get = req.method == "GET";
+    if post && p.ends_with("/chat/completions") {
+        with_json(state, req, chat_completion)
+    } else if post && p.ends_with("/completions") {
+        with_json(state, req, text_completion)
+    } else if post && p.ends_with("/embeddings") {
+        with_json(state, req, embeddings)
+    } else if post && p.ends_with("/messages") {
+        with_json(state, req, anthropic_messages)
+    } else if post && p.ends_with("/services/rerank/text-rerank/text-rerank") {
+        with_json(state, req, dashscope_rerank)
+    } else if post && p.ends_with("/rerank") {
+        with_json(state, req, vllm_rerank)
+    } else if post && p.contains("/api/v1/services/aigc/") {
+        with_json(state, req, dashscope_aigc)
+    } else if p.contains("/api/v1/tasks/") && (get || post) {
+        dashscope_task(state, req)
+    } else if post && p.ends_with("/audio/speech") {
+        audio_speech()
+    } else if post && p.ends_with("/images/generations") {
+        Reply::json(
+            200,
+            &json!({"created": now(), "data": [{"url": "http://mock/x.png"}]}),
+        )
+    } else if get && p.ends_with("/models") {
+        models(state)
+    } else if get && p.contains("/models/") {
+        let id = p.rsplit('/').next().unwrap_or("");
+        Reply::json(
+            200,
+            &json!({"id": id, "object": "model", "created": 0, "owned_by": state.cfg.name}),
+        )
+    } else {
+        error_reply(
+            state,
+            proto_of(p),
+            404,
+            &format!("mock-llm: no route for {} {}", req.method, req.path),
+        )
+    }
+}
+
+fn with_json(state: &State, req: &Request, f: fn(&State, &Request, &Value) -> Reply) -> Reply {
+    match serde_json::from_slice::<Value>(&req.body) {
+        Ok(v) if v.is_object() => f(state, req, &v),
+        _ => error_reply(
+            state,
+            proto_of(&req.path),
+            400,
+            "mock-llm: request body is not a JSON object",
+        ),
+    }
+}
+
+fn chat_completion(state: &State, req: &Request, body: &Value) -> Reply {
+    let p = chat_prompt_tokens(body);
+    let c = output_tokens(req, body);
+    let model = model_of(body);
+    let id = format!("chatcmpl-mock-{}", state.next_id());
+    let created = now();
+    let usage = json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c});
+    if !wants_stream(body) {
+        return Reply::json(
+            200,
+            &json!({
+                "id": id, "object": "chat.completion", "created": created, "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text_of(c)},
+                             "finish_reason": "stop"}],
+                "usage": usage,
+            }),
+        );
+    }
+    let chunk = |choices: Value| {
+        json!({"id": id, "object": "chat.completion.chunk", "created": created,
+               "model": model, "choices": choices})
+    };
+    let mut events = Vec::with_capacity(c as usize + 4);
+    for i in 0..c.max(1) {
+        let delta = if i == 0 {
+            json!({"role": "assistant", "content": if c == 0 { "" } else { token(0) }})
+        } else {
+            json!({"content": token(i)})
+        };
+        events.push(data_event(&chunk(
+            json!([{"index": 0, "delta": delta, "finish_reason": null}]),
+        )));
+    }
+    events.push(data_event(&chunk(
+        json!([{"index": 0, "delta": {}, "finish_reason": "stop"}]),
+    )));
+    if include_usage(body) {
+        let mut u = chunk(json!([]));
+        u["usage"] = usage;
+        events.push(data_event(&u));
+    }
+    events.push(DONE.to_string());
+    Reply::sse(events)
+}
+
+fn text_completion(state: &State, req: &Request, body: &Value) -> Reply {
+    let p = body.get("prompt").map(input_words).unwrap_or(0).max(1);
+    let c = output_tokens(req, body);
+    let model = model_of(body);
+    let id = format!("cmpl-mock-{}", state.next_id());
+    let created = now();
+    let usage = json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c});
+    if !wants_stream(body) {
+        return Reply::json(
+            200,
+            &json!({
+                "id": id, "object": "text_completion", "created": created, "model": model,
+                "choices": [{"index": 0, "text": text_of(c), "logprobs": null,
+                             "finish_reason": "stop"}],
+                "usage": usage,
+            }),
+        );
+    }
+    let chunk = |text: &str, finish: Value| {
+        json!({"id": id, "object": "text_completion", "created": created, "model": model,
+               "choices": [{"index": 0, "text": text, "logprobs": null, "finish_reason": finish}]})
+    };
+    let mut events: Vec<String> = (0..c)
+        .map(|i| data_event(&chunk(token(i), Value::Null)))
+        .collect();
+    events.push(data_event(&chunk("", json!("stop"))));
+    if include_usage(body) {
+        let mut u = chunk("", Value::Null);
+        u["choices"] = json!([]);
+        u["usage"] = usage;
+        events.push(data_event(&u));
+    }
+    events.push(DONE.to_string());
+    Reply::sse(events)
+}
+
+/// FNV-1a then splitmix64: 8 deterministic floats in [-1, 1] per input.
+pub fn embedding_of(input: &str) -> Vec<f64> {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in input.bytes() {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (0..8)
+        .map(|_| {
+            h = h.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = h;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            let unit = (z >> 11) as f64 / (1u64 << 53) as f64;
+            ((unit * 2.0 - 1.0) * 10_000.0).round() / 10_000.0
+        })
+        .collect()
+}
+
+fn embeddings(state: &State, _req: &Request, body: &Value) -> Reply {
+    let input = body.get("input").cloned().unwrap_or(Value::Null);
+    // A string, an array of strings / token arrays, or one token array.
+    let inputs: Vec<Value> = match &input {
+        Value::Array(a) if a.iter().all(Value::is_number) && !a.is_empty() => vec![input.clone()],
+        Value::Array(a) => a.clone(),
+        Value::Null => Vec::new(),
+        other => vec![other.clone()],
+    };
+    if inputs.is_empty() {
+        return error_reply(state, Proto::OpenAi, 400, "mock-llm: 'input' is required");
+    }
+    let p = inputs.iter().map(input_words).sum::<u64>().max(1);
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let key = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            json!({"object": "embedding", "index": i, "embedding": embedding_of(&key)})
+        })
+        .collect();
+    Reply::json(
+        200,
+        &json!({"object": "list", "data": data, "model": model_of(body),
+                "usage": {"prompt_tokens": p, "total_tokens": p}}),
+    )
+}
+
+fn anthropic_messages(state: &State, req: &Request, body: &Value) -> Reply {
+    let p = chat_prompt_tokens(body);
+    let c = output_tokens(req, body);
+    let model = model_of(body);
+    let id = format!("msg_mock_{}", state.next_id());
+    if !wants_stream(body) {
+        return Reply::json(
+            200,
+            &json!({
+                "id": id, "type": "message", "role": "assistant", "model": model,
+                "content": [{"type": "text", "text": text_of(c)}],
+                "stop_reason": "end_turn", "stop_sequence": null,
+                "usage": {"input_tokens": p, "output_tokens": c},
+            }),
+        );
+    }
+    let mut events = Vec::with_capacity(c as usize + 6);
+    events.push(named_event(
+        "message_start",
+        &json!({"type": "message_start", "message": {
+            "id": id, "type": "message", "role": "assistant", "model": model,
+            "content": [], "stop_reason": null, "stop_sequence": null,
+            "usage": {"input_tokens": p, "output_tokens": 1}}}),
+    ));
+    events.push(named_event(
+        "content_block_start",
+        &json!({"type": "content_block_start", "index": 0,
+                "content_block": {"type": "text", "text": ""}}),
+    ));
+    events.push(named_event("ping", &json!({"type": "ping"})));
+    for i in 0..c {
+        events.push(named_event(
+            "content_block_delta",
+            &json!({"type": "content_block_delta", "index": 0,
+                    "delta": {"type": "text_delta", "text": token(i)}}),
+        ));
+    }
+    events.push(named_event(
+        "content_block_stop",
+        &json!({"type": "content_block_stop", "index": 0}),
+    ));
+    events.push(named_event(
+        "message_delta",
+        &json!({"type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+                "usage": {"output_tokens": c}}),
+    ));
+    events.push(named_event(
+        "message_stop",
+        &json!({"type": "message_stop"}),
+    ));
+    Reply::sse(events)
+}
+
+fn doc_text(d: &Value) -> String {
+    match d {
+        Value::String(s) => s.clone(),
+        Value::Object(o) => o
+            .get("text")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// Deterministic rerank: documents sharing more words with the query rank
+/// higher; ties keep input order. Returns `(index, score, text)`.
+fn rerank(query: &str, docs: &[Value], top_n: Option<u64>) -> Vec<(usize, f64, String)> {
+    let q: Vec<String> = query.split_whitespace().map(|w| w.to_lowercase()).collect();
+    let mut scored: Vec<(usize, f64, String)> = docs
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let t = doc_text(d);
+            let overlap = t
+                .split_whitespace()
+                .filter(|w| q.contains(&w.to_lowercase()))
+                .count() as f64;
+            let score = overlap / (overlap + 1.0) * 0.9 + 0.1 / (i as f64 + 2.0);
+            ((i), (score * 10_000.0).round() / 10_000.0, t)
+        })
+        .collect();
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    if let Some(n) = top_n {
+        scored.truncate(n as usize);
+    }
+    scored
+}
+
+fn rerank_tokens(query: &str, docs: &[Value]) -> u64 {
+    (words(query) + docs.iter().map(|d| words(&doc_text(d))).sum::<u64>()).max(1)
+}
+
+fn dashscope_rerank(state: &State, _req: &Request, body: &Value) -> Reply {
+    let query = body
+        .pointer("/input/query")
+        .map(doc_text)
+        .unwrap_or_default();
+    let docs = body
+        .pointer("/input/documents")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let top_n = body.pointer("/parameters/top_n").and_then(Value::as_u64);
+    let return_docs = body
+        .pointer("/parameters/return_documents")
+        .and_then(Value::as_bool)
+        == Some(true);
+    let results: Vec<Value> = rerank(&query, &docs, top_n)
+        .into_iter()
+        .map(|(i, s, t)| {
+            let mut r = json!({"index": i, "relevance_score": s});
+            if return_docs {
+                r["document"] = json!({"text": t});
+            }
+            r
+        })
+        .collect();
+    Reply::json(
+        200,
+        &json!({"output": {"results": results},
+                "usage": {"total_tokens": rerank_tokens(&query, &docs)},
+                "request_id": request_id(state)}),
+    )
+}
+
+fn vllm_rerank(state: &State, _req: &Request, body: &Value) -> Reply {
+    let query = body.get("query").map(doc_text).unwrap_or_default();
+    let docs = body
+        .get("documents")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    let top_n = body.get("top_n").and_then(Value::as_u64);
+    let results: Vec<Value> = rerank(&query, &docs, top_n)
+        .into_iter()
+        .map(|(i, s, t)| json!({"index": i, "relevance_score": s, "document": {"text": t}}))
+        .collect();
+    Reply::json(
+        200,
+        &json!({"id": format!("rerank-mock-{}", state.next_id()), "model": model_of(body),
+                "results": results,
+                "usage": {"total_tokens": rerank_tokens(&query, &docs)}}),
+    )
+}
+
+fn dashscope_aigc(state: &State, req: &Request, body: &Value) -> Reply {
+    let is_async = req
+        .header("x-dashscope-async")
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("enable"));
+    let text_gen =
+        req.path.contains("/text-generation/") || req.path.contains("/multimodal-generation/");
+    if text_gen && !is_async {
+        // Native DashScope text generation, answered synchronously.
+        let p = body
+            .get("input")
+            .map(chat_prompt_tokens)
+            .unwrap_or(1)
+            .max(body.pointer("/input/prompt").map(input_words).unwrap_or(0));
+        let c = output_tokens(req, body);
+        let usage = json!({"input_tokens": p, "output_tokens": c, "total_tokens": p + c});
+        let output = if body
+            .pointer("/parameters/result_format")
+            .and_then(Value::as_str)
+            == Some("message")
+        {
+            json!({"choices": [{"finish_reason": "stop",
+                                "message": {"role": "assistant", "content": text_of(c)}}]})
+        } else {
+            json!({"text": text_of(c), "finish_reason": "stop"})
+        };
+        return Reply::json(
+            200,
+            &json!({"output": output, "usage": usage, "request_id": request_id(state)}),
+        );
+    }
+    let task_id = format!("{}-task-{}", state.cfg.name, state.next_id());
+    state.add_task(task_id.clone());
+    if is_async {
+        Reply::json(
+            200,
+            &json!({"output": {"task_id": task_id, "task_status": "PENDING"},
+                    "request_id": request_id(state)}),
+        )
+    } else {
+        Reply::json(
+            200,
+            &json!({"output": {"task_id": task_id, "task_status": "SUCCEEDED",
+                               "results": [{"url": "http://mock/x.png"}]},
+                    "usage": {"image_count": 1},
+                    "request_id": request_id(state), "served_by": state.cfg.name}),
+        )
+    }
+}
+
+fn dashscope_task(state: &State, req: &Request) -> Reply {
+    let rest = req
+        .path
+        .split("/api/v1/tasks/")
+        .nth(1)
+        .unwrap_or("")
+        .trim_end_matches('/');
+    let (id, cancel) = match rest.strip_suffix("/cancel") {
+        Some(id) => (id, true),
+        None => (rest, false),
+    };
+    if id.is_empty() || id.contains('/') || (req.method == "POST") != cancel {
+        return error_reply(
+            state,
+            Proto::DashScope,
+            404,
+            &format!("mock-llm: no route for {} {}", req.method, req.path),
+        );
+    }
+    if !state.has_task(id) {
+        return error_reply(
+            state,
+            Proto::DashScope,
+            404,
+            &format!("task {id} was not issued by {}", state.cfg.name),
+        );
+    }
+    if cancel {
+        return Reply::json(200, &json!({"request_id": request_id(state)}));
+    }
+    Reply::json(
+        200,
+        &json!({"output": {"task_id": id, "task_status": "SUCCEEDED",
+                           "results": [{"url": "http://mock/x.png"}]},
+                "usage": {"image_count": 1},
+                "request_id": request_id(state), "served_by": state.cfg.name}),
+    )
+}
+
+/// Size of the `/audio/speech` body and of each of its chunks.
+pub const SPEECH_BYTES: usize = 4096;
+pub const SPEECH_CHUNK: usize = 1024;
+
+/// The deterministic `/audio/speech` bytes (an ID3-tagged "mp3").
+pub fn speech_bytes() -> Vec<u8> {
+    let mut v = b"ID3\x04\x00\x00\x00\x00\x00\x00".to_vec();
+    let mut x: u32 = 0x1234_5678;
+    while v.len() < SPEECH_BYTES {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        v.push((x & 0xff) as u8);
+    }
+    v
+}
+
+fn audio_speech() -> Reply {
+    Reply {
+        status: 200,
+        content_type: "audio/mpeg",
+        headers: Vec::new(),
+        body: Body::Stream(
+            speech_bytes()
+                .chunks(SPEECH_CHUNK)
+                .map(<[u8]>::to_vec)
+                .collect(),
+        ),
+    }
+}
+
+fn models(state: &State) -> Reply {
+    let data: Vec<Value> = ["mock-model", "gpt-4o-mini", "qwen-max", "claude-3-5-sonnet"]
+        .iter()
+        .map(|id| json!({"id": id, "object": "model", "created": 0, "owned_by": state.cfg.name}))
+        .collect();
+    Reply::json(200, &json!({"object": "list", "data": data}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_and_text() {
+        assert_eq!(text_of(0), "");
+        assert_eq!(text_of(3), "Hello from mock-llm");
+        assert_eq!(text_of(5), "Hello from mock-llm token token");
+    }
+
+    #[test]
+    fn prompt_word_counts() {
+        let b = json!({"system": "be brief", "messages": [
+            {"role": "user", "content": "one two  three"},
+            {"role": "user", "content": [{"type": "text", "text": "four five"},
+                                         {"type": "image_url", "image_url": {"url": "x"}}]},
+            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t",
+                                          "content": [{"type": "text", "text": "six"}]}]}
+        ]});
+        assert_eq!(chat_prompt_tokens(&b), 8);
+        assert_eq!(chat_prompt_tokens(&json!({"messages": []})), 1);
+    }
+
+    #[test]
+    fn embeddings_are_deterministic() {
+        let a = embedding_of("hello");
+        assert_eq!(a.len(), 8);
+        assert_eq!(a, embedding_of("hello"));
+        assert_ne!(a, embedding_of("world"));
+        assert!(a.iter().all(|x| (-1.0..=1.0).contains(x)));
+    }
+
+    #[test]
+    fn proto_by_path() {
+        assert_eq!(proto_of("/anthropic/v1/messages"), Proto::Anthropic);
+        assert_eq!(proto_of("/api/v1/tasks/x"), Proto::DashScope);
+        assert_eq!(
+            proto_of("/api/v1/services/aigc/text2image/image-synthesis"),
+            Proto::DashScope
+        );
+        assert_eq!(
+            proto_of("/compatible-mode/v1/chat/completions"),
+            Proto::OpenAi
+        );
+    }
+}

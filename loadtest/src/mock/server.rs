@@ -1,0 +1,411 @@
+//! Connections: keep-alive request loop, `/_mock/*` inspection, and the
+//! per-request faults (status, delays, resets, stalls, garbage, close).
+
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::sleep;
+
+use super::api::{self, Body, Reply};
+use super::http::{self, ReadError, Request};
+use super::{Record, State};
+
+/// How long `x-mock-stall-after` holds a connection open at most.
+pub const STALL_LIMIT: Duration = Duration::from_secs(120);
+/// Pause before a mid-stream reset, so the events before it get read.
+const RESET_PAUSE: Duration = Duration::from_millis(50);
+/// Bytes of a pipelined next request buffered while a response is sent.
+const MAX_PIPELINE: usize = 1024 * 1024;
+
+/// What `x-mock-garbage` sends: not an HTTP response.
+pub const GARBAGE: &[u8] = b"\x00\x01\x02 THIS IS NOT HTTP \xff\xfe\r\n\r\n";
+
+/// Binds a listening socket (SO_REUSEADDR, backlog 1024).
+pub fn bind(addr: &str) -> io::Result<std::net::TcpListener> {
+    let sa: SocketAddr = addr
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no address"))?;
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(sa),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    sock.set_reuse_address(true)?;
+    sock.bind(&sa.into())?;
+    sock.listen(1024)?;
+    sock.set_nonblocking(true)?;
+    Ok(sock.into())
+}
+
+/// Serves `listener` forever on `threads` single-threaded runtimes that
+/// share the state.
+pub fn run(state: Arc<State>, listener: std::net::TcpListener, threads: usize) -> io::Result<()> {
+    listener.set_nonblocking(true)?;
+    let mut handles = Vec::new();
+    for _ in 1..threads.max(1) {
+        let l = listener.try_clone()?;
+        let st = state.clone();
+        handles.push(std::thread::spawn(move || serve_on(st, l)));
+    }
+    let r = serve_on(state, listener);
+    for h in handles {
+        let _ = h.join();
+    }
+    r
+}
+
+fn serve_on(state: Arc<State>, listener: std::net::TcpListener) -> io::Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = TcpListener::from_std(listener)?;
+        loop {
+            match listener.accept().await {
+                Ok((s, _)) => {
+                    tokio::spawn(handle_conn(state.clone(), s));
+                }
+                Err(_) => sleep(Duration::from_millis(10)).await,
+            }
+        }
+    })
+}
+
+/// Counts a connection as open while alive; `uncount` takes it out of the
+/// counters (for connections used for `/_mock/*`).
+struct ConnGuard {
+    state: Arc<State>,
+    counted: bool,
+}
+
+impl ConnGuard {
+    fn new(state: Arc<State>) -> ConnGuard {
+        state.connections_open.fetch_add(1, Ordering::SeqCst);
+        state.connections_total.fetch_add(1, Ordering::SeqCst);
+        ConnGuard {
+            state,
+            counted: true,
+        }
+    }
+
+    fn uncount(&mut self) {
+        if self.counted {
+            self.counted = false;
+            self.state.connections_open.fetch_sub(1, Ordering::SeqCst);
+            self.state.connections_total.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        if self.counted {
+            self.state.connections_open.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Per-request faults taken from `x-mock-*` headers.
+#[derive(Debug, Default, Clone)]
+pub struct Fault {
+    pub status: Option<u16>,
+    pub delay_ms: u64,
+    pub first_byte_ms: Option<u64>,
+    pub chunk_delay_ms: Option<u64>,
+    pub reset_after: Option<usize>,
+    pub stall_after: Option<usize>,
+    pub close: bool,
+    pub garbage: bool,
+}
+
+fn truthy(v: Option<&str>) -> bool {
+    matches!(
+        v.map(|s| s.trim().to_ascii_lowercase()).as_deref(),
+        Some("1" | "true" | "yes" | "on")
+    )
+}
+
+impl Fault {
+    /// The faults that apply to this server (`x-mock-fault-target` may name
+    /// one or more comma-separated servers; without it they always apply).
+    pub fn of(req: &Request, name: &str) -> Fault {
+        if let Some(t) = req.header("x-mock-fault-target") {
+            if !t.split(',').any(|x| x.trim() == name) {
+                return Fault::default();
+            }
+        }
+        Fault {
+            status: req
+                .header_u64("x-mock-status")
+                .and_then(|s| u16::try_from(s).ok())
+                .filter(|s| (100..=999).contains(s)),
+            delay_ms: req.header_u64("x-mock-delay-ms").unwrap_or(0),
+            first_byte_ms: req.header_u64("x-mock-first-byte-ms"),
+            chunk_delay_ms: req.header_u64("x-mock-chunk-delay-ms"),
+            reset_after: req.header_u64("x-mock-reset-after").map(|k| k as usize),
+            stall_after: req.header_u64("x-mock-stall-after").map(|k| k as usize),
+            close: truthy(req.header("x-mock-close")),
+            garbage: truthy(req.header("x-mock-garbage")),
+        }
+    }
+}
+
+/// How a response ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Sent whole; the connection may serve another request.
+    Done,
+    /// Close the connection (FIN).
+    Close,
+    /// Reset the connection (RST).
+    Reset,
+}
+
+async fn handle_conn(state: Arc<State>, mut stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let mut guard = ConnGuard::new(state.clone());
+    let conn = state.next_conn();
+    let mut buf: Vec<u8> = Vec::new();
+    let mut first = true;
+    loop {
+        let req = match http::read_request(&mut stream, &mut buf, conn).await {
+            Ok(r) => r,
+            Err(ReadError::Closed) => return,
+            Err(e) => {
+                let proto = api::Proto::OpenAi;
+                let reply = api::error_reply(&state, proto, e.status(), e.message());
+                let _ = write_full(&mut stream, &state, reply, true).await;
+                let _ = stream.shutdown().await;
+                return;
+            }
+        };
+        let is_inspect = req.path == "/_mock" || req.path.starts_with("/_mock/");
+        if first && is_inspect {
+            guard.uncount();
+        }
+        first = false;
+        let mut close = !req.keep_alive();
+        if is_inspect {
+            let reply = inspect(&state, &req);
+            if write_full(&mut stream, &state, reply, close).await.is_err() || close {
+                let _ = stream.shutdown().await;
+                return;
+            }
+            continue;
+        }
+
+        state.requests_total.fetch_add(1, Ordering::SeqCst);
+        let record = Record::of(&req);
+        state.record(record.clone());
+        let fault = Fault::of(&req, &state.cfg.name);
+        close |= fault.close;
+        let proto = api::proto_of(&req.path);
+        let reply = if let Some(s) = fault.status.filter(|s| *s >= 400) {
+            api::error_reply(
+                &state,
+                proto,
+                s,
+                &format!("mock-llm {}: injected status {s}", state.cfg.name),
+            )
+        } else {
+            let mut r = if truthy(req.header("x-mock-echo")) {
+                Reply::json(200, &serde_json::to_value(&record).unwrap_or_default())
+            } else {
+                api::handle(&state, &req)
+            };
+            if let Some(s) = fault.status {
+                r.status = s;
+            }
+            r
+        };
+
+        let outcome = {
+            let (mut rd, mut wr) = stream.split();
+            let fut = respond(&mut wr, &state, reply, &fault, close);
+            tokio::pin!(fut);
+            let mut watching = true;
+            let mut tmp = [0u8; 8192];
+            loop {
+                tokio::select! {
+                    biased;
+                    r = &mut fut => break r.unwrap_or(Outcome::Close),
+                    r = rd.read(&mut tmp), if watching => match r {
+                        // The peer went away: stop sending and close.
+                        Ok(0) | Err(_) => break Outcome::Close,
+                        Ok(n) => {
+                            buf.extend_from_slice(&tmp[..n]);
+                            watching = buf.len() < MAX_PIPELINE;
+                        }
+                    },
+                }
+            }
+        };
+        match outcome {
+            Outcome::Done if !close => continue,
+            Outcome::Done | Outcome::Close => {
+                let _ = stream.shutdown().await;
+                return;
+            }
+            Outcome::Reset => {
+                reset(stream);
+                return;
+            }
+        }
+    }
+}
+
+/// Closes with SO_LINGER 0 so the peer sees a TCP RST.
+fn reset(stream: TcpStream) {
+    let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+    drop(stream);
+}
+
+fn extra_headers(state: &State, reply: &Reply) -> Vec<(String, String)> {
+    let mut h = reply.headers.clone();
+    h.push(("x-mock-name".to_string(), state.cfg.name.clone()));
+    h
+}
+
+/// Writes a whole (Content-Length) reply at once.
+async fn write_full<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    state: &State,
+    reply: Reply,
+    close: bool,
+) -> io::Result<()> {
+    let extra = extra_headers(state, &reply);
+    let body = match reply.body {
+        Body::Full(b) => b,
+        Body::Stream(parts) => parts.concat(),
+    };
+    let mut out = http::response_head(
+        reply.status,
+        reply.content_type,
+        Some(body.len()),
+        &extra,
+        close,
+    );
+    out.extend_from_slice(&body);
+    wr.write_all(&out).await?;
+    wr.flush().await
+}
+
+async fn sleep_ms(ms: u64) {
+    if ms > 0 {
+        sleep(Duration::from_millis(ms)).await;
+    }
+}
+
+/// Sends `reply` with the faults and timings applied.
+async fn respond<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    state: &State,
+    reply: Reply,
+    fault: &Fault,
+    close: bool,
+) -> io::Result<Outcome> {
+    sleep_ms(fault.delay_ms).await;
+    if fault.garbage {
+        wr.write_all(GARBAGE).await?;
+        wr.flush().await?;
+        return Ok(Outcome::Close);
+    }
+    let extra = extra_headers(state, &reply);
+    match reply.body {
+        Body::Full(body) => {
+            if fault.reset_after == Some(0) {
+                return Ok(Outcome::Reset);
+            }
+            if fault.stall_after == Some(0) {
+                sleep(STALL_LIMIT).await;
+                return Ok(Outcome::Close);
+            }
+            let mut out = http::response_head(
+                reply.status,
+                reply.content_type,
+                Some(body.len()),
+                &extra,
+                close,
+            );
+            match fault.first_byte_ms.filter(|ms| *ms > 0) {
+                Some(ms) if !body.is_empty() => {
+                    wr.write_all(&out).await?;
+                    wr.flush().await?;
+                    sleep_ms(ms).await;
+                    wr.write_all(&body).await?;
+                }
+                _ => {
+                    out.extend_from_slice(&body);
+                    wr.write_all(&out).await?;
+                }
+            }
+            wr.flush().await?;
+            Ok(if close { Outcome::Close } else { Outcome::Done })
+        }
+        Body::Stream(events) => {
+            let head = http::response_head(reply.status, reply.content_type, None, &extra, close);
+            wr.write_all(&head).await?;
+            wr.flush().await?;
+            let first_wait = fault.first_byte_ms.unwrap_or(state.cfg.ttft_ms);
+            let gap = fault.chunk_delay_ms.unwrap_or(state.cfg.itl_ms);
+            let n = events.len();
+            for (i, ev) in events.iter().enumerate() {
+                sleep_ms(if i == 0 { first_wait } else { gap }).await;
+                if fault.reset_after == Some(i) {
+                    if i > 0 {
+                        sleep(RESET_PAUSE).await;
+                    }
+                    return Ok(Outcome::Reset);
+                }
+                if fault.stall_after == Some(i) {
+                    sleep(STALL_LIMIT).await;
+                    return Ok(Outcome::Close);
+                }
+                wr.write_all(&http::chunk(ev)).await?;
+                wr.flush().await?;
+            }
+            // A fault at or past the end cuts the body before its last chunk.
+            if fault.reset_after.is_some_and(|k| k >= n) {
+                sleep(RESET_PAUSE).await;
+                return Ok(Outcome::Reset);
+            }
+            if fault.stall_after.is_some_and(|k| k >= n) {
+                sleep(STALL_LIMIT).await;
+                return Ok(Outcome::Close);
+            }
+            wr.write_all(http::LAST_CHUNK).await?;
+            wr.flush().await?;
+            Ok(if close { Outcome::Close } else { Outcome::Done })
+        }
+    }
+}
+
+/// `/_mock/*`: recorded requests and counters.
+fn inspect(state: &State, req: &Request) -> Reply {
+    let json_bytes = |status: u16, body: Vec<u8>| Reply {
+        status,
+        content_type: api::JSON,
+        headers: Vec::new(),
+        body: Body::Full(body),
+    };
+    match (req.method.as_str(), req.path.as_str()) {
+        ("GET", "/_mock/requests") => json_bytes(200, state.records_json()),
+        ("DELETE", "/_mock/requests") => {
+            state.clear_records();
+            json_bytes(200, b"{\"cleared\":true}".to_vec())
+        }
+        ("GET", "/_mock/stats") => json_bytes(200, state.stats_json()),
+        _ => api::error_reply(
+            state,
+            api::Proto::OpenAi,
+            404,
+            &format!("mock-llm: no inspection route {} {}", req.method, req.path),
+        ),
+    }
+}

@@ -1,0 +1,926 @@
+//! Validates a config and compiles it into the immutable `Snapshot` every
+//! worker reads. Runs on the control thread only (it may resolve DNS and
+//! read files); the data plane never calls it.
+
+use super::catalog::{self, Protocol, RouteDef, Scenario};
+use super::raw::{ModelApiSpec, RawConfig, SelectionSpec, ServiceSpec, TargetSpec};
+use super::{resolve_secret, valid_name, Problems};
+use crate::provider::{self, Provider};
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Settings of the HTTP edge, read per connection.
+#[derive(Clone, Debug)]
+pub struct EdgeLimits {
+    pub head: crate::http::head::Limits,
+    pub header_read_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub max_connections: usize,
+    pub body_buffer_bytes: usize,
+}
+
+/// Where a remote service lives, resolved.
+pub struct Upstream {
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Host name for SNI and the `Host` header (without port).
+    pub host: String,
+    /// `Host` header value (with the port when not the scheme's default).
+    pub authority: String,
+    /// Path of the base URL, no trailing `/` (may be empty).
+    pub base_path: String,
+    pub addrs: Vec<SocketAddr>,
+    /// Pools are keyed by this, so they outlive snapshots.
+    pub pool_key: Arc<str>,
+}
+
+pub struct Service {
+    pub name: String,
+    pub provider: &'static Provider,
+    /// None for the in-process `mock` provider.
+    pub upstream: Option<Upstream>,
+    pub keys: Vec<String>,
+    pub headers: Vec<(String, String)>,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    pub api_version: Option<String>,
+    pub resource_group: String,
+    pub spec: ServiceSpec,
+}
+
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub service: usize,
+    /// `None` passes the client's model name through.
+    pub model: Option<String>,
+}
+
+pub enum Selection {
+    Single(Target),
+    ByModel(Vec<(String, Target)>),
+    ByWeight {
+        targets: Vec<Target>,
+        weights: Vec<u32>,
+    },
+}
+
+pub struct ModelApi {
+    pub name: String,
+    pub scenario: Scenario,
+    pub protocol: Protocol,
+    pub routes: &'static [RouteDef],
+    pub base_path: String,
+    pub strip_base_path: bool,
+    pub selection: Selection,
+    pub fallback: Vec<Target>,
+    pub first_packet_timeout: Option<Duration>,
+    pub resource_group: String,
+    pub spec: ModelApiSpec,
+}
+
+/// Model APIs per host tier, each list ordered by base path, longest first.
+#[derive(Default)]
+pub struct HostIndex {
+    exact: HashMap<String, Vec<usize>>,
+    /// (".suffix", apis), longest suffix first.
+    suffixes: Vec<(String, Vec<usize>)>,
+    any: Vec<usize>,
+}
+
+pub struct Snapshot {
+    pub generation: u64,
+    pub edge: EdgeLimits,
+    pub services: Vec<Service>,
+    pub apis: Vec<ModelApi>,
+    pub hosts: HostIndex,
+    pub drain_timeout: Duration,
+}
+
+impl HostIndex {
+    /// The Model APIs serving `host` (port ignored, case-insensitive), in
+    /// the order base paths should be tried.
+    pub fn lookup(&self, host: &str) -> &[usize] {
+        let host = host_without_port(host);
+        let mut lower = [0u8; 256];
+        let host = if host.len() <= lower.len() && host.bytes().any(|b| b.is_ascii_uppercase()) {
+            lower[..host.len()].copy_from_slice(host.as_bytes());
+            lower[..host.len()].make_ascii_lowercase();
+            std::str::from_utf8(&lower[..host.len()]).unwrap_or(host)
+        } else {
+            host
+        };
+        if let Some(apis) = self.exact.get(host) {
+            return apis;
+        }
+        for (suffix, apis) in &self.suffixes {
+            if host.len() > suffix.len() && host.ends_with(suffix.as_str()) {
+                return apis;
+            }
+        }
+        &self.any
+    }
+}
+
+fn host_without_port(host: &str) -> &str {
+    if let Some(rest) = host.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match host.rfind(':') {
+        Some(i) if host[i + 1..].bytes().all(|b| b.is_ascii_digit()) => &host[..i],
+        _ => host,
+    }
+}
+
+/// Whether `path` is under `base` at a segment boundary.
+pub fn under_base<'p>(base: &str, path: &'p str) -> Option<&'p str> {
+    if base == "/" {
+        return Some(path);
+    }
+    let rest = path.strip_prefix(base.trim_end_matches('/'))?;
+    (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+}
+
+impl Snapshot {
+    pub fn service(&self, name: &str) -> Option<usize> {
+        self.services.iter().position(|s| s.name == name)
+    }
+}
+
+/// How much of the outside world compilation may touch.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `modelgate check`: no DNS, no files beyond secrets.
+    Check,
+    /// Serving: resolve hosts and load CA files.
+    Serve,
+}
+
+/// A parsed base URL.
+struct BaseUrl {
+    tls: bool,
+    host: String,
+    port: u16,
+    path: String,
+}
+
+fn parse_base_url(url: &str) -> Result<BaseUrl, String> {
+    let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (false, r)
+    } else {
+        return Err("must start with http:// or https://".into());
+    };
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if authority.is_empty() {
+        return Err("has no host".into());
+    }
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let end = v6.find(']').ok_or("unclosed [ in host")?;
+        let port = v6[end + 1..].strip_prefix(':');
+        (v6[..end].to_string(), port)
+    } else {
+        match authority.rsplit_once(':') {
+            Some((h, p)) => (h.to_string(), Some(p)),
+            None => (authority.to_string(), None),
+        }
+    };
+    let port = match port {
+        Some(p) => p
+            .parse::<u16>()
+            .map_err(|_| format!("invalid port {p:?}"))?,
+        None if tls => 443,
+        None => 80,
+    };
+    if host.is_empty() || host.contains(['@', ' ', '?', '#']) {
+        return Err(format!("invalid host {host:?}"));
+    }
+    if path.contains(['?', '#']) {
+        return Err("must not carry a query or fragment".into());
+    }
+    Ok(BaseUrl {
+        tls,
+        host,
+        port,
+        path: path.trim_end_matches('/').to_string(),
+    })
+}
+
+fn tls_config(ca_file: Option<&str>) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            use rustls_pki_types::pem::PemObject;
+            let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("cannot read CA file {path}: {e}"))?;
+            for cert in certs {
+                let cert = cert.map_err(|e| format!("bad certificate in {path}: {e}"))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("bad certificate in {path}: {e}"))?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
+fn compile_service(i: usize, s: &ServiceSpec, mode: Mode, p: &mut Problems) -> Option<Service> {
+    let at = format!("services[{i}]");
+    if !valid_name(&s.name) {
+        p.error(
+            format!("{at}.name"),
+            "must be 1-64 letters, digits, '_' or '-'",
+        );
+    }
+    let Some(provider) = provider::by_kind(&s.provider) else {
+        let kinds: Vec<&str> = provider::KINDS.iter().map(|k| k.kind).collect();
+        p.error(
+            format!("{at}.provider"),
+            format!(
+                "unknown provider {:?}; one of {}",
+                s.provider,
+                kinds.join(", ")
+            ),
+        );
+        return None;
+    };
+    if s.connect_timeout_ms == 0 || s.timeout_ms == 0 {
+        let field = if s.connect_timeout_ms == 0 {
+            "connect_timeout_ms"
+        } else {
+            "timeout_ms"
+        };
+        p.error(format!("{at}.{field}"), "must be greater than 0");
+    }
+    let mut keys = Vec::new();
+    for (k, key) in s.api_keys.iter().enumerate() {
+        match resolve_secret(key) {
+            Ok(v) => keys.push(v),
+            Err(e) => p.warn(
+                format!("{at}.api_keys[{k}]"),
+                format!("{e}; the key is skipped"),
+            ),
+        }
+    }
+    let mut headers = Vec::new();
+    for (name, value) in &s.headers {
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+        {
+            p.error(format!("{at}.headers.{name}"), "invalid header name");
+            continue;
+        }
+        match resolve_secret(value) {
+            Ok(v) if v.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f)) => {
+                headers.push((name.to_ascii_lowercase(), v))
+            }
+            Ok(_) => p.error(
+                format!("{at}.headers.{name}"),
+                "value has control characters",
+            ),
+            Err(e) => p.warn(format!("{at}.headers.{name}"), e),
+        }
+    }
+    let upstream = if provider.is_mock() {
+        None
+    } else {
+        let url = s.base_url.as_deref().or(provider.default_base_url);
+        let Some(url) = url else {
+            p.error(
+                format!("{at}.base_url"),
+                format!("required for provider {}", provider.kind),
+            );
+            return None;
+        };
+        let base = match parse_base_url(url) {
+            Ok(b) => b,
+            Err(e) => {
+                p.error(format!("{at}.base_url"), e);
+                return None;
+            }
+        };
+        let tls = if base.tls {
+            let ca = if mode == Mode::Serve {
+                s.ca_file.as_deref()
+            } else {
+                None
+            };
+            match tls_config(ca) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    p.error(format!("{at}.ca_file"), e);
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let addrs = if mode == Mode::Serve {
+            resolve(&base.host, base.port).unwrap_or_else(|e| {
+                p.warn(
+                    format!("{at}.base_url"),
+                    format!("cannot resolve {}: {e}", base.host),
+                );
+                Vec::new()
+            })
+        } else {
+            Vec::new()
+        };
+        let default_port = if base.tls { 443 } else { 80 };
+        let host_part = if base.host.contains(':') {
+            format!("[{}]", base.host)
+        } else {
+            base.host.clone()
+        };
+        let authority = if base.port == default_port {
+            host_part
+        } else {
+            format!("{host_part}:{}", base.port)
+        };
+        let scheme = if base.tls { "https" } else { "http" };
+        let ca = s.ca_file.as_deref().unwrap_or("");
+        Some(Upstream {
+            pool_key: format!("{scheme}://{}:{}#{ca}", base.host, base.port).into(),
+            tls,
+            host: base.host,
+            authority,
+            base_path: base.path,
+            addrs,
+        })
+    };
+    Some(Service {
+        name: s.name.clone(),
+        provider,
+        upstream,
+        keys,
+        headers,
+        connect_timeout: Duration::from_millis(s.connect_timeout_ms),
+        timeout: Duration::from_millis(s.timeout_ms),
+        api_version: s.api_version.clone(),
+        resource_group: s.resource_group.clone(),
+        spec: s.clone(),
+    })
+}
+
+/// Resolves a host once; IP literals need no lookup.
+pub fn resolve(host: &str, port: u16) -> std::io::Result<Vec<SocketAddr>> {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let addrs: Vec<SocketAddr> = (host, port).to_socket_addrs()?.collect();
+    if addrs.is_empty() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "no addresses",
+        ));
+    }
+    Ok(addrs)
+}
+
+fn valid_domain(d: &str) -> bool {
+    let host = d.strip_prefix("*.").unwrap_or(d);
+    d == "*"
+        || (!host.is_empty()
+            && host.len() <= 253
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            && !host.starts_with('.')
+            && !host.ends_with('.'))
+}
+
+struct ApiContext<'a> {
+    services: &'a HashMap<&'a str, (usize, Option<&'static Provider>)>,
+}
+
+impl ApiContext<'_> {
+    fn target(
+        &self,
+        at: &str,
+        service: &str,
+        model: &Option<String>,
+        scenario: Scenario,
+        protocol: Protocol,
+        p: &mut Problems,
+    ) -> Option<Target> {
+        let Some(&(index, provider)) = self.services.get(service) else {
+            p.error(
+                format!("{at}.service"),
+                format!("unknown service {service:?}"),
+            );
+            return None;
+        };
+        if let Some(provider) = provider {
+            let ok = if scenario == Scenario::Text {
+                provider.serves(protocol)
+            } else {
+                provider.speaks(protocol)
+            };
+            if !ok {
+                p.error(
+                    format!("{at}.service"),
+                    format!(
+                        "service {service:?} (provider {}) does not speak the {} protocol{}",
+                        provider.kind,
+                        protocol.as_str(),
+                        if scenario == Scenario::Text {
+                            " natively or by translation"
+                        } else {
+                            ""
+                        }
+                    ),
+                );
+            }
+        }
+        if matches!(model, Some(m) if m.is_empty()) {
+            p.error(
+                format!("{at}.model"),
+                "must not be empty (use null to pass the client's model)",
+            );
+        }
+        Some(Target {
+            service: index,
+            model: model.clone(),
+        })
+    }
+}
+
+/// Validates one Model API on its own (the checks that need no other API).
+/// `at` is the path prefix of its fields (`model_apis[2]`, or empty for
+/// an admin request body).
+fn compile_api(at: &str, a: &ModelApiSpec, ctx: &ApiContext, p: &mut Problems) -> Option<ModelApi> {
+    let field = |f: &str| {
+        if at.is_empty() {
+            f.to_string()
+        } else {
+            format!("{at}.{f}")
+        }
+    };
+    if !valid_name(&a.name) {
+        p.error(field("name"), "must be 1-64 letters, digits, '_' or '-'");
+    }
+    let scenario = match a.scenario.parse::<Scenario>() {
+        Ok(s) => s,
+        Err(e) => {
+            p.error(field("scenario"), e.to_string());
+            return None;
+        }
+    };
+    let protocol = match a.protocol.parse::<Protocol>() {
+        Ok(pr) if scenario.protocols().contains(&pr) => pr,
+        Ok(_) | Err(_) => {
+            let offered: Vec<&str> = scenario.protocols().iter().map(|p| p.as_str()).collect();
+            p.error(
+                field("protocol"),
+                format!(
+                    "{:?} is not offered by scenario {}; one of {}",
+                    a.protocol,
+                    scenario.as_str(),
+                    offered.join(", ")
+                ),
+            );
+            return None;
+        }
+    };
+    if a.domains.is_empty() {
+        p.error(field("domains"), "at least one domain is required");
+    }
+    for (i, d) in a.domains.iter().enumerate() {
+        if !valid_domain(d) {
+            p.error(
+                field(&format!("domains[{i}]")),
+                format!("invalid domain {d:?}: use a host, *.suffix or *"),
+            );
+        }
+    }
+    if !a.base_path.starts_with('/') || a.base_path.contains(['?', '#', ' ']) {
+        p.error(field("base_path"), "must start with / and hold no query");
+    }
+    let target = |at: String, service: &str, model: &Option<String>, p: &mut Problems| {
+        ctx.target(&at, service, model, scenario, protocol, p)
+    };
+    let selection = match &a.service {
+        SelectionSpec::Single { target: t } => {
+            target(field("service.target"), &t.service, &t.model, p).map(Selection::Single)
+        }
+        SelectionSpec::ByModel { rules } => {
+            if rules.is_empty() {
+                p.error(field("service.rules"), "at least one rule is required");
+            }
+            let mut out = Vec::new();
+            for (i, r) in rules.iter().enumerate() {
+                let at = field(&format!("service.rules[{i}]"));
+                if r.pattern.is_empty() {
+                    p.error(format!("{at}.pattern"), "must not be empty");
+                }
+                if let Some(t) = target(at, &r.service, &r.model, p) {
+                    out.push((r.pattern.clone(), t));
+                }
+            }
+            Some(Selection::ByModel(out))
+        }
+        SelectionSpec::ByWeight { targets } => {
+            if targets.is_empty() {
+                p.error(field("service.targets"), "at least one target is required");
+            }
+            let (mut ts, mut ws) = (Vec::new(), Vec::new());
+            for (i, t) in targets.iter().enumerate() {
+                let at = field(&format!("service.targets[{i}]"));
+                if t.weight <= 0 || t.weight > u32::MAX as i64 {
+                    p.error(format!("{at}.weight"), "must be a positive integer");
+                }
+                if let Some(tt) = target(at, &t.service, &t.model, p) {
+                    ts.push(tt);
+                    ws.push(t.weight.clamp(1, u32::MAX as i64) as u32);
+                }
+            }
+            Some(Selection::ByWeight {
+                targets: ts,
+                weights: ws,
+            })
+        }
+    };
+    let mut fallback = Vec::new();
+    if a.fallback.enabled {
+        for (i, TargetSpec { service, model }) in a.fallback.targets.iter().enumerate() {
+            if let Some(t) = target(field(&format!("fallback.targets[{i}]")), service, model, p) {
+                fallback.push(t);
+            }
+        }
+    }
+    if !valid_name(&a.resource_group) {
+        p.error(
+            field("resource_group"),
+            "must be 1-64 letters, digits, '_' or '-'",
+        );
+    }
+    Some(ModelApi {
+        name: a.name.clone(),
+        scenario,
+        protocol,
+        routes: catalog::routes(scenario, protocol),
+        base_path: a.base_path.clone(),
+        strip_base_path: a.strip_base_path,
+        selection: selection?,
+        fallback,
+        first_packet_timeout: (a.first_packet_timeout_ms > 0)
+            .then(|| Duration::from_millis(a.first_packet_timeout_ms)),
+        resource_group: a.resource_group.clone(),
+        spec: a.clone(),
+    })
+}
+
+/// Compiles `raw` into a snapshot, or returns every problem found.
+pub fn compile(
+    raw: &RawConfig,
+    generation: u64,
+    mode: Mode,
+) -> Result<(Snapshot, Problems), Problems> {
+    let mut p = Problems::default();
+    let s = &raw.server;
+    if s.listen.is_empty() {
+        p.error("server.listen", "at least one address is required");
+    }
+    for (i, l) in s.listen.iter().enumerate() {
+        if l.parse::<SocketAddr>().is_err() {
+            p.error(
+                format!("server.listen[{i}]"),
+                format!("{l:?} is not an IP:port address"),
+            );
+        }
+    }
+    if raw.admin.listen.parse::<SocketAddr>().is_err() {
+        p.error(
+            "admin.listen",
+            format!("{:?} is not an IP:port address", raw.admin.listen),
+        );
+    }
+    let l = &s.limits;
+    if l.max_header_bytes < 1024 {
+        p.error("server.limits.max_header_bytes", "must be at least 1024");
+    }
+    if l.max_headers == 0 {
+        p.error("server.limits.max_headers", "must be at least 1");
+    }
+    if l.max_connections == 0 {
+        p.error("server.limits.max_connections", "must be at least 1");
+    }
+
+    let mut services = Vec::new();
+    let mut by_name: HashMap<&str, (usize, Option<&'static Provider>)> = HashMap::new();
+    for (i, spec) in raw.services.iter().enumerate() {
+        if by_name.contains_key(spec.name.as_str()) {
+            p.error(
+                format!("services[{i}].name"),
+                format!("duplicate service {:?}", spec.name),
+            );
+            continue;
+        }
+        let compiled = compile_service(i, spec, mode, &mut p);
+        by_name.insert(
+            &spec.name,
+            (services.len(), compiled.as_ref().map(|c| c.provider)),
+        );
+        // Keep indexes aligned with `by_name` even for broken services;
+        // the whole compile fails anyway when any error was recorded.
+        if let Some(c) = compiled {
+            services.push(c);
+        } else {
+            services.push(placeholder_service(spec));
+        }
+    }
+
+    let ctx = ApiContext { services: &by_name };
+    let mut apis: Vec<ModelApi> = Vec::new();
+    let mut holders: HashMap<(String, String), String> = HashMap::new();
+    for (i, spec) in raw.model_apis.iter().enumerate() {
+        let at = format!("model_apis[{i}]");
+        if apis.iter().any(|a| a.name == spec.name) {
+            p.error(
+                format!("{at}.name"),
+                format!("duplicate Model API {:?}", spec.name),
+            );
+        }
+        for (d, domain) in spec.domains.iter().enumerate() {
+            let key = (domain.to_ascii_lowercase(), normalize_base(&spec.base_path));
+            if let Some(holder) = holders.get(&key) {
+                p.error(
+                    format!("{at}.domains[{d}]"),
+                    format!("domain {domain:?} with base path {:?} is already held by Model API {holder:?}", spec.base_path),
+                );
+            } else {
+                holders.insert(key, spec.name.clone());
+            }
+        }
+        if let Some(api) = compile_api(&at, spec, &ctx, &mut p) {
+            apis.push(api);
+        }
+    }
+    for (i, c) in raw.consumers.iter().enumerate() {
+        if !valid_name(&c.name) {
+            p.error(
+                format!("consumers[{i}].name"),
+                "must be 1-64 letters, digits, '_' or '-'",
+            );
+        }
+    }
+    if !p.errors.is_empty() {
+        return Err(p);
+    }
+
+    let hosts = index_hosts(&apis);
+    let snapshot = Snapshot {
+        generation,
+        edge: EdgeLimits {
+            head: crate::http::head::Limits {
+                max_header_bytes: l.max_header_bytes,
+                max_headers: l.max_headers,
+                max_body_bytes: l.max_body_bytes,
+            },
+            header_read_timeout: Duration::from_millis(l.header_read_timeout_ms.max(1)),
+            idle_timeout: Duration::from_millis(l.idle_timeout_ms.max(1)),
+            max_connections: l.max_connections,
+            body_buffer_bytes: l.body_buffer_bytes.max(4096),
+        },
+        services,
+        apis,
+        hosts,
+        drain_timeout: Duration::from_millis(s.drain_timeout_ms),
+    };
+    Ok((snapshot, p))
+}
+
+fn placeholder_service(spec: &ServiceSpec) -> Service {
+    Service {
+        name: spec.name.clone(),
+        provider: &provider::mock::PROVIDER,
+        upstream: None,
+        keys: Vec::new(),
+        headers: Vec::new(),
+        connect_timeout: Duration::from_secs(1),
+        timeout: Duration::from_secs(1),
+        api_version: None,
+        resource_group: spec.resource_group.clone(),
+        spec: spec.clone(),
+    }
+}
+
+fn normalize_base(base: &str) -> String {
+    let b = base.trim_end_matches('/');
+    if b.is_empty() {
+        "/".into()
+    } else {
+        b.to_string()
+    }
+}
+
+fn index_hosts(apis: &[ModelApi]) -> HostIndex {
+    let mut idx = HostIndex::default();
+    let mut suffixes: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, api) in apis.iter().enumerate() {
+        for d in &api.spec.domains {
+            let d = d.to_ascii_lowercase();
+            if d == "*" {
+                idx.any.push(i);
+            } else if let Some(s) = d.strip_prefix('*') {
+                suffixes.entry(s.to_string()).or_default().push(i);
+            } else {
+                idx.exact.entry(d).or_default().push(i);
+            }
+        }
+    }
+    let by_base_len = |v: &mut Vec<usize>| {
+        v.sort_by_key(|&i| std::cmp::Reverse(normalize_base(&apis[i].base_path).len()));
+        v.dedup();
+    };
+    idx.exact.values_mut().for_each(by_base_len);
+    by_base_len(&mut idx.any);
+    let mut suffixes: Vec<(String, Vec<usize>)> = suffixes.into_iter().collect();
+    suffixes.iter_mut().for_each(|(_, v)| by_base_len(v));
+    suffixes.sort_by_key(|(s, _)| std::cmp::Reverse(s.len()));
+    idx.suffixes = suffixes;
+    idx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> RawConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    const BASE: &str = r#"
+        [[services]]
+        name = "mock"
+        provider = "mock"
+        [[services]]
+        name = "claude"
+        provider = "anthropic"
+        base_url = "http://127.0.0.1:9"
+    "#;
+
+    fn errors(text: &str) -> Vec<String> {
+        match compile(&parse(text), 1, Mode::Check) {
+            Ok(_) => Vec::new(),
+            Err(p) => p.errors.iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn field_paths_name_each_error() {
+        let text = format!(
+            r#"{BASE}
+            [[model_apis]]
+            name = "a"
+            scenario = "text"
+            protocol = "openai"
+            domains = ["*"]
+            service = {{ mode = "single", target = {{ service = "mock" }} }}
+            [[model_apis]]
+            name = "b"
+            scenario = "text"
+            protocol = "openai"
+            domains = ["x.example.com"]
+            service = {{ mode = "by_model", rules = [{{ pattern = "gpt-*", service = "mock" }}, {{ pattern = "", service = "nope" }}] }}
+            [[model_apis]]
+            name = "c"
+            scenario = "image"
+            protocol = "anthropic"
+            domains = ["*"]
+            base_path = "/c"
+            service = {{ mode = "single", target = {{ service = "mock" }} }}
+            [[model_apis]]
+            name = "d d"
+            scenario = "text"
+            protocol = "openai"
+            domains = ["*"]
+            service = {{ mode = "by_weight", targets = [{{ service = "mock", weight = 0 }}] }}
+        "#
+        );
+        let errs = errors(&text);
+        let want = [
+            "model_apis[1].service.rules[1].pattern: must not be empty",
+            "model_apis[1].service.rules[1].service: unknown service \"nope\"",
+            "model_apis[2].protocol: ",
+            "model_apis[3].domains[0]: domain \"*\" with base path \"/\" is already held by Model API \"a\"",
+            "model_apis[3].name: ",
+            "model_apis[3].service.targets[0].weight: must be a positive integer",
+        ];
+        for w in want {
+            assert!(
+                errs.iter().any(|e| e.starts_with(w)),
+                "missing {w:?} in {errs:#?}"
+            );
+        }
+        assert_eq!(errs.len(), want.len(), "{errs:#?}");
+    }
+
+    #[test]
+    fn translation_is_allowed_only_for_text() {
+        let text = format!(
+            r#"{BASE}
+            [[model_apis]]
+            name = "t"
+            scenario = "text"
+            protocol = "openai"
+            domains = ["*"]
+            service = {{ mode = "single", target = {{ service = "claude" }} }}
+            [[model_apis]]
+            name = "e"
+            scenario = "embedding"
+            protocol = "openai"
+            domains = ["*"]
+            base_path = "/e"
+            service = {{ mode = "single", target = {{ service = "claude" }} }}
+        "#
+        );
+        let errs = errors(&text);
+        assert_eq!(errs.len(), 1, "{errs:#?}");
+        assert!(errs[0].starts_with("model_apis[1].service.target.service: service \"claude\" (provider anthropic) does not speak the openai protocol"));
+    }
+
+    #[test]
+    fn hosts_pick_most_specific_then_longest_base_path() {
+        let text = format!(
+            r#"{BASE}
+            [[model_apis]]
+            name = "any"
+            scenario = "text"
+            protocol = "openai"
+            domains = ["*"]
+            service = {{ mode = "single", target = {{ service = "mock" }} }}
+            [[model_apis]]
+            name = "corp"
+            scenario = "text"
+            protocol = "openai"
+            domains = ["*.corp.example.com"]
+            service = {{ mode = "single", target = {{ service = "mock" }} }}
+            [[model_apis]]
+            name = "corp-deep"
+            scenario = "text"
+            protocol = "openai"
+            domains = ["*.a.corp.example.com"]
+            service = {{ mode = "single", target = {{ service = "mock" }} }}
+            [[model_apis]]
+            name = "exact"
+            scenario = "text"
+            protocol = "openai"
+            domains = ["API.example.com"]
+            service = {{ mode = "single", target = {{ service = "mock" }} }}
+            [[model_apis]]
+            name = "exact-api"
+            scenario = "text"
+            protocol = "openai"
+            domains = ["api.example.com"]
+            base_path = "/api"
+            service = {{ mode = "single", target = {{ service = "mock" }} }}
+        "#
+        );
+        let (snap, _) = compile(&parse(&text), 1, Mode::Check).unwrap();
+        let names = |host: &str| -> Vec<&str> {
+            snap.hosts
+                .lookup(host)
+                .iter()
+                .map(|&i| snap.apis[i].name.as_str())
+                .collect()
+        };
+        assert_eq!(names("api.example.com:8080"), ["exact-api", "exact"]);
+        assert_eq!(names("Api.Example.COM"), ["exact-api", "exact"]);
+        assert_eq!(names("x.corp.example.com"), ["corp"]);
+        assert_eq!(names("x.a.corp.example.com"), ["corp-deep"]);
+        assert_eq!(names("corp.example.com"), ["any"]);
+        assert_eq!(names("other"), ["any"]);
+        assert_eq!(under_base("/api", "/api/v1/x"), Some("/v1/x"));
+        assert_eq!(under_base("/api/", "/api"), Some(""));
+        assert_eq!(under_base("/api", "/apix"), None);
+        assert_eq!(under_base("/", "/v1"), Some("/v1"));
+    }
+
+    #[test]
+    fn base_urls() {
+        let b = parse_base_url("https://api.openai.com").unwrap();
+        assert!(b.tls && b.port == 443 && b.path.is_empty());
+        let b = parse_base_url("http://[::1]:8000/v1/").unwrap();
+        assert_eq!(
+            (b.host.as_str(), b.port, b.path.as_str()),
+            ("::1", 8000, "/v1")
+        );
+        assert!(parse_base_url("ftp://x").is_err());
+        assert!(parse_base_url("http://x:99999").is_err());
+        assert!(parse_base_url("http:///v1").is_err());
+    }
+}

@@ -1,0 +1,111 @@
+//! Configuration: the file as written (`raw`), the scenario × protocol route
+//! table (`catalog`), and the compiled immutable `Snapshot` the data plane
+//! reads (`compile`).
+
+pub mod catalog;
+pub mod compile;
+pub mod raw;
+
+pub use compile::{compile, ModelApi, Selection, Service, Snapshot, Target, Upstream};
+
+use std::fmt;
+
+/// One problem in a config, with the path of the field it is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldError {
+    pub path: String,
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)
+    }
+}
+
+/// Everything wrong with a config at once, so `check` can list it all.
+#[derive(Clone, Debug, Default)]
+pub struct Problems {
+    pub errors: Vec<FieldError>,
+    pub warnings: Vec<FieldError>,
+}
+
+impl Problems {
+    pub fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(FieldError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+    pub fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.warnings.push(FieldError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Reads and parses a config file; a syntax or type error is one FieldError
+/// whose path is the file (toml's message carries line and key).
+pub fn load_file(path: &str) -> Result<raw::RawConfig, FieldError> {
+    let text = std::fs::read_to_string(path).map_err(|e| FieldError {
+        path: path.to_string(),
+        message: format!("cannot read: {e}"),
+    })?;
+    toml::from_str(&text).map_err(|e| FieldError {
+        path: path.to_string(),
+        message: e.to_string().trim_end().to_string(),
+    })
+}
+
+/// Resolves a secret field: `env:NAME`, `file:PATH`, or the literal value.
+pub fn resolve_secret(value: &str) -> Result<String, String> {
+    if let Some(name) = value.strip_prefix("env:") {
+        std::env::var(name).map_err(|_| format!("environment variable {name} is not set"))
+    } else if let Some(path) = value.strip_prefix("file:") {
+        std::fs::read_to_string(path)
+            .map(|s| s.trim().to_string())
+            .map_err(|e| format!("cannot read secret file {path}: {e}"))
+    } else {
+        Ok(value.to_string())
+    }
+}
+
+/// Names of services, Model APIs, consumers, groups: 1–64 of `[A-Za-z0-9_-]`.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_from_env_file_and_literal() {
+        std::env::set_var("MODELGATE_TEST_SECRET", "s3cret");
+        assert_eq!(
+            resolve_secret("env:MODELGATE_TEST_SECRET").unwrap(),
+            "s3cret"
+        );
+        assert!(resolve_secret("env:MODELGATE_TEST_NOT_SET_X").is_err());
+        let path = std::env::temp_dir().join(format!("mg-secret-{}", std::process::id()));
+        std::fs::write(&path, "from-file\n").unwrap();
+        assert_eq!(
+            resolve_secret(&format!("file:{}", path.display())).unwrap(),
+            "from-file"
+        );
+        assert_eq!(resolve_secret("plain").unwrap(), "plain");
+    }
+
+    #[test]
+    fn names() {
+        assert!(valid_name("chat-prod_1"));
+        assert!(!valid_name(""));
+        assert!(!valid_name("a b"));
+        assert!(!valid_name(&"x".repeat(65)));
+    }
+}

@@ -1,0 +1,307 @@
+//! The config file as written: serde types with defaults. The same service,
+//! Model API and consumer shapes are the admin API's JSON bodies.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub server: ServerRaw,
+    #[serde(default)]
+    pub admin: AdminRaw,
+    #[serde(default)]
+    pub store: StoreRaw,
+    #[serde(default)]
+    pub log: LogRaw,
+    #[serde(default)]
+    pub services: Vec<ServiceSpec>,
+    #[serde(default)]
+    pub model_apis: Vec<ModelApiSpec>,
+    #[serde(default)]
+    pub consumers: Vec<ConsumerSpec>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IoMode {
+    #[default]
+    Auto,
+    IoUring,
+    Epoll,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerRaw {
+    pub listen: Vec<String>,
+    pub workers: usize,
+    pub io: IoMode,
+    pub drain_timeout_ms: u64,
+    pub limits: LimitsRaw,
+}
+
+impl Default for ServerRaw {
+    fn default() -> Self {
+        ServerRaw {
+            listen: vec!["0.0.0.0:8080".into()],
+            workers: 0,
+            io: IoMode::Auto,
+            drain_timeout_ms: 30_000,
+            limits: LimitsRaw::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsRaw {
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub max_body_bytes: u64,
+    pub header_read_timeout_ms: u64,
+    pub idle_timeout_ms: u64,
+    pub max_connections: usize,
+    /// Request bodies up to this size are held whole so `model` can be read
+    /// anywhere in them and a fallback attempt can replay them; larger bodies
+    /// stream through after this prefix.
+    pub body_buffer_bytes: usize,
+}
+
+impl Default for LimitsRaw {
+    fn default() -> Self {
+        LimitsRaw {
+            max_header_bytes: 65_536,
+            max_headers: 100,
+            max_body_bytes: 32 * 1024 * 1024,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_connections: 65_536,
+            body_buffer_bytes: 1024 * 1024,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminRaw {
+    pub listen: String,
+    pub token: Option<String>,
+    pub tokens: Vec<AdminTokenRaw>,
+}
+
+impl Default for AdminRaw {
+    fn default() -> Self {
+        AdminRaw {
+            listen: "127.0.0.1:9090".into(),
+            token: None,
+            tokens: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminTokenRaw {
+    pub token: String,
+    pub resource_groups: Vec<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreRaw {
+    pub path: String,
+}
+
+impl Default for StoreRaw {
+    fn default() -> Self {
+        StoreRaw {
+            path: "data/state.json".into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogRaw {
+    pub access: String,
+    pub level: String,
+}
+
+impl Default for LogRaw {
+    fn default() -> Self {
+        LogRaw {
+            access: "stdout".into(),
+            level: "info".into(),
+        }
+    }
+}
+
+fn default_group() -> String {
+    "default".into()
+}
+fn default_connect_timeout() -> u64 {
+    5_000
+}
+fn default_timeout() -> u64 {
+    600_000
+}
+fn default_base_path() -> String {
+    "/".into()
+}
+fn yes() -> bool {
+    true
+}
+
+/// An AI service: one upstream provider endpoint.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub provider: String,
+    #[serde(default)]
+    pub base_url: Option<String>,
+    #[serde(default)]
+    pub api_keys: Vec<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_ms: u64,
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_group")]
+    pub resource_group: String,
+    /// PEM file of CA certificates to trust instead of the webpki roots.
+    #[serde(default)]
+    pub ca_file: Option<String>,
+    /// `api-version` query parameter (Azure OpenAI).
+    #[serde(default)]
+    pub api_version: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSpec {
+    pub service: String,
+    #[serde(default)]
+    pub model: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    pub pattern: String,
+    pub service: String,
+    #[serde(default)]
+    pub model: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightedTargetSpec {
+    pub service: String,
+    pub weight: i64,
+    #[serde(default)]
+    pub model: Option<String>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SelectionSpec {
+    Single { target: TargetSpec },
+    ByModel { rules: Vec<RuleSpec> },
+    ByWeight { targets: Vec<WeightedTargetSpec> },
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FallbackSpec {
+    pub enabled: bool,
+    pub targets: Vec<TargetSpec>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MonitoringSpec {
+    pub enabled: bool,
+    pub log_request_body: bool,
+    pub log_response_body: bool,
+}
+
+impl Default for MonitoringSpec {
+    fn default() -> Self {
+        MonitoringSpec {
+            enabled: true,
+            log_request_body: false,
+            log_response_body: false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSpec {
+    pub enabled: bool,
+    pub consumers: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModerationSpec {
+    pub enabled: bool,
+    pub deny: Vec<String>,
+    pub check_response: bool,
+    pub service: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitsSpec {
+    pub requests_per_minute: Option<u64>,
+    pub tokens_per_minute: Option<u64>,
+}
+
+/// A Model API: what clients call.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelApiSpec {
+    pub name: String,
+    pub scenario: String,
+    pub protocol: String,
+    pub domains: Vec<String>,
+    #[serde(default = "default_base_path")]
+    pub base_path: String,
+    #[serde(default)]
+    pub strip_base_path: bool,
+    #[serde(default)]
+    pub monitoring: MonitoringSpec,
+    pub service: SelectionSpec,
+    #[serde(default)]
+    pub fallback: FallbackSpec,
+    #[serde(default)]
+    pub first_packet_timeout_ms: u64,
+    #[serde(default = "default_group")]
+    pub resource_group: String,
+    #[serde(default)]
+    pub auth: AuthSpec,
+    #[serde(default)]
+    pub moderation: ModerationSpec,
+    #[serde(default)]
+    pub limits: RateLimitsSpec,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerSpec {
+    pub name: String,
+    #[serde(default = "default_group")]
+    pub resource_group: String,
+    #[serde(default)]
+    pub limits: RateLimitsSpec,
+    /// Keys as secrets (`env:NAME`, `file:PATH`); hashed when compiled.
+    #[serde(default)]
+    pub keys: Vec<String>,
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}

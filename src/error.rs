@@ -1,0 +1,119 @@
+//! One error type for everything that can end a request early, mapped to a
+//! status and a body in the client's protocol shape.
+
+use crate::config::catalog::Protocol;
+use crate::protocol;
+
+/// Who caused the failure: decides the status family and whether a fallback
+/// attempt may follow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Downstream,
+    Upstream,
+    Internal,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    BadRequest,
+    NotFound,
+    MethodNotAllowed,
+    ModelNotFound,
+    HeadTooLarge,
+    BodyTooLarge,
+    HeadTimeout,
+    Unauthorized,
+    Forbidden,
+    RateLimited,
+    ContentFilter,
+    UpstreamConnect,
+    UpstreamTimeout,
+    FirstPacketTimeout,
+    UpstreamProtocol,
+    UpstreamStatus,
+    Internal,
+}
+
+#[derive(Clone, Debug)]
+pub struct Error {
+    pub kind: Kind,
+    pub side: Side,
+    pub message: String,
+}
+
+impl Error {
+    pub fn new(kind: Kind, message: impl Into<String>) -> Self {
+        let side = match kind {
+            Kind::UpstreamConnect
+            | Kind::UpstreamTimeout
+            | Kind::FirstPacketTimeout
+            | Kind::UpstreamProtocol
+            | Kind::UpstreamStatus => Side::Upstream,
+            Kind::Internal => Side::Internal,
+            _ => Side::Downstream,
+        };
+        Error {
+            kind,
+            side,
+            message: message.into(),
+        }
+    }
+
+    /// A failed attempt that another attempt (fallback) may replace.
+    pub fn retryable(&self) -> bool {
+        self.side == Side::Upstream
+    }
+
+    pub fn status(&self) -> u16 {
+        match self.kind {
+            Kind::BadRequest | Kind::ContentFilter => 400,
+            Kind::Unauthorized => 401,
+            Kind::Forbidden => 403,
+            Kind::NotFound | Kind::ModelNotFound => 404,
+            Kind::MethodNotAllowed => 405,
+            Kind::HeadTimeout => 408,
+            Kind::BodyTooLarge => 413,
+            Kind::RateLimited => 429,
+            Kind::HeadTooLarge => 431,
+            Kind::Internal => 500,
+            Kind::UpstreamConnect | Kind::UpstreamProtocol | Kind::UpstreamStatus => 502,
+            Kind::UpstreamTimeout | Kind::FirstPacketTimeout => 504,
+        }
+    }
+
+    /// The machine-readable code clients see (`error.code` in OpenAI shape).
+    pub fn code(&self) -> &'static str {
+        match self.kind {
+            Kind::BadRequest => "invalid_request",
+            Kind::NotFound => "route_not_found",
+            Kind::MethodNotAllowed => "method_not_allowed",
+            Kind::ModelNotFound => "model_not_found",
+            Kind::HeadTooLarge => "header_too_large",
+            Kind::BodyTooLarge => "body_too_large",
+            Kind::HeadTimeout => "request_timeout",
+            Kind::Unauthorized => "invalid_api_key",
+            Kind::Forbidden => "forbidden",
+            Kind::RateLimited => "rate_limit_exceeded",
+            Kind::ContentFilter => "content_filter",
+            Kind::UpstreamConnect => "upstream_connect_failed",
+            Kind::UpstreamTimeout => "upstream_timeout",
+            Kind::FirstPacketTimeout => "first_packet_timeout",
+            Kind::UpstreamProtocol => "upstream_protocol_error",
+            Kind::UpstreamStatus => "upstream_error",
+            Kind::Internal => "internal_error",
+        }
+    }
+
+    /// The response body in `protocol`'s error shape.
+    pub fn body(&self, protocol: Protocol, request_id: &str) -> Vec<u8> {
+        protocol::error_body(protocol, self, request_id)
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code(), self.message)
+    }
+}
+
+impl std::error::Error for Error {}

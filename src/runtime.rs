@@ -1,0 +1,229 @@
+//! Starts the data plane (one pinned monoio worker per core, each with its
+//! own SO_REUSEPORT listeners) and runs the control plane on this thread:
+//! admin listener, reloads on SIGHUP, drain on SIGTERM/SIGINT.
+
+use crate::config::compile::{compile, Mode};
+use crate::config::raw::{IoMode, RawConfig};
+use crate::config::{self, Snapshot};
+use crate::{admin, worker};
+use arc_swap::ArcSwap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// State shared by all workers: the snapshot and the few process-wide
+/// counters. Everything else is per core.
+pub struct Shared {
+    pub snapshot: ArcSwap<Snapshot>,
+    /// Bumped after each snapshot store; workers compare it per request.
+    pub generation: AtomicU64,
+    pub shutdown: AtomicBool,
+    pub connections: AtomicUsize,
+    pub workers: usize,
+    pub workers_ready: AtomicUsize,
+    pub config_path: String,
+}
+
+impl Shared {
+    pub fn ready(&self) -> bool {
+        self.workers_ready.load(Ordering::Acquire) == self.workers
+            && !self.shutdown.load(Ordering::Acquire)
+    }
+
+    /// Publishes a new snapshot to every worker.
+    pub fn publish(&self, snap: Snapshot) {
+        let generation = snap.generation;
+        self.snapshot.store(Arc::new(snap));
+        self.generation.store(generation, Ordering::Release);
+    }
+
+    /// Re-reads the config file; on any error keeps the running snapshot.
+    pub fn reload(&self) -> Result<(), Vec<String>> {
+        let raw = config::load_file(&self.config_path).map_err(|e| vec![e.to_string()])?;
+        let generation = self.generation.load(Ordering::Acquire) + 1;
+        match compile(&raw, generation, Mode::Serve) {
+            Ok((snap, problems)) => {
+                for w in &problems.warnings {
+                    tracing::warn!("config: {w}");
+                }
+                self.publish(snap);
+                Ok(())
+            }
+            Err(p) => Err(p.errors.iter().map(|e| e.to_string()).collect()),
+        }
+    }
+}
+
+/// Binds one listener per worker per address, all on the same port
+/// (SO_REUSEPORT); port 0 is resolved by the first bind.
+fn bind_listeners(
+    addrs: &[String],
+    workers: usize,
+) -> std::io::Result<Vec<Vec<std::net::TcpListener>>> {
+    let mut per_worker: Vec<Vec<std::net::TcpListener>> =
+        (0..workers).map(|_| Vec::new()).collect();
+    for addr in addrs {
+        let mut addr: SocketAddr = addr
+            .parse()
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, addr.clone()))?;
+        for list in per_worker.iter_mut() {
+            let sock = socket2::Socket::new(
+                socket2::Domain::for_address(addr),
+                socket2::Type::STREAM,
+                Some(socket2::Protocol::TCP),
+            )?;
+            sock.set_reuse_address(true)?;
+            sock.set_reuse_port(true)?;
+            sock.set_nodelay(true)?;
+            sock.set_nonblocking(true)?;
+            sock.bind(&addr.into())?;
+            sock.listen(4096)?;
+            let l: std::net::TcpListener = sock.into();
+            addr = l.local_addr()?;
+            list.push(l);
+        }
+        println!("modelgate listening on {addr}");
+    }
+    Ok(per_worker)
+}
+
+fn worker_count(configured: usize) -> usize {
+    if configured > 0 {
+        configured
+    } else {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    }
+}
+
+/// Which event loop the workers run, decided (and logged) once.
+fn choose_io(mode: IoMode) -> IoMode {
+    let uring = monoio::utils::detect_uring();
+    match (mode, uring) {
+        (IoMode::Epoll, _) => {
+            tracing::info!("io: epoll (configured)");
+            IoMode::Epoll
+        }
+        (_, true) => {
+            tracing::info!("io: io_uring");
+            IoMode::IoUring
+        }
+        (IoMode::IoUring, false) => {
+            tracing::warn!("io: io_uring requested but unavailable; using epoll");
+            IoMode::Epoll
+        }
+        (IoMode::Auto, false) => {
+            tracing::info!("io: io_uring unavailable; using epoll");
+            IoMode::Epoll
+        }
+    }
+}
+
+/// Runs the gateway until SIGTERM/SIGINT and the drain that follows.
+pub fn serve(config_path: &str, raw: RawConfig) -> Result<(), String> {
+    let (snap, problems) = compile(&raw, 1, Mode::Serve).map_err(|p| {
+        p.errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    })?;
+    for w in &problems.warnings {
+        tracing::warn!("config: {w}");
+    }
+    let workers = worker_count(raw.server.workers);
+    let io = choose_io(raw.server.io);
+    let listeners =
+        bind_listeners(&raw.server.listen, workers).map_err(|e| format!("listen: {e}"))?;
+    let shared = Arc::new(Shared {
+        generation: AtomicU64::new(snap.generation),
+        snapshot: ArcSwap::from_pointee(snap),
+        shutdown: AtomicBool::new(false),
+        connections: AtomicUsize::new(0),
+        workers,
+        workers_ready: AtomicUsize::new(0),
+        config_path: config_path.to_string(),
+    });
+
+    let cores = core_ids();
+    let mut threads = Vec::new();
+    for (id, ls) in listeners.into_iter().enumerate() {
+        let shared = shared.clone();
+        let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
+        let t = std::thread::Builder::new()
+            .name(format!("modelgate-w{id}"))
+            .spawn(move || worker::run(id, core, io, shared, ls))
+            .map_err(|e| e.to_string())?;
+        threads.push(t);
+    }
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(control(shared.clone(), raw))?;
+
+    // Workers stop accepting at once and finish in-flight requests.
+    let drain = shared.snapshot.load().drain_timeout;
+    let deadline = Instant::now() + drain + Duration::from_secs(1);
+    for t in threads {
+        while !t.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if t.is_finished() {
+            let _ = t.join();
+        }
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn core_ids() -> Vec<usize> {
+    // SAFETY: CPU_ZERO/CPU_ISSET on a zeroed cpu_set_t we own; sched_getaffinity
+    // writes at most size_of::<cpu_set_t>() bytes into it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
+    }
+}
+
+/// The control plane: admin listener and signals. Returns on SIGTERM/SIGINT.
+async fn control(shared: Arc<Shared>, raw: RawConfig) -> Result<(), String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let admin = tokio::net::TcpListener::bind(&raw.admin.listen)
+        .await
+        .map_err(|e| format!("admin.listen {}: {e}", raw.admin.listen))?;
+    println!(
+        "admin listening on {}",
+        admin.local_addr().map_err(|e| e.to_string())?
+    );
+    tokio::spawn(admin::serve(admin, shared.clone()));
+
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => match shared.reload() {
+                Ok(()) => tracing::info!("config reloaded (generation {})", shared.generation.load(Ordering::Acquire)),
+                Err(errors) => {
+                    for e in errors {
+                        tracing::error!("reload rejected: {e}");
+                    }
+                }
+            },
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!("draining");
+    shared.shutdown.store(true, Ordering::Release);
+    Ok(())
+}

@@ -1,0 +1,101 @@
+//! Opens a connection to a service endpoint: plain TCP or rustls, with the
+//! service's connect timeout. Addresses come resolved in the snapshot, so
+//! no DNS lookup happens here.
+
+use crate::config::Upstream;
+use monoio::buf::{IoBuf, IoBufMut};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+use monoio::BufResult;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// An upstream connection.
+pub enum Conn {
+    Plain(TcpStream),
+    Tls(Box<monoio_rustls::ClientTlsStream<TcpStream>>),
+}
+
+impl Conn {
+    pub async fn read<B: IoBufMut>(&mut self, buf: B) -> BufResult<usize, B> {
+        match self {
+            Conn::Plain(s) => s.read(buf).await,
+            Conn::Tls(s) => s.read(buf).await,
+        }
+    }
+
+    pub async fn write_all<B: IoBuf>(&mut self, buf: B) -> BufResult<usize, B> {
+        match self {
+            Conn::Plain(s) => s.write_all(buf).await,
+            Conn::Tls(s) => s.write_all(buf).await,
+        }
+    }
+
+    /// Closes without waiting for the peer (used when an attempt is
+    /// abandoned: the connection is never pooled again).
+    pub async fn close(self) {
+        match self {
+            Conn::Plain(mut s) => {
+                let _ = s.shutdown().await;
+            }
+            Conn::Tls(mut s) => {
+                let _ = s.shutdown().await;
+            }
+        }
+    }
+}
+
+/// Connects to one of `up.addrs`, starting at `start` (round-robin across
+/// calls), trying the next address when one refuses.
+pub async fn connect(up: &Upstream, start: usize, timeout: Duration) -> io::Result<Conn> {
+    if up.addrs.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{} has no resolved address", up.host),
+        ));
+    }
+    let mut last = None;
+    for i in 0..up.addrs.len() {
+        let addr = up.addrs[(start + i) % up.addrs.len()];
+        match connect_addr(addr, timeout).await {
+            Ok(tcp) => return wrap(up, tcp, timeout).await,
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| io::Error::other("no address")))
+}
+
+async fn connect_addr(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    let tcp = match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("connect to {addr} timed out"),
+            ))
+        }
+    };
+    tcp.set_nodelay(true)?;
+    Ok(tcp)
+}
+
+async fn wrap(up: &Upstream, tcp: TcpStream, timeout: Duration) -> io::Result<Conn> {
+    let Some(tls) = &up.tls else {
+        return Ok(Conn::Plain(tcp));
+    };
+    let name = rustls_pki_types::ServerName::try_from(up.host.clone())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let connector = monoio_rustls::TlsConnector::from(tls.clone());
+    match monoio::time::timeout(timeout, connector.connect(name, tcp)).await {
+        Ok(Ok(s)) => Ok(Conn::Tls(Box::new(s))),
+        Ok(Err(e)) => Err(io::Error::new(
+            io::ErrorKind::ConnectionAborted,
+            e.to_string(),
+        )),
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "TLS handshake timed out",
+        )),
+    }
+}

@@ -1,0 +1,9 @@
+//! Connections to AI services: connect (TCP, TLS) and the per-core
+//! keep-alive pool.
+
+pub mod connect;
+pub mod exchange;
+pub mod pool;
+
+pub use connect::{connect, Conn};
+pub use pool::Pool;
