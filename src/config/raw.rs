@@ -302,6 +302,17 @@ pub struct ConsumerSpec {
     /// Keys as secrets (`env:NAME`, `file:PATH`); hashed when compiled.
     #[serde(default)]
     pub keys: Vec<String>,
+    /// Keys made through the admin API: only their hashes are kept.
+    #[serde(default)]
+    pub key_hashes: Vec<KeyHash>,
     #[serde(default = "yes")]
     pub enabled: bool,
+}
+
+/// A consumer key as stored: its id and the hex SHA-256 of the key.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyHash {
+    pub id: String,
+    pub sha256: String,
 }

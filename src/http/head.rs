@@ -24,6 +24,7 @@ pub struct Limits {
     /// included. Larger: [`ParseError::HeadTooLarge`] (431).
     pub max_header_bytes: usize,
     /// Most header fields accepted. More: [`ParseError::TooManyHeaders`] (431).
+    /// Up to 128 are parsed without allocating.
     pub max_headers: usize,
     /// Largest declared Content-Length accepted. Larger:
     /// [`ParseError::BodyTooLarge`] (413). Chunked bodies are bounded by the
@@ -565,14 +566,12 @@ pub fn parse_response(
         .iter()
         .position(|&b| b != b'\r' && b != b'\n')
         .unwrap_or(0);
-    let checked =
-        check_complete_line_endings(&buf[..head_len], first_line, &headers).and_then(|()| {
-            if f.te.present && f.te.chunked_count > 1 {
-                Err(ParseError::Invalid("chunked applied more than once"))
-            } else {
-                Ok(())
-            }
-        });
+    let checked = check_complete_line_endings(&buf[..head_len], first_line, &headers);
+    let checked = if checked.is_ok() && f.te.present && f.te.chunked_count > 1 {
+        Err(ParseError::Invalid("chunked applied more than once"))
+    } else {
+        checked
+    };
     if let Err(e) = checked {
         *scratch = headers;
         return Err(e);
@@ -976,7 +975,7 @@ fn check_complete_line_endings(
     let crlf_before = |at: usize| at >= 2 && head[at - 2] == b'\r' && head[at - 1] == b'\n';
     let ok = head.ends_with(b"\r\n\r\n")
         && headers.iter().all(|h| crlf_before(h.name.start))
-        && first_line % 2 == 0
+        && first_line.is_multiple_of(2)
         && head[..first_line].chunks(2).all(|p| p == b"\r\n");
     debug_assert_eq!(ok, check_line_endings(head).is_ok());
     if ok {
