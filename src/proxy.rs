@@ -308,6 +308,20 @@ fn upstream_target(
         .as_ref()
         .map(|u| u.base_path.as_str())
         .unwrap_or("");
+    // A base URL that already ends where the provider's layout begins
+    // (`https://host/v1`, `.../compatible-mode/v1`) is not repeated.
+    let within = |p: &str| {
+        mapped
+            .strip_prefix(p)
+            .is_some_and(|r| r.is_empty() || r.starts_with('/') || r.starts_with('?'))
+    };
+    let base = if within(base) {
+        ""
+    } else {
+        base.strip_suffix("/v1")
+            .filter(|_| within("/v1"))
+            .unwrap_or(base)
+    };
     let mut target = String::with_capacity(base.len() + mapped.len() + 32);
     target.push_str(base);
     target.push_str(&mapped);
