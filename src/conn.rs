@@ -8,7 +8,7 @@ use crate::http::head::{self, ParseError, RequestHead};
 use crate::http::write;
 use crate::worker::Worker;
 use monoio::buf::{IoBufMut, SliceMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt, CancelableAsyncReadRent, Canceller};
+use monoio::io::{AsyncWriteRentExt, CancelableAsyncReadRent, Canceller};
 use monoio::net::TcpStream;
 use std::io;
 use std::net::SocketAddr;
@@ -35,36 +35,51 @@ fn spare(mut buf: Vec<u8>) -> SliceMut<Vec<u8>> {
 
 impl Client {
     /// Appends what the client sends next to `inbuf`, waiting at most
-    /// `timeout`. Ok(0) is end of stream.
+    /// `timeout`. Ok(0) is end of stream. The read is cancelled cleanly on
+    /// timeout, so bytes that raced in are kept, never lost with the buffer.
     pub async fn read_more(&mut self, timeout: Duration) -> io::Result<usize> {
-        let buf = spare(std::mem::take(&mut self.inbuf));
-        match monoio::time::timeout(timeout, self.stream.read(buf)).await {
-            Ok((res, buf)) => {
-                self.inbuf = buf.into_inner();
-                res
-            }
-            Err(_) => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "client read timed out",
-            )),
-        }
+        self.read_cancelable(timeout, None).await
     }
 
-    /// Like `read_more`, but also gives up (cleanly, keeping any bytes that
-    /// raced in) when the worker starts draining.
+    /// Like `read_more`, but also gives up when the worker starts draining
+    /// (reported as end of stream).
     async fn read_idle(&mut self, w: &Worker, timeout: Duration) -> io::Result<usize> {
+        self.read_cancelable(timeout, Some(w)).await
+    }
+
+    async fn read_cancelable(
+        &mut self,
+        timeout: Duration,
+        drain: Option<&Worker>,
+    ) -> io::Result<usize> {
         let canceller = Canceller::new();
         let buf = spare(std::mem::take(&mut self.inbuf));
         let read = self.stream.cancelable_read(buf, canceller.handle());
         let mut read = std::pin::pin!(read);
+        let draining = async {
+            match drain {
+                Some(w) => w.shutdown.wait().await,
+                None => std::future::pending().await,
+            }
+        };
+        let mut timed_out = false;
         let (res, buf) = monoio::select! {
             r = &mut read => r,
-            _ = monoio::time::sleep(timeout) => { canceller.cancel(); read.await }
-            _ = w.shutdown.wait() => { canceller.cancel(); read.await }
+            _ = monoio::time::sleep(timeout) => { timed_out = true; canceller.cancel(); read.await }
+            _ = draining => { canceller.cancel(); read.await }
         };
         self.inbuf = buf.into_inner();
         match res {
-            Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => Ok(0),
+            Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => {
+                if timed_out {
+                    Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "client read timed out",
+                    ))
+                } else {
+                    Ok(0)
+                }
+            }
             other => other,
         }
     }
@@ -90,6 +105,30 @@ impl Client {
                 _ => return,
             }
         }
+    }
+
+    /// Awaits `upstream` (a read from the service) while watching this
+    /// client: `None` when the client hangs up first, so the caller drops
+    /// the upstream connection at once instead of at its next write. Bytes
+    /// the client sends meanwhile (a pipelined request) stay in `inbuf`.
+    pub async fn unless_gone<F: std::future::Future>(&mut self, upstream: F) -> Option<F::Output> {
+        const WATCH_LIMIT: usize = 64 * 1024;
+        let mut upstream = std::pin::pin!(upstream);
+        while self.inbuf.len() < WATCH_LIMIT {
+            let woke = monoio::select! {
+                r = &mut upstream => Ok(r),
+                _ = self.stream.readable(false) => Err(()),
+            };
+            match woke {
+                Ok(r) => return Some(r),
+                Err(()) => match self.read_more(Duration::from_millis(100)).await {
+                    Ok(0) => return None,
+                    Err(e) if e.kind() != io::ErrorKind::TimedOut => return None,
+                    _ => {}
+                },
+            }
+        }
+        Some(upstream.await)
     }
 
     /// Drops the first `n` bytes of `inbuf` (a finished request).

@@ -73,7 +73,15 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: RequestHe
     // 4. Attempt order: the service mode's pick, then the fallbacks.
     let order = {
         let mut state = w.select.borrow_mut();
-        select::attempt_order(snap, api_index, request.model.as_deref(), &mut state)
+        let now = std::time::Instant::now();
+        let ejected = |s: usize| w.health.is_ejected(&snap.services[s], now);
+        select::attempt_order(
+            snap,
+            api_index,
+            request.model.as_deref(),
+            &mut state,
+            ejected,
+        )
     };
     let order = match order {
         Ok(o) => o,
@@ -184,6 +192,11 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: RequestHe
                 exchange(w, svc, &mut req).await
             }
         };
+        match &result {
+            Ok(resp) => w.health.record(svc, resp.head.status < 500),
+            Err(e) if e.retryable() => w.health.record(svc, false),
+            Err(_) => {}
+        }
         match result {
             Ok(resp) if !last && retry_status(resp.head.status) => {
                 tracing::debug!(service = %svc.name, status = resp.head.status, "attempt failed; falling back");

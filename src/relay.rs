@@ -327,7 +327,10 @@ impl Stream {
                 };
             }
             raw.clear();
-            match read(conn, raw, timeout).await {
+            let Some(next) = c.unless_gone(read(conn, raw, timeout)).await else {
+                return Outcome::ClientGone;
+            };
+            match next {
                 (Ok(0), _) if self.decoder.is_none() => {
                     // Close-delimited body: the close is its end.
                     if let Some(pending) = self.events.as_ref().map(|e| e.pending().to_vec()) {

@@ -5,6 +5,7 @@ use crate::config::raw::IoMode;
 use crate::config::Snapshot;
 use crate::route::select::SelectState;
 use crate::runtime::Shared;
+use crate::upstream::health::Health;
 use crate::upstream::Pool;
 use monoio::net::TcpListener;
 use std::cell::{Cell, RefCell};
@@ -61,6 +62,7 @@ pub struct Worker {
     #[allow(clippy::redundant_allocation)]
     snapshot: RefCell<Rc<Arc<Snapshot>>>,
     pub pool: Pool,
+    pub health: Health,
     pub select: RefCell<SelectState>,
     /// Round-robin positions for service keys and for addresses.
     pub key_rr: Cell<usize>,
@@ -174,6 +176,7 @@ async fn main(id: usize, shared: Arc<Shared>, listeners: Vec<std::net::TcpListen
         shared: shared.clone(),
         snapshot: RefCell::new(snap),
         pool: Pool::default(),
+        health: Health::default(),
         select: RefCell::new(SelectState::default()),
         key_rr: Cell::new(0),
         addr_rr: Cell::new(id),

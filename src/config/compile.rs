@@ -6,6 +6,7 @@ use super::catalog::{self, Protocol, RouteDef, Scenario};
 use super::raw::{ModelApiSpec, RawConfig, SelectionSpec, ServiceSpec, TargetSpec};
 use super::{resolve_secret, valid_name, Problems};
 use crate::provider::{self, Provider};
+use crate::upstream::health::OutlierPolicy;
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
@@ -46,6 +47,7 @@ pub struct Service {
     pub timeout: Duration,
     pub api_version: Option<String>,
     pub resource_group: String,
+    pub outlier: Option<OutlierPolicy>,
     pub spec: ServiceSpec,
 }
 
@@ -371,6 +373,10 @@ fn compile_service(i: usize, s: &ServiceSpec, mode: Mode, p: &mut Problems) -> O
         timeout: Duration::from_millis(s.timeout_ms),
         api_version: s.api_version.clone(),
         resource_group: s.resource_group.clone(),
+        outlier: (s.outlier_detection.consecutive_failures > 0).then(|| OutlierPolicy {
+            consecutive_failures: s.outlier_detection.consecutive_failures,
+            ejection: Duration::from_millis(s.outlier_detection.ejection_ms.max(1)),
+        }),
         spec: s.clone(),
     })
 }
@@ -714,6 +720,7 @@ fn placeholder_service(spec: &ServiceSpec) -> Service {
         timeout: Duration::from_secs(1),
         api_version: None,
         resource_group: spec.resource_group.clone(),
+        outlier: None,
         spec: spec.clone(),
     }
 }

@@ -178,6 +178,27 @@ pub struct ServiceSpec {
     /// `api-version` query parameter (Azure OpenAI).
     #[serde(default)]
     pub api_version: Option<String>,
+    #[serde(default)]
+    pub outlier_detection: OutlierSpec,
+}
+
+/// Outlier ejection: after `consecutive_failures` connect failures or 5xx
+/// in a row (per worker), the service is skipped for `ejection_ms` (growing
+/// with repeated ejections) while other targets can serve. 0 turns it off.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutlierSpec {
+    pub consecutive_failures: u32,
+    pub ejection_ms: u64,
+}
+
+impl Default for OutlierSpec {
+    fn default() -> Self {
+        OutlierSpec {
+            consecutive_failures: 5,
+            ejection_ms: 10_000,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
