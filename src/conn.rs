@@ -14,7 +14,13 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-const READ_CHUNK: usize = 16 * 1024;
+/// A new connection's read buffer: room for a typical LLM request head and
+/// body; it grows (doubling) for larger ones.
+const INITIAL_BUFFER: usize = 4 * 1024;
+/// Idle connections keep at most this much buffer.
+const MAX_IDLE_BUFFER: usize = 64 * 1024;
+/// The least room a read is given.
+const MIN_READ: usize = 1024;
 
 pub struct Client {
     pub stream: TcpStream,
@@ -26,8 +32,8 @@ pub struct Client {
 
 /// Gives `buf` room to read into and returns the slice to read into.
 fn spare(mut buf: Vec<u8>) -> SliceMut<Vec<u8>> {
-    if buf.capacity() - buf.len() < READ_CHUNK / 2 {
-        buf.reserve(READ_CHUNK);
+    if buf.capacity() - buf.len() < MIN_READ {
+        buf.reserve(buf.capacity().max(INITIAL_BUFFER));
     }
     let (len, cap) = (buf.len(), buf.capacity());
     buf.slice_mut(len..cap)
@@ -209,7 +215,7 @@ pub fn parse_error(e: ParseError) -> Error {
 pub async fn serve(w: &Worker, stream: TcpStream, peer: SocketAddr) {
     let mut c = Client {
         stream,
-        inbuf: Vec::with_capacity(READ_CHUNK),
+        inbuf: Vec::with_capacity(INITIAL_BUFFER),
         peer,
     };
     let mut scratch = Vec::with_capacity(32);
@@ -236,7 +242,15 @@ pub async fn serve(w: &Worker, stream: TcpStream, peer: SocketAddr) {
                 return;
             }
         };
-        let keep_alive = crate::proxy::handle(w, &mut c, &snap, head).await;
+        // Boxed: the pipeline's state lives only while a request is in
+        // flight, so an idle keep-alive connection stays small (a few KiB).
+        let keep_alive = Box::pin(crate::proxy::handle(w, &mut c, &snap, &head)).await;
+        head.recycle(&mut scratch);
+        // A connection that once carried a large body goes back to a small
+        // buffer: idle keep-alive connections should cost little memory.
+        if c.inbuf.is_empty() && c.inbuf.capacity() > MAX_IDLE_BUFFER {
+            c.inbuf = Vec::with_capacity(INITIAL_BUFFER);
+        }
         if !keep_alive {
             c.linger_close().await;
             return;
@@ -379,5 +393,28 @@ fn client_gone(e: io::Error) -> Error {
         Error::new(Kind::HeadTimeout, "request body not received in time")
     } else {
         Error::new(Kind::BadRequest, format!("request body incomplete: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::worker::Worker;
+
+    fn size_of_return<F, A, B, C, R>(_: F) -> usize
+    where
+        F: Fn(A, B, C) -> R,
+    {
+        std::mem::size_of::<R>()
+    }
+
+    /// An idle keep-alive connection holds this future: keep it small (the
+    /// pipeline's own state is boxed per request).
+    #[test]
+    fn idle_connection_state_stays_small() {
+        let size =
+            size_of_return::<_, &'static Worker, monoio::net::TcpStream, std::net::SocketAddr, _>(
+                super::serve,
+            );
+        assert!(size <= 4096, "connection future is {size} bytes");
     }
 }

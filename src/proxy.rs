@@ -21,9 +21,9 @@ use std::borrow::Cow;
 
 /// Handles one request whose head is parsed at the start of `c.inbuf`.
 /// Returns whether the connection may serve another request.
-pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: RequestHead) -> bool {
+pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: &RequestHead) -> bool {
     let mut reply = Reply {
-        request_id: request_id(w, c, &head),
+        request_id: request_id(w, c, head),
         protocol: Protocol::Openai,
         fallbacks: 0,
         keep_alive: head.keep_alive && !w.shutdown.is_fired(),
@@ -46,14 +46,14 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: RequestHe
             if let Some(i) = api {
                 reply.protocol = snap.apis[i].protocol;
             }
-            return refuse_unread(c, &head, &mut reply, e).await;
+            return refuse_unread(c, head, &mut reply, e).await;
         }
     };
     let model_api = &snap.apis[api_index];
     reply.protocol = model_api.protocol;
 
     // 2. Body: held whole when it fits the buffer, else its prefix.
-    let (body, consumed) = match c.read_body(&head, &snap.edge).await {
+    let (body, consumed) = match c.read_body(head, &snap.edge).await {
         Ok(b) => b,
         Err(e) => {
             reply.keep_alive = false;
@@ -143,7 +143,7 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: RequestHe
         let key = w.next_key();
         request_head(
             &mut bytes,
-            &head,
+            head,
             c,
             svc,
             route,
