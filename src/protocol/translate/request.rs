@@ -413,9 +413,11 @@ pub fn openai_to_anthropic(body: &[u8], model: &str) -> Result<ToAnthropic, Erro
             ),
             "assistant" => ("assistant", assistant_blocks(m).map_err(|e| at(e, i))?),
             "tool" => ("user", vec![tool_result(m).map_err(|e| at(e, i))?]),
-            other => return Err(bad_request(format_args!(
+            other => {
+                return Err(bad_request(format_args!(
                 "messages[{i}].role: role {other:?} cannot be translated to the Anthropic protocol"
-            ))),
+            )))
+            }
         };
         if blocks.is_empty() {
             continue;
