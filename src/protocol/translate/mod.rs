@@ -16,6 +16,7 @@ pub mod stream;
 use crate::config::catalog::{Protocol, RouteDef};
 use crate::error::{Error, Kind};
 use crate::provider::Provider;
+use std::borrow::Cow;
 
 /// Which way an attempt translates: client protocol → upstream protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,6 +93,13 @@ impl Direction {
 /// A 400 for a client body that cannot be read or translated.
 fn bad_request(what: impl std::fmt::Display) -> Error {
     Error::new(Kind::BadRequest, what.to_string())
+}
+
+/// A string borrowed from a parsed body, whether the parse borrowed it
+/// (no escapes) or owns it. Takes `&Cow` so it maps over `Option<&Cow>`.
+#[allow(clippy::ptr_arg)]
+fn borrow<'b>(s: &'b Cow<'_, str>) -> Cow<'b, str> {
+    Cow::Borrowed(s.as_ref())
 }
 
 /// The current time in Unix seconds (OpenAI's `created`).

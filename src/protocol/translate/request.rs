@@ -5,7 +5,7 @@
 //! holds something the other protocol cannot carry, is a 400 for the
 //! client (nothing is forwarded).
 
-use super::bad_request;
+use super::{bad_request, borrow};
 use crate::error::Error;
 use crate::protocol::anthropic as a;
 use crate::protocol::json::{TextOrList, TextOrObject};
@@ -42,10 +42,6 @@ pub struct ToAnthropic {
     pub body: Vec<u8>,
     /// The client asked for a usage chunk (`stream_options.include_usage`).
     pub client_usage: bool,
-}
-
-fn borrow<'b>(s: &'b Cow<'_, str>) -> Cow<'b, str> {
-    Cow::Borrowed(s.as_ref())
 }
 
 fn to_vec<T: serde::Serialize>(v: &T) -> Vec<u8> {
@@ -599,7 +595,7 @@ fn assistant_blocks<'b>(m: &'b o::ChatMessage<'_>) -> Result<Vec<a::Block<'b>>, 
 }
 
 /// Tool call arguments (JSON text in a string) as the raw `input` object.
-fn arguments<'b>(args: Option<&'b str>, k: usize) -> Result<&'b RawValue, Error> {
+fn arguments(args: Option<&str>, k: usize) -> Result<&RawValue, Error> {
     let args = args
         .map(str::trim)
         .filter(|a| !a.is_empty())

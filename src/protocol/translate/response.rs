@@ -1,6 +1,6 @@
 //! Whole answers and upstream errors, into the client's protocol.
 
-use super::{finish_reason, stop_reason, unix_now, Direction};
+use super::{borrow, finish_reason, stop_reason, unix_now, Direction};
 use crate::error::{Error, Kind};
 use crate::protocol::anthropic as a;
 use crate::protocol::json::TextOrList;
@@ -21,10 +21,6 @@ fn unreadable(e: serde_json::Error) -> Error {
         Kind::UpstreamProtocol,
         format!("the service's answer could not be translated: {e}"),
     )
-}
-
-fn borrow<'b>(s: &'b Cow<'_, str>) -> Cow<'b, str> {
-    Cow::Borrowed(s.as_ref())
 }
 
 /// OpenAI `chat.completion` → Anthropic `message`.
