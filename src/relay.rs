@@ -146,14 +146,21 @@ pub async fn response(
     let is_sse = rh
         .header(&buf, "content-type")
         .is_some_and(|v| v.len() >= 17 && v[..17].eq_ignore_ascii_case(b"text/event-stream"));
-    if let Reshape::Translate { direction, .. } = reply.reshape {
-        if rh.status >= 400 || !is_sse {
+    // Translated answers that are not open-ended streams are read whole.
+    if let Reshape::Translate {
+        direction,
+        client_usage,
+    } = reply.reshape
+    {
+        let open_ended = matches!(rh.framing, Framing::Chunked | Framing::UntilClose);
+        if rh.status >= 400 || !is_sse || !open_ended {
             let resp = Response {
                 conn,
                 head: rh,
                 buf,
             };
-            return translated_whole(w, c, reply, svc, resp, direction).await;
+            let events = is_sse.then_some(client_usage);
+            return translated_whole(w, c, reply, svc, resp, direction, events).await;
         }
     }
     let mut reply_keep_alive = reply.keep_alive;
@@ -231,17 +238,7 @@ pub async fn response(
             let mut stream = Stream {
                 decoder: (rh.framing == Framing::Chunked).then(|| ChunkedDecoder::new(u64::MAX)),
                 events: is_sse.then(SseSplitter::default),
-                map: match reply.reshape {
-                    Reshape::None => EventMap::Pass,
-                    Reshape::HideUsageChunk => EventMap::HideUsageChunk,
-                    Reshape::Translate {
-                        direction,
-                        client_usage,
-                    } => EventMap::Translate(Box::new(StreamTranslator::new(
-                        direction,
-                        client_usage,
-                    ))),
-                },
+                map: EventMap::new(reply.reshape),
                 chunked_out: !reply.http10,
                 payload: Vec::with_capacity(16 * 1024),
             };
@@ -295,7 +292,9 @@ fn clone_reply(r: &Reply) -> Reply {
 const MAX_TRANSLATED_BODY: u64 = 16 * 1024 * 1024;
 
 /// A whole answer or error translated into the client's protocol: read
-/// whole, translated, re-framed with its new length.
+/// whole, translated, re-framed with its new length. `events`: the body is
+/// a complete SSE stream (sent with a length), translated event by event;
+/// the flag says whether an OpenAI client asked for the usage chunk.
 async fn translated_whole(
     w: &Worker,
     c: &mut Client,
@@ -303,6 +302,7 @@ async fn translated_whole(
     svc: &Service,
     resp: Response,
     direction: Direction,
+    events: Option<bool>,
 ) -> bool {
     let Response {
         mut conn,
@@ -336,6 +336,16 @@ async fn translated_whole(
     };
     let (status, body) = if rh.status >= 400 {
         translate::response::error(direction, rh.status, &body)
+    } else if let Some(client_usage) = events {
+        let mut map = EventMap::new(Reshape::Translate {
+            direction,
+            client_usage,
+        });
+        let mut splitter = SseSplitter::new();
+        let mut out = Vec::with_capacity(body.len() + 256);
+        splitter.push(&body, |e| map.event(e, &mut out));
+        map.end(splitter.pending(), &mut out);
+        (rh.status, out)
     } else {
         match translate::response::translate(direction, &body) {
             Ok(b) => (rh.status, b),
@@ -357,7 +367,12 @@ async fn translated_whole(
             h.header(name, &buf[hp.value.clone()]);
         }
     }
-    h.header(b"content-type", b"application/json");
+    let content_type: &[u8] = if events.is_some() && rh.status < 400 {
+        b"text/event-stream"
+    } else {
+        b"application/json"
+    };
+    h.header(b"content-type", content_type);
     h.body(BodyHeader::Length(body.len() as u64));
     h.finish();
     if !reply.head_only {
@@ -470,6 +485,17 @@ enum EventMap {
 }
 
 impl EventMap {
+    fn new(reshape: Reshape) -> Self {
+        match reshape {
+            Reshape::None => EventMap::Pass,
+            Reshape::HideUsageChunk => EventMap::HideUsageChunk,
+            Reshape::Translate {
+                direction,
+                client_usage,
+            } => EventMap::Translate(Box::new(StreamTranslator::new(direction, client_usage))),
+        }
+    }
+
     fn event(&mut self, event: &[u8], out: &mut Vec<u8>) {
         match self {
             EventMap::Pass => out.extend_from_slice(event),

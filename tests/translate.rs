@@ -42,6 +42,19 @@ base_path = "/o"
 strip_base_path = true
 service = {{ mode = "single", target = {{ service = "claude" }} }}
 
+[[services]]
+name = "builtin"
+provider = "mock"
+
+[[model_apis]]
+name = "builtin"
+scenario = "text"
+protocol = "openai"
+domains = ["*"]
+base_path = "/m"
+strip_base_path = true
+service = {{ mode = "single", target = {{ service = "builtin" }} }}
+
 [[model_apis]]
 name = "plain"
 scenario = "text"
@@ -669,5 +682,11 @@ fn openai_streams_ask_for_usage_and_hide_it_unless_asked() {
                 .collect();
             assert_eq!(text, "Hello from");
         }
+        // The in-process mock provider is asked and filtered the same way.
+        let r = post(&g, "/m/v1/chat/completions", &[], &body);
+        let chunks = openai_chunks(&r.body);
+        let usage = chunks.iter().filter(|c| c.get("usage").is_some()).count();
+        assert_eq!(usage, asked as usize, "{chunks:?}");
+        assert_eq!(chunks.last().unwrap(), "[DONE]");
     }
 }

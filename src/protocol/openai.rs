@@ -326,13 +326,16 @@ pub fn is_usage_only_chunk(event: &[u8]) -> bool {
 /// string the quotes would be escaped, so a match is a key.
 fn has_empty_choices(event: &[u8]) -> bool {
     const KEY: &[u8] = b"\"choices\"";
+    // Built once: making a searcher costs more than scanning one event.
+    static FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(KEY));
     let skip_ws = |mut i: usize| {
         while i < event.len() && event[i].is_ascii_whitespace() {
             i += 1;
         }
         i
     };
-    memchr::memmem::find_iter(event, KEY).any(|at| {
+    FINDER.find_iter(event).any(|at| {
         let i = skip_ws(at + KEY.len());
         if event.get(i) != Some(&b':') {
             return false;

@@ -1,5 +1,8 @@
 //! What each endpoint answers: deterministic OpenAI, Anthropic, DashScope
-//! and vLLM-shaped bodies, and protocol-shaped errors.
+//! and vLLM-shaped bodies, and protocol-shaped errors. Chat and Messages
+//! requests that declare tools answer with a tool call when
+//! `x-mock-tool-call: NAME` or their `tool_choice` forces one
+//! ([`forced_tool`]).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
