@@ -12,8 +12,9 @@ use crate::error::{Error, Kind};
 use crate::extract;
 use crate::http::head::{self, Method, RequestHead};
 use crate::http::write::{BodyHeader, HeadWriter};
+use crate::protocol::translate::{request as translate_request, Direction};
 use crate::provider::{mock, Auth};
-use crate::relay::{self, Reply};
+use crate::relay::{self, Reply, Reshape};
 use crate::route::{api, select};
 use crate::upstream::exchange::{exchange, Request};
 use crate::worker::Worker;
@@ -29,6 +30,7 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: &RequestH
         keep_alive: head.keep_alive && !w.shutdown.is_fired(),
         http10: head.minor_version == 0,
         head_only: head.method == Method::Head,
+        reshape: Reshape::None,
     };
 
     // 1. Route: host → Model API → base path → route.
@@ -105,27 +107,48 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: &RequestH
             .as_deref()
             .or(request.model.as_deref())
             .unwrap_or("");
-        let send_body = outgoing_body(body.held(&c.inbuf), &request, target);
-        let path = upstream_target(svc, model_api, &forward_path, query.as_deref(), model);
+        // The body and path this service gets: the client's, or translated
+        // into the protocol the service speaks.
+        let sent = outgoing(
+            svc,
+            model_api,
+            route,
+            &forward_path,
+            query.as_deref(),
+            body.held(&c.inbuf),
+            body.is_whole(),
+            &request,
+            target,
+            model,
+        );
+        let Outgoing {
+            body: send_body,
+            path,
+            reshape,
+        } = match sent {
+            Ok(o) => o,
+            Err(NotSent::Skip(e)) => {
+                last_error = Some(e);
+                if last {
+                    break;
+                }
+                continue;
+            }
+            Err(NotSent::Refuse(e)) => {
+                if body.is_whole() {
+                    c.consume(consumed);
+                } else {
+                    reply.keep_alive = false;
+                }
+                return relay::error(c, &reply, &e).await;
+            }
+        };
+        reply.reshape = reshape;
 
         if svc.provider.is_mock() {
             let answer = mock::answer(&path, &send_body);
             c.consume(consumed);
             return relay::mock(c, &reply, answer).await;
-        }
-        if !svc.provider.speaks(model_api.protocol) {
-            last_error = Some(Error::new(
-                Kind::BadRequest,
-                format!(
-                    "service {} speaks no {} protocol and translation is not available yet",
-                    svc.name,
-                    model_api.protocol.as_str()
-                ),
-            ));
-            if last {
-                break;
-            }
-            continue;
         }
         let framing = match &body {
             RequestBody::None if head.framing == head::Framing::None => BodyHeader::Omit,
@@ -288,34 +311,130 @@ fn read_model(route: &RouteDef, body: &[u8], whole: bool) -> Result<ModelRequest
     })
 }
 
-/// The body to send for `target`: the client's, with `model` rewritten
-/// when the target names one.
-fn outgoing_body<'a>(body: &'a [u8], request: &ModelRequest, target: &Target) -> Cow<'a, [u8]> {
-    match (
-        &target.model,
-        request.fields.as_ref().and_then(|f| f.model.as_ref()),
-    ) {
-        (Some(m), Some(field)) if request.model.as_deref() != Some(m.as_str()) => {
-            Cow::Owned(extract::rewrite_model(body, field, m))
-        }
-        _ => Cow::Borrowed(body),
+/// What one attempt sends, and how its answer is reshaped for the client.
+struct Outgoing<'a> {
+    body: Cow<'a, [u8]>,
+    path: String,
+    reshape: Reshape,
+}
+
+/// Why an attempt sends nothing.
+enum NotSent {
+    /// This service cannot serve the request: the next attempt may.
+    Skip(Error),
+    /// The client's request is bad: answer it now.
+    Refuse(Error),
+}
+
+/// The body and upstream path for one attempt at `svc`: the client's own
+/// (byte-spliced, never parsed) when the service speaks the Model API's
+/// protocol, else translated (PRODUCT.md §6).
+#[allow(clippy::too_many_arguments)]
+fn outgoing<'a>(
+    svc: &Service,
+    api: &ModelApi,
+    route: &RouteDef,
+    forward_path: &str,
+    query: Option<&str>,
+    held: &'a [u8],
+    whole: bool,
+    request: &ModelRequest,
+    target: &Target,
+    model: &str,
+) -> Result<Outgoing<'a>, NotSent> {
+    let direction = Direction::for_attempt(api.protocol, route, svc.provider, &svc.name)
+        .map_err(NotSent::Skip)?;
+    let Some(direction) = direction else {
+        let (body, reshape) = native_body(held, whole, request, target, svc, api);
+        let path = upstream_target(svc, api.protocol, forward_path, query, model);
+        return Ok(Outgoing {
+            body,
+            path,
+            reshape,
+        });
+    };
+    if !whole {
+        return Err(NotSent::Refuse(Error::new(
+            Kind::BodyTooLarge,
+            "a request translated between protocols must fit in body_buffer_bytes",
+        )));
     }
+    let (body, client_usage) = match direction {
+        Direction::AnthropicToOpenai => {
+            let to = translate_request::OpenaiTarget::for_provider(svc.provider);
+            translate_request::anthropic_to_openai(held, model, to).map(|b| (b, false))
+        }
+        Direction::OpenaiToAnthropic => {
+            translate_request::openai_to_anthropic(held, model).map(|t| (t.body, t.client_usage))
+        }
+    }
+    .map_err(NotSent::Refuse)?;
+    let path = upstream_target(
+        svc,
+        direction.upstream(),
+        &direction.upstream_path(forward_path),
+        query,
+        model,
+    );
+    Ok(Outgoing {
+        body: Cow::Owned(body),
+        path,
+        reshape: Reshape::Translate {
+            direction,
+            client_usage,
+        },
+    })
+}
+
+/// The client's body for a service that speaks its protocol: `model`
+/// rewritten when the target names one, and OpenAI streams asked for usage
+/// (PRODUCT.md §7) — the extra usage chunk is then hidden from a client
+/// that did not ask for it.
+fn native_body<'a>(
+    held: &'a [u8],
+    whole: bool,
+    request: &ModelRequest,
+    target: &Target,
+    svc: &Service,
+    api: &ModelApi,
+) -> (Cow<'a, [u8]>, Reshape) {
+    let Some(fields) = request.fields.as_ref() else {
+        return (Cow::Borrowed(held), Reshape::None);
+    };
+    let model = target
+        .model
+        .as_deref()
+        .filter(|m| request.model.as_deref() != Some(*m) && fields.model.is_some());
+    let ask_usage =
+        whole && request.stream && api.protocol == Protocol::Openai && svc.provider.stream_usage;
+    if model.is_none() && !ask_usage {
+        return (Cow::Borrowed(held), Reshape::None);
+    }
+    let mut out = Vec::new();
+    let rewrite = extract::Rewrite {
+        model,
+        include_usage: ask_usage,
+    };
+    let client_asked = extract::rewrite_into(held, fields, &rewrite, &mut out);
+    let reshape = if ask_usage && !client_asked {
+        Reshape::HideUsageChunk
+    } else {
+        Reshape::None
+    };
+    (Cow::Owned(out), reshape)
 }
 
 /// Upstream request-target: base URL path + the provider's layout + query.
 fn upstream_target(
     svc: &Service,
-    api: &ModelApi,
+    protocol: Protocol,
     forward_path: &str,
     query: Option<&str>,
     model: &str,
 ) -> String {
-    let mapped = svc.provider.upstream_path(
-        api.protocol,
-        forward_path,
-        model,
-        svc.api_version.as_deref(),
-    );
+    let mapped =
+        svc.provider
+            .upstream_path(protocol, forward_path, model, svc.api_version.as_deref());
     let base = svc
         .upstream
         .as_ref()

@@ -508,6 +508,106 @@ fn anthropic_messages() {
 }
 
 #[test]
+fn tool_calls_when_forced() {
+    let srv = Server::start(&[]);
+    let mut c = srv.conn();
+    let args = r#"{"city":"Paris","days":3}"#;
+    // OpenAI: tool_choice names a function.
+    let body = chat_body(
+        "weather?",
+        json!({"tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}],
+               "tool_choice": {"type": "function", "function": {"name": "get_weather"}}}),
+    );
+    let v = c.post("/v1/chat/completions", &[], &body).json();
+    let call = &v["choices"][0]["message"]["tool_calls"][0];
+    assert!(call["id"]
+        .as_str()
+        .unwrap()
+        .starts_with("call_chatcmpl-mock-"));
+    assert_eq!(call["function"]["name"], "get_weather");
+    assert_eq!(call["function"]["arguments"], args);
+    assert_eq!(v["choices"][0]["message"]["content"], Value::Null);
+    assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(v["usage"]["completion_tokens"], 3);
+
+    // Streamed: the header names the tool; arguments come in fragments.
+    let mut body = chat_body(
+        "x",
+        json!({"tools": [{"type": "function", "function": {"name": "a"}}], "stream": true}),
+    );
+    body["tool_choice"] = json!("auto");
+    let r = c.post(
+        "/v1/chat/completions",
+        &[("x-mock-tool-call", "lookup")],
+        &body,
+    );
+    let evs: Vec<Value> = r.events().iter().map(|e| data_of(e)).collect();
+    assert_eq!(evs.len(), 6);
+    let first = &evs[0]["choices"][0]["delta"]["tool_calls"][0];
+    assert_eq!(first["function"]["name"], "lookup");
+    assert_eq!(first["function"]["arguments"], "");
+    let joined: String = evs[1..4]
+        .iter()
+        .map(|e| {
+            e["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(joined, args);
+    assert_eq!(evs[4]["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(evs[5], "[DONE]");
+
+    // No tools declared: the header alone changes nothing.
+    let v = c
+        .post(
+            "/v1/chat/completions",
+            &[("x-mock-tool-call", "f")],
+            &chat_body("x", json!({})),
+        )
+        .json();
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+
+    // Anthropic: {"type":"any"} calls the first tool.
+    let body = json!({"model": "claude-x", "max_tokens": 5, "tool_choice": {"type": "any"},
+        "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}],
+        "messages": [{"role": "user", "content": "weather?"}]});
+    let v = c.post("/v1/messages", &[], &body).json();
+    assert_eq!(v["stop_reason"], "tool_use");
+    assert_eq!(v["content"][0]["type"], "tool_use");
+    assert_eq!(v["content"][0]["name"], "get_weather");
+    assert_eq!(
+        v["content"][0]["input"],
+        json!({"city": "Paris", "days": 3})
+    );
+    let mut body = body;
+    body["stream"] = json!(true);
+    let r = c.post("/v1/messages", &[], &body);
+    let evs: Vec<(String, Value)> = r.events().iter().map(|e| named_of(e)).collect();
+    let names: Vec<&str> = evs.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "message_start",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ]
+    );
+    assert_eq!(evs[1].1["content_block"]["type"], "tool_use");
+    let joined: String = evs[2..5]
+        .iter()
+        .map(|(_, d)| d["delta"]["partial_json"].as_str().unwrap())
+        .collect();
+    assert_eq!(joined, args);
+    assert_eq!(evs[6].1["delta"]["stop_reason"], "tool_use");
+}
+
+#[test]
 fn dashscope_async_task_and_rerank() {
     let srv = Server::start(&["--name", "ds1"]);
     let mut c = srv.conn();

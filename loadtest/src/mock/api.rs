@@ -1,5 +1,8 @@
 //! What each endpoint answers: deterministic OpenAI, Anthropic, DashScope
-//! and vLLM-shaped bodies, and protocol-shaped errors.
+//! and vLLM-shaped bodies, and protocol-shaped errors. Chat and Messages
+//! requests that declare tools answer with a tool call when
+//! `x-mock-tool-call: NAME` or their `tool_choice` forces one
+//! ([`forced_tool`]).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -250,6 +253,39 @@ fn named_event(name: &str, v: &Value) -> String {
 
 const DONE: &str = "data: [DONE]\n\n";
 
+/// The arguments of every mock tool call, streamed as these fragments.
+pub const TOOL_ARGS: [&str; 3] = ["{\"city\":", "\"Paris\",", "\"days\":3}"];
+
+/// The tool a request makes the mock call, if it declares tools: the one
+/// named by `x-mock-tool-call`, or forced by `tool_choice` (OpenAI
+/// `{"type":"function","function":{"name"}}` / `"required"`, Anthropic
+/// `{"type":"tool","name"}` / `{"type":"any"}`: the first tool).
+pub fn forced_tool(req: &Request, body: &Value) -> Option<String> {
+    let tools = body.get("tools")?.as_array().filter(|t| !t.is_empty())?;
+    if let Some(name) = req.header("x-mock-tool-call") {
+        return Some(name.trim().to_string());
+    }
+    let choice = body.get("tool_choice")?;
+    let named = choice
+        .pointer("/function/name")
+        .or_else(|| choice.get("name"))
+        .and_then(Value::as_str);
+    if let Some(n) = named {
+        return Some(n.to_string());
+    }
+    let any = choice.as_str() == Some("required")
+        || choice.get("type").and_then(Value::as_str) == Some("any");
+    if !any {
+        return None;
+    }
+    let first = &tools[0];
+    first
+        .pointer("/function/name")
+        .or_else(|| first.get("name"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
 /// Answers a (non-`/_mock`) request with faults not yet applied.
 pub fn handle(state: &State, req: &Request) -> Reply {
     let p = req.path.as_str();
@@ -314,6 +350,9 @@ fn chat_completion(state: &State, req: &Request, body: &Value) -> Reply {
     let model = model_of(body);
     let id = format!("chatcmpl-mock-{}", state.next_id());
     let created = now();
+    if let Some(tool) = forced_tool(req, body) {
+        return chat_tool_call(body, p, &id, created, &model, &tool);
+    }
     let usage = json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c});
     if !wants_stream(body) {
         return Reply::json(
@@ -348,6 +387,53 @@ fn chat_completion(state: &State, req: &Request, body: &Value) -> Reply {
         let mut u = chunk(json!([]));
         u["usage"] = usage;
         events.push(data_event(&u));
+    }
+    events.push(DONE.to_string());
+    Reply::sse(events)
+}
+
+/// A chat answer that calls `tool` with [`TOOL_ARGS`], streamed one
+/// argument fragment per chunk.
+fn chat_tool_call(body: &Value, p: u64, id: &str, created: u64, model: &str, tool: &str) -> Reply {
+    let c = TOOL_ARGS.len() as u64;
+    let usage = json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c});
+    let call_id = format!("call_{id}");
+    if !wants_stream(body) {
+        return Reply::json(
+            200,
+            &json!({
+                "id": id, "object": "chat.completion", "created": created, "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": null,
+                    "tool_calls": [{"id": call_id, "type": "function",
+                                    "function": {"name": tool, "arguments": TOOL_ARGS.concat()}}]},
+                    "finish_reason": "tool_calls"}],
+                "usage": usage,
+            }),
+        );
+    }
+    let chunk = |delta: Value, finish: Value| {
+        data_event(
+            &json!({"id": id, "object": "chat.completion.chunk", "created": created,
+            "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}),
+        )
+    };
+    let mut events = vec![chunk(
+        json!({"role": "assistant", "content": null, "tool_calls": [{"index": 0, "id": call_id,
+            "type": "function", "function": {"name": tool, "arguments": ""}}]}),
+        Value::Null,
+    )];
+    for frag in TOOL_ARGS {
+        events.push(chunk(
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": frag}}]}),
+            Value::Null,
+        ));
+    }
+    events.push(chunk(json!({}), json!("tool_calls")));
+    if include_usage(body) {
+        events.push(data_event(
+            &json!({"id": id, "object": "chat.completion.chunk",
+            "created": created, "model": model, "choices": [], "usage": usage}),
+        ));
     }
     events.push(DONE.to_string());
     Reply::sse(events)
@@ -445,6 +531,9 @@ fn anthropic_messages(state: &State, req: &Request, body: &Value) -> Reply {
     let c = output_tokens(req, body);
     let model = model_of(body);
     let id = format!("msg_mock_{}", state.next_id());
+    if let Some(tool) = forced_tool(req, body) {
+        return anthropic_tool_use(body, p, &id, &model, &tool);
+    }
     if !wants_stream(body) {
         return Reply::json(
             200,
@@ -485,6 +574,61 @@ fn anthropic_messages(state: &State, req: &Request, body: &Value) -> Reply {
         "message_delta",
         &json!({"type": "message_delta",
                 "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+                "usage": {"output_tokens": c}}),
+    ));
+    events.push(named_event(
+        "message_stop",
+        &json!({"type": "message_stop"}),
+    ));
+    Reply::sse(events)
+}
+
+/// A Messages answer that calls `tool` with [`TOOL_ARGS`], streamed as
+/// one `input_json_delta` per fragment.
+fn anthropic_tool_use(body: &Value, p: u64, id: &str, model: &str, tool: &str) -> Reply {
+    let c = TOOL_ARGS.len() as u64;
+    let tool_id = format!("toolu_{id}");
+    if !wants_stream(body) {
+        let input: Value = serde_json::from_str(&TOOL_ARGS.concat()).unwrap_or_default();
+        return Reply::json(
+            200,
+            &json!({
+                "id": id, "type": "message", "role": "assistant", "model": model,
+                "content": [{"type": "tool_use", "id": tool_id, "name": tool, "input": input}],
+                "stop_reason": "tool_use", "stop_sequence": null,
+                "usage": {"input_tokens": p, "output_tokens": c},
+            }),
+        );
+    }
+    let mut events = vec![
+        named_event(
+            "message_start",
+            &json!({"type": "message_start", "message": {
+                "id": id, "type": "message", "role": "assistant", "model": model,
+                "content": [], "stop_reason": null, "stop_sequence": null,
+                "usage": {"input_tokens": p, "output_tokens": 1}}}),
+        ),
+        named_event(
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": 0,
+                    "content_block": {"type": "tool_use", "id": tool_id, "name": tool, "input": {}}}),
+        ),
+    ];
+    for frag in TOOL_ARGS {
+        events.push(named_event(
+            "content_block_delta",
+            &json!({"type": "content_block_delta", "index": 0,
+                    "delta": {"type": "input_json_delta", "partial_json": frag}}),
+        ));
+    }
+    events.push(named_event(
+        "content_block_stop",
+        &json!({"type": "content_block_stop", "index": 0}),
+    ));
+    events.push(named_event(
+        "message_delta",
+        &json!({"type": "message_delta",
+                "delta": {"stop_reason": "tool_use", "stop_sequence": null},
                 "usage": {"output_tokens": c}}),
     ));
     events.push(named_event(
