@@ -52,16 +52,16 @@ EOF
 nginx -c "$tmp/upstream.conf" -p "$tmp" & pids+=($!)
 for name in nginx modelgate; do
   if [ $name = nginx ]; then
-    strace -c -f -o "$tmp/$name.strace" nginx -c "$tmp/proxy.conf" -p "$tmp" & pids+=($!); addr=$NGX
+    strace -c -U calls,name -f -o "$tmp/$name.strace" nginx -c "$tmp/proxy.conf" -p "$tmp" & pids+=($!); addr=$NGX
   else
-    strace -c -f -o "$tmp/$name.strace" target/release/modelgate serve --config "$tmp/modelgate.toml" >/dev/null 2>&1 & pids+=($!); addr=$MG
+    strace -c -U calls,name -f -o "$tmp/$name.strace" target/release/modelgate serve --config "$tmp/modelgate.toml" >/dev/null 2>&1 & pids+=($!); addr=$MG
   fi
   spid=$!
   for _ in $(seq 200); do curl -s -o /dev/null "http://$addr/" && break; sleep 0.05; done
   reqs=$(wrk -t1 -c64 -d"$DURATION" -s "$tmp/post.lua" "http://$addr/v1/chat/completions" | awk '/requests in/ {print $1}')
   kill -INT "$(pgrep -P $spid | head -1)"; wait $spid 2>/dev/null || true
   sleep 0.5
-  total=$(awk '/total$/ {print $3}' "$tmp/$name.strace")
+  total=$(awk '$2 == "total" {print $1}' "$tmp/$name.strace")
   echo "$name: $reqs requests, $total syscalls, $(echo "scale=2; $total / $reqs" | bc) per request"
-  sort -k4 -n -r "$tmp/$name.strace" | awk 'NR>1 && NR<8 && $4 ~ /^[0-9]+$/ {printf "    %-16s %s\n", $NF, $4}'
+  awk '$1 ~ /^[0-9]+$/ && $2 != "total" {printf "    %-16s %s\n", $2, $1}' "$tmp/$name.strace" | sort -k2 -n -r | head -6
 done
