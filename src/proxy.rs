@@ -325,7 +325,9 @@ fn retry_status(status: u16) -> bool {
 /// Client headers never forwarded: framing (rewritten), the client's own
 /// credentials (the service's key replaces them), ones the gateway sets.
 fn dropped(name: &[u8]) -> bool {
-    const DROP: [&[u8]; 8] = [
+    const DROP: [&[u8]; 9] = [
+        // The admin debug marker is for this gateway only.
+        crate::runtime::DEBUG_HEADER.as_bytes(),
         b"host",
         b"content-length",
         b"authorization",

@@ -1,26 +1,92 @@
-//! The admin listener (control thread, axum): health and readiness now;
-//! the admin API, console and metrics are added here.
+//! The admin listener (control thread, axum): health and readiness, the
+//! admin API under `/admin/v1` (PRODUCT.md §4) and the web console under
+//! `/console/` (§4b).
+//!
+//! Every admin API request passes `authorize` first: it decides the
+//! request's [`auth::Access`] from its bearer token and peer address.
+
+mod apply;
+pub mod auth;
+mod catalog;
+mod console;
+mod consumers;
+mod debug;
+pub mod error;
+mod groups;
+mod model_apis;
+mod resources;
+mod services;
+pub mod store;
 
 use crate::runtime::Shared;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use error::ApiError;
 use serde_json::json;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub fn router(shared: Arc<Shared>) -> Router {
+    let api = Router::new()
+        .merge(services::routes())
+        .merge(model_apis::routes())
+        .merge(consumers::routes())
+        .merge(groups::routes())
+        .route("/catalog", get(catalog::catalog))
+        .fallback(unknown_endpoint)
+        .layer(middleware::from_fn_with_state(shared.clone(), authorize));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .nest("/admin/v1", api)
+        .merge(console::routes())
         .with_state(shared)
 }
 
 pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
-    if let Err(e) = axum::serve(listener, router(shared)).await {
+    let app = router(shared).into_make_service_with_connect_info::<SocketAddr>();
+    if let Err(e) = axum::serve(listener, app).await {
         tracing::error!("admin listener: {e}");
     }
+}
+
+/// Bearer token (or loopback) → access, kept in the request's extensions.
+async fn authorize(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim().to_string());
+    let access = shared
+        .resources
+        .lock()
+        .await
+        .tokens
+        .access(bearer.as_deref(), peer.ip());
+    match access {
+        Ok(a) => {
+            req.extensions_mut().insert(a);
+            next.run(req).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn unknown_endpoint(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no admin endpoint {} {}", req.method(), req.uri().path()),
+    )
 }
 
 async fn healthz() -> impl IntoResponse {

@@ -243,6 +243,12 @@ fn compile_service(i: usize, s: &ServiceSpec, mode: Mode, p: &mut Problems) -> O
             "must be 1-64 letters, digits, '_' or '-'",
         );
     }
+    if !valid_name(&s.resource_group) {
+        p.error(
+            format!("{at}.resource_group"),
+            "must be 1-64 letters, digits, '_' or '-'",
+        );
+    }
     let Some(provider) = provider::by_kind(&s.provider) else {
         let kinds: Vec<&str> = provider::KINDS.iter().map(|k| k.kind).collect();
         p.error(
@@ -623,7 +629,7 @@ pub fn compile(
     let mut by_name: HashMap<&str, (usize, Option<&'static Provider>)> = HashMap::new();
     for (i, spec) in raw.services.iter().enumerate() {
         if by_name.contains_key(spec.name.as_str()) {
-            p.error(
+            p.conflict(
                 format!("services[{i}].name"),
                 format!("duplicate service {:?}", spec.name),
             );
@@ -649,7 +655,7 @@ pub fn compile(
     for (i, spec) in raw.model_apis.iter().enumerate() {
         let at = format!("model_apis[{i}]");
         if apis.iter().any(|a| a.name == spec.name) {
-            p.error(
+            p.conflict(
                 format!("{at}.name"),
                 format!("duplicate Model API {:?}", spec.name),
             );
@@ -657,7 +663,7 @@ pub fn compile(
         for (d, domain) in spec.domains.iter().enumerate() {
             let key = (domain.to_ascii_lowercase(), normalize_base(&spec.base_path));
             if let Some(holder) = holders.get(&key) {
-                p.error(
+                p.conflict(
                     format!("{at}.domains[{d}]"),
                     format!("domain {domain:?} with base path {:?} is already held by Model API {holder:?}", spec.base_path),
                 );
@@ -673,6 +679,17 @@ pub fn compile(
         if !valid_name(&c.name) {
             p.error(
                 format!("consumers[{i}].name"),
+                "must be 1-64 letters, digits, '_' or '-'",
+            );
+        } else if raw.consumers[..i].iter().any(|o| o.name == c.name) {
+            p.conflict(
+                format!("consumers[{i}].name"),
+                format!("duplicate consumer {:?}", c.name),
+            );
+        }
+        if !valid_name(&c.resource_group) {
+            p.error(
+                format!("consumers[{i}].resource_group"),
                 "must be 1-64 letters, digits, '_' or '-'",
             );
         }
