@@ -29,7 +29,11 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: RequestHe
         keep_alive: head.keep_alive && !w.shutdown.is_fired(),
         http10: head.minor_version == 0,
         head_only: head.method == Method::Head,
+        service: None,
     };
+    let debug = head
+        .header(&c.inbuf, crate::runtime::DEBUG_HEADER)
+        .is_some_and(|v| w.shared.trusts_debug(v));
 
     // 1. Route: host → Model API → base path → route.
     let routed = {
@@ -92,6 +96,9 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: RequestHe
         let replayable = body.is_whole();
         let last = n + 1 == order.len() || !replayable;
         reply.fallbacks = n;
+        if debug {
+            reply.service = Some(svc.name.clone());
+        }
         let model = target
             .model
             .as_deref()

@@ -25,6 +25,9 @@ pub struct Reply {
     pub keep_alive: bool,
     pub http10: bool,
     pub head_only: bool,
+    /// The service that answered, told (`x-modelgate-service`) only to the
+    /// admin's debug request.
+    pub service: Option<String>,
 }
 
 impl Reply {
@@ -33,6 +36,9 @@ impl Reply {
         h.header(b"x-request-id", self.request_id.as_bytes());
         let mut n = itoa::Buffer::new();
         h.header(b"x-modelgate-fallback", n.format(self.fallbacks).as_bytes());
+        if let Some(s) = &self.service {
+            h.header(b"x-modelgate-service", s.as_bytes());
+        }
         if !self.keep_alive {
             h.header(b"connection", b"close");
         } else if self.http10 {
@@ -102,7 +108,8 @@ fn copied(name: &[u8]) -> bool {
     !(head::is_hop_by_hop(name)
         || name.eq_ignore_ascii_case(b"content-length")
         || name.eq_ignore_ascii_case(b"x-request-id")
-        || name.eq_ignore_ascii_case(b"x-modelgate-fallback"))
+        || name.eq_ignore_ascii_case(b"x-modelgate-fallback")
+        || name.eq_ignore_ascii_case(b"x-modelgate-service"))
 }
 
 /// Relays an upstream response: head, then body as it arrives.
@@ -239,6 +246,7 @@ fn clone_reply(r: &Reply) -> Reply {
         keep_alive: r.keep_alive,
         http10: r.http10,
         head_only: r.head_only,
+        service: r.service.clone(),
     }
 }
 
