@@ -2,9 +2,9 @@
 //! own SO_REUSEPORT listeners) and runs the control plane on this thread:
 //! admin listener, reloads on SIGHUP, drain on SIGTERM/SIGINT.
 
+use crate::admin::store::{Resources, Store};
 use crate::config::compile::{compile, Mode};
 use crate::config::raw::{IoMode, RawConfig};
-use crate::admin::store::{Resources, Store};
 use crate::config::{self, Snapshot};
 use crate::{admin, worker};
 use arc_swap::ArcSwap;
@@ -56,7 +56,11 @@ impl Shared {
     pub fn trusts_debug(&self, value: &[u8]) -> bool {
         let want = self.debug_token.as_bytes();
         value.len() == want.len()
-            && value.iter().zip(want).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+            && value
+                .iter()
+                .zip(want)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
     }
 
     /// Re-reads the config file and merges the store's resources; on any
@@ -219,8 +223,12 @@ pub fn serve(config_path: &str, raw: RawConfig) -> Result<(), String> {
 /// The address to reach a listener bound to `addr` from this host.
 fn loopback(addr: SocketAddr) -> SocketAddr {
     match addr {
-        SocketAddr::V4(a) if a.ip().is_unspecified() => (std::net::Ipv4Addr::LOCALHOST, a.port()).into(),
-        SocketAddr::V6(a) if a.ip().is_unspecified() => (std::net::Ipv6Addr::LOCALHOST, a.port()).into(),
+        SocketAddr::V4(a) if a.ip().is_unspecified() => {
+            (std::net::Ipv4Addr::LOCALHOST, a.port()).into()
+        }
+        SocketAddr::V6(a) if a.ip().is_unspecified() => {
+            (std::net::Ipv6Addr::LOCALHOST, a.port()).into()
+        }
         a => a,
     }
 }

@@ -171,12 +171,20 @@ fn answer(p: &Problems, subject: Option<(Kind, usize)>, merged: &RawConfig) -> A
             "conflict",
             format!("the change would break another resource: {first}"),
         );
-        err.details = others.iter().skip(1).map(|m| (String::new(), m.clone())).collect();
+        err.details = others
+            .iter()
+            .skip(1)
+            .map(|m| (String::new(), m.clone()))
+            .collect();
         return err;
     }
     match global.first() {
         Some(e) => ApiError::invalid(&e.path, &e.message),
-        None => ApiError::new(StatusCode::BAD_REQUEST, "invalid", "the change is not valid"),
+        None => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "the change is not valid",
+        ),
     }
 }
 

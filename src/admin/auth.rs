@@ -71,7 +71,9 @@ impl Tokens {
 
     /// The groups named by scoped tokens (they exist as resource groups).
     pub fn scoped_groups(&self) -> impl Iterator<Item = &str> {
-        self.scoped.iter().flat_map(|(_, g)| g.iter().map(String::as_str))
+        self.scoped
+            .iter()
+            .flat_map(|(_, g)| g.iter().map(String::as_str))
     }
 
     /// Decides a request's access from its bearer token and peer address.
@@ -154,7 +156,10 @@ mod tests {
         };
         let t = Tokens::from_config(&cfg);
         assert_eq!(t.access(None, lo).unwrap_err().status, 401);
-        assert!(matches!(t.access(Some("root-token"), far), Ok(Access::Full)));
+        assert!(matches!(
+            t.access(Some("root-token"), far),
+            Ok(Access::Full)
+        ));
         let scoped = t.access(Some("team-token"), far).unwrap();
         assert!(scoped.allows("team-a") && !scoped.allows("default"));
         assert_eq!(t.access(Some("nope"), lo).unwrap_err().status, 401);

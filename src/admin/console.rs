@@ -13,10 +13,22 @@ const STYLE: &str = include_str!("console/style.css");
 
 pub fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
-        .route("/console", get(|| async { Redirect::permanent("/console/") }))
-        .route("/console/", get(|| asset("text/html; charset=utf-8", INDEX)))
-        .route("/console/app.js", get(|| asset("text/javascript; charset=utf-8", APP)))
-        .route("/console/style.css", get(|| asset("text/css; charset=utf-8", STYLE)))
+        .route(
+            "/console",
+            get(|| async { Redirect::permanent("/console/") }),
+        )
+        .route(
+            "/console/",
+            get(|| asset("text/html; charset=utf-8", INDEX)),
+        )
+        .route(
+            "/console/app.js",
+            get(|| asset("text/javascript; charset=utf-8", APP)),
+        )
+        .route(
+            "/console/style.css",
+            get(|| asset("text/css; charset=utf-8", STYLE)),
+        )
 }
 
 async fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {

@@ -100,7 +100,12 @@ async fn list(
 ) -> Json<Vec<Value>> {
     let res = shared.resources.lock().await;
     let items = listing::<ConsumerSpec>(&res, &access, &q);
-    Json(items.into_iter().map(|(c, m)| consumer_view(c, m)).collect())
+    Json(
+        items
+            .into_iter()
+            .map(|(c, m)| consumer_view(c, m))
+            .collect(),
+    )
 }
 
 async fn show(
@@ -203,7 +208,10 @@ async fn revoke_key(
     let before = c.key_hashes.len();
     c.key_hashes.retain(|h| h.id != key_id);
     if c.key_hashes.len() == before {
-        return Err(ApiError::not_found(&format!("key of consumer {name:?}"), &key_id));
+        return Err(ApiError::not_found(
+            &format!("key of consumer {name:?}"),
+            &key_id,
+        ));
     }
     resources::replace(&shared, &mut res, &access, &name, c, |_, _| {}).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -158,16 +158,28 @@ fn prepare(api: &ModelApiSpec, req: DebugRequest) -> Result<Prepared, ApiError> 
         .clone()
         .or_else(|| api.domains.first().cloned())
         .unwrap_or_else(|| "*".into());
-    if domain.is_empty() || domain.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+    if domain.is_empty()
+        || domain
+            .bytes()
+            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
+    {
         return Err(ApiError::invalid("domain", "must be a host name"));
     }
-    let routes = match (api.scenario.parse::<Scenario>(), api.protocol.parse::<Protocol>()) {
+    let routes = match (
+        api.scenario.parse::<Scenario>(),
+        api.protocol.parse::<Protocol>(),
+    ) {
         (Ok(s), Ok(p)) => catalog::routes(s, p),
         _ => &[],
     };
     let route_path = match &req.path {
         Some(p) if p.starts_with('/') && !p.bytes().any(|b| b <= b' ' || b == 0x7f) => p.clone(),
-        Some(_) => return Err(ApiError::invalid("path", "must start with / and hold no spaces")),
+        Some(_) => {
+            return Err(ApiError::invalid(
+                "path",
+                "must start with / and hold no spaces",
+            ))
+        }
         None => routes
             .iter()
             .find(|r| r.body == Body::Json && r.methods.contains("POST"))
@@ -333,7 +345,12 @@ async fn exchange(
             httparse::Status::Partial => {}
         }
     };
-    let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.as_str());
+    let get = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k == n)
+            .map(|(_, v)| v.as_str())
+    };
     let service = get("x-modelgate-service").map(str::to_string);
     let fallbacks: u64 = get("x-modelgate-fallback")
         .and_then(|v| v.parse().ok())
@@ -343,7 +360,9 @@ async fn exchange(
     let length: Option<u64> = get("content-length").and_then(|v| v.parse().ok());
     if let Some(tx) = &progress {
         let _ = tx
-            .send(Progress::Head(json!({"status": status, "service": service, "fallbacks": fallbacks})))
+            .send(Progress::Head(
+                json!({"status": status, "service": service, "fallbacks": fallbacks}),
+            ))
             .await;
     }
 

@@ -152,8 +152,10 @@ mod tests {
 
     #[test]
     fn parse_errors_name_the_field() {
-        let e = parse::<ModelApiSpec>(json!({"name": "a", "scenario": "text", "protocol": "openai",
-            "domains": ["*"], "service": {"mode": "single", "target": {"service": 5}}}))
+        let e = parse::<ModelApiSpec>(
+            json!({"name": "a", "scenario": "text", "protocol": "openai",
+            "domains": ["*"], "service": {"mode": "single", "target": {"service": 5}}}),
+        )
         .unwrap_err();
         // Inside the internally tagged `service` serde buffers the content,
         // so the path stops at the tagged field.
@@ -166,8 +168,10 @@ mod tests {
             "domains": ["*"], "bogus": 1, "service": {"mode": "single", "target": {"service": "x"}}}))
         .unwrap_err();
         assert_eq!(e.field.as_deref(), Some("bogus"), "{e:?}");
-        let e = parse::<ModelApiSpec>(json!({"name": "a", "scenario": "text", "protocol": "openai",
-            "service": {"mode": "single", "target": {"service": "x"}}}))
+        let e = parse::<ModelApiSpec>(
+            json!({"name": "a", "scenario": "text", "protocol": "openai",
+            "service": {"mode": "single", "target": {"service": "x"}}}),
+        )
         .unwrap_err();
         assert_eq!(e.field.as_deref(), Some("domains"), "{e:?}");
     }

@@ -29,9 +29,19 @@ fn names(res: &Resources) -> BTreeSet<String> {
     let (f, s) = (&res.file, &res.store.state);
     out.extend(s.resource_groups.iter().map(|g| g.name.clone()));
     out.extend(res.tokens.scoped_groups().map(str::to_string));
-    out.extend(f.services.iter().chain(&s.services).map(|x| x.resource_group.clone()));
+    out.extend(
+        f.services
+            .iter()
+            .chain(&s.services)
+            .map(|x| x.resource_group.clone()),
+    );
     out.extend(all_model_apis(res).map(|x| x.resource_group.clone()));
-    out.extend(f.consumers.iter().chain(&s.consumers).map(|x| x.resource_group.clone()));
+    out.extend(
+        f.consumers
+            .iter()
+            .chain(&s.consumers)
+            .map(|x| x.resource_group.clone()),
+    );
     out
 }
 
@@ -42,13 +52,20 @@ fn members(res: &Resources, group: &str) -> (usize, usize, usize) {
     let consumers = f.consumers.iter().chain(&s.consumers);
     (
         services.filter(|x| x.resource_group == group).count(),
-        all_model_apis(res).filter(|x| x.resource_group == group).count(),
+        all_model_apis(res)
+            .filter(|x| x.resource_group == group)
+            .count(),
         consumers.filter(|x| x.resource_group == group).count(),
     )
 }
 
 fn group_view(res: &Resources, name: &str) -> Value {
-    let stored = res.store.state.resource_groups.iter().find(|g| g.name == name);
+    let stored = res
+        .store
+        .state
+        .resource_groups
+        .iter()
+        .find(|g| g.name == name);
     let (services, model_apis, consumers) = members(res, name);
     json!({
         "name": name,
@@ -136,7 +153,13 @@ async fn remove(
             format!("resource group {name:?} holds {s} services, {a} Model APIs and {c} consumers"),
         ));
     }
-    let Some(index) = res.store.state.resource_groups.iter().position(|g| g.name == name) else {
+    let Some(index) = res
+        .store
+        .state
+        .resource_groups
+        .iter()
+        .position(|g| g.name == name)
+    else {
         return Err(ApiError::managed_by_config("resource group", &name));
     };
     let mut next = res.store.state.clone();

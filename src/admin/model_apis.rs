@@ -47,9 +47,10 @@ async fn show(
 fn named_services(a: &ModelApiSpec) -> Vec<(String, &str)> {
     let mut out = Vec::new();
     match &a.service {
-        SelectionSpec::Single { target } => {
-            out.push(("service.target.service".to_string(), target.service.as_str()))
-        }
+        SelectionSpec::Single { target } => out.push((
+            "service.target.service".to_string(),
+            target.service.as_str(),
+        )),
         SelectionSpec::ByModel { rules } => {
             for (i, r) in rules.iter().enumerate() {
                 out.push((format!("service.rules[{i}].service"), r.service.as_str()));
@@ -164,7 +165,10 @@ async fn api_routes(
 ) -> Result<Json<Value>, ApiError> {
     let res = shared.resources.lock().await;
     let api = find_visible::<ModelApiSpec>(&res, &access, &name)?.spec();
-    let routes = match (api.scenario.parse::<Scenario>(), api.protocol.parse::<Protocol>()) {
+    let routes = match (
+        api.scenario.parse::<Scenario>(),
+        api.protocol.parse::<Protocol>(),
+    ) {
         (Ok(s), Ok(p)) => catalog::routes(s, p),
         _ => &[],
     };

@@ -145,7 +145,11 @@ pub async fn create<R: Resource>(
         };
         return Err(ApiError::conflict(
             "already_exists",
-            format!("{} {:?} already exists{place}", R::KIND.label(), spec.name()),
+            format!(
+                "{} {:?} already exists{place}",
+                R::KIND.label(),
+                spec.name()
+            ),
         ));
     }
     let mut next = res.store.state.clone();

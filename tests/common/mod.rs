@@ -2,7 +2,7 @@
 //! on port 0, spoken to over real TCP with a small HTTP/1.1 client.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -389,6 +389,7 @@ pub fn read_response<R: BufRead>(r: &mut R, head_only: bool) -> std::io::Result<
 
 /// Reads a chunked response as it arrives, returning the chunks with the
 /// time each arrived (for streaming tests).
+#[allow(clippy::type_complexity)]
 pub fn read_chunks<R: BufRead>(r: &mut R) -> std::io::Result<(Response, Vec<(Instant, Vec<u8>)>)> {
     let mut resp = read_head_only(r)?;
     let mut chunks = Vec::new();
