@@ -1050,3 +1050,27 @@ fn kill_9_never_loses_an_acknowledged_change() {
     let list = Admin::of(&g, Some(ROOT)).get("/services").json();
     assert!(list.as_array().unwrap().len() >= acknowledged.len());
 }
+
+#[test]
+fn the_openapi_document_is_served_and_every_path_in_it_is_routed() {
+    let (g, _dir, _) = start(true, "");
+    let r = request(g.admin, "GET", "/admin/v1/openapi.json", &[], b"");
+    assert_eq!(r.status, 200, "the document needs no token");
+    let doc = r.json();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let a = Admin::of(&g, Some(ROOT));
+    let paths = doc["paths"].as_object().unwrap();
+    assert_eq!(paths.len(), 13, "{:?}", paths.keys());
+    for (path, ops) in paths {
+        for method in ops.as_object().unwrap().keys() {
+            let concrete = path.replace("{name}", "nope").replace("{key_id}", "k9");
+            let r = a.call(&method.to_uppercase(), &concrete, Some(&json!({})));
+            assert_ne!(r.status, 405, "{method} {path}");
+            if r.status == 404 {
+                // A 404 about the resource, not an unknown endpoint.
+                let m = r.json()["error"]["message"].as_str().unwrap().to_string();
+                assert!(!m.starts_with("no admin endpoint"), "{method} {path}: {m}");
+            }
+        }
+    }
+}

@@ -2,7 +2,7 @@
 //! shown once in the answer that made it, and stored only as its SHA-256.
 
 use super::auth::{random_hex, sha256_hex, Access};
-use super::error::{parse, ApiError, JsonBody};
+use super::error::{parse, ApiError, ErrorBody, JsonBody};
 use super::resources::{self, find_visible, listing, Found, ListQuery};
 use super::services::mask;
 use crate::config::raw::{ConsumerSpec, KeyHash, RateLimitsSpec};
@@ -11,9 +11,10 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::sync::Arc;
+use utoipa::ToSchema;
 
 pub fn routes() -> Router<Arc<Shared>> {
     Router::new()
@@ -24,16 +25,39 @@ pub fn routes() -> Router<Arc<Shared>> {
 }
 
 /// What a client may set on a consumer; keys have their own endpoints.
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct ConsumerInput {
+pub struct ConsumerInput {
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     name: String,
     #[serde(default = "default_group")]
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     resource_group: String,
     #[serde(default)]
     limits: RateLimitsSpec,
     #[serde(default = "yes")]
     enabled: bool,
+}
+
+/// A consumer as the API shows it: keys by id only, except in the answer
+/// that made a key.
+#[derive(Serialize, ToSchema)]
+pub struct ConsumerView {
+    name: String,
+    resource_group: String,
+    limits: RateLimitsSpec,
+    enabled: bool,
+    keys: Vec<KeyView>,
+    managed_by_config: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeyView {
+    id: String,
+    /// The key itself: only in the answer that made it (`mg-...`), or
+    /// masked for keys declared in the config file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
 }
 
 fn default_group() -> String {
@@ -58,22 +82,28 @@ fn input(mut body: Value) -> Result<ConsumerInput, ApiError> {
     parse(body)
 }
 
-fn consumer_view(c: &ConsumerSpec, managed: bool) -> Value {
-    let mut keys: Vec<Value> = c
+fn consumer_view(c: &ConsumerSpec, managed: bool) -> ConsumerView {
+    let mut keys: Vec<KeyView> = c
         .keys
         .iter()
         .enumerate()
-        .map(|(i, k)| json!({"id": format!("config-{i}"), "key": mask(k)}))
+        .map(|(i, k)| KeyView {
+            id: format!("config-{i}"),
+            key: Some(mask(k)),
+        })
         .collect();
-    keys.extend(c.key_hashes.iter().map(|h| json!({"id": h.id})));
-    json!({
-        "name": c.name,
-        "resource_group": c.resource_group,
-        "limits": c.limits,
-        "enabled": c.enabled,
-        "keys": keys,
-        "managed_by_config": managed,
-    })
+    keys.extend(c.key_hashes.iter().map(|h| KeyView {
+        id: h.id.clone(),
+        key: None,
+    }));
+    ConsumerView {
+        name: c.name.clone(),
+        resource_group: c.resource_group.clone(),
+        limits: c.limits.clone(),
+        enabled: c.enabled,
+        keys,
+        managed_by_config: managed,
+    }
 }
 
 /// A new key for `c`: its id and the key itself (kept only as a hash).
@@ -93,11 +123,14 @@ fn new_key(c: &mut ConsumerSpec) -> (String, String) {
     (id, key)
 }
 
-async fn list(
+#[utoipa::path(get, path = "/admin/v1/consumers", tag = "consumers",
+    params(("resource_group" = Option<String>, Query, description = "only this group")),
+    responses((status = 200, body = [ConsumerView]), (status = 401, body = ErrorBody)))]
+pub(super) async fn list(
     State(shared): State<Arc<Shared>>,
     Extension(access): Extension<Access>,
     Query(q): Query<ListQuery>,
-) -> Json<Vec<Value>> {
+) -> Json<Vec<ConsumerView>> {
     let res = shared.resources.lock().await;
     let items = listing::<ConsumerSpec>(&res, &access, &q);
     Json(
@@ -108,21 +141,29 @@ async fn list(
     )
 }
 
-async fn show(
+#[utoipa::path(get, path = "/admin/v1/consumers/{name}", tag = "consumers",
+    params(("name" = String, Path)),
+    responses((status = 200, body = ConsumerView), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn show(
     State(shared): State<Arc<Shared>>,
     Extension(access): Extension<Access>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConsumerView>, ApiError> {
     let res = shared.resources.lock().await;
     let found = find_visible::<ConsumerSpec>(&res, &access, &name)?;
     Ok(Json(consumer_view(found.spec(), found.managed_by_config())))
 }
 
-async fn create(
+/// Answers with the consumer and its first key, shown this once.
+#[utoipa::path(post, path = "/admin/v1/consumers", tag = "consumers", request_body = ConsumerInput,
+    responses((status = 201, body = ConsumerView), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(super) async fn create(
     State(shared): State<Arc<Shared>>,
     Extension(access): Extension<Access>,
     JsonBody(body): JsonBody<Value>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<ConsumerView>), ApiError> {
     let i = input(body)?;
     let mut spec = ConsumerSpec {
         name: i.name,
@@ -134,18 +175,24 @@ async fn create(
     };
     let (id, key) = new_key(&mut spec);
     let mut out = consumer_view(&spec, false);
-    out["keys"] = json!([{"id": id, "key": key}]);
+    out.keys = vec![KeyView { id, key: Some(key) }];
     let mut res = shared.resources.lock().await;
     resources::create(&shared, &mut res, &access, spec).await?;
     Ok((StatusCode::CREATED, Json(out)))
 }
 
-async fn replace(
+/// Keys are kept; they change only through the key endpoints.
+#[utoipa::path(put, path = "/admin/v1/consumers/{name}", tag = "consumers", request_body = ConsumerInput,
+    params(("name" = String, Path)),
+    responses((status = 200, body = ConsumerView), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+pub(super) async fn replace(
     State(shared): State<Arc<Shared>>,
     Extension(access): Extension<Access>,
     Path(name): Path<String>,
     JsonBody(body): JsonBody<Value>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConsumerView>, ApiError> {
     let i = input(body)?;
     let spec = ConsumerSpec {
         name: i.name,
@@ -164,7 +211,11 @@ async fn replace(
     Ok(Json(consumer_view(found.spec(), false)))
 }
 
-async fn remove(
+#[utoipa::path(delete, path = "/admin/v1/consumers/{name}", tag = "consumers",
+    params(("name" = String, Path)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(super) async fn remove(
     State(shared): State<Arc<Shared>>,
     Extension(access): Extension<Access>,
     Path(name): Path<String>,
@@ -186,19 +237,28 @@ fn store_consumer(
     }
 }
 
-async fn add_key(
+/// A new key, shown this once.
+#[utoipa::path(post, path = "/admin/v1/consumers/{name}/keys", tag = "consumers",
+    params(("name" = String, Path)),
+    responses((status = 201, body = KeyView), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(super) async fn add_key(
     State(shared): State<Arc<Shared>>,
     Extension(access): Extension<Access>,
     Path(name): Path<String>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<KeyView>), ApiError> {
     let mut res = shared.resources.lock().await;
     let mut c = store_consumer(&res, &access, &name)?;
     let (id, key) = new_key(&mut c);
     resources::replace(&shared, &mut res, &access, &name, c, |_, _| {}).await?;
-    Ok((StatusCode::CREATED, Json(json!({"id": id, "key": key}))))
+    Ok((StatusCode::CREATED, Json(KeyView { id, key: Some(key) })))
 }
 
-async fn revoke_key(
+#[utoipa::path(delete, path = "/admin/v1/consumers/{name}/keys/{key_id}", tag = "consumers",
+    params(("name" = String, Path), ("key_id" = String, Path)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(super) async fn revoke_key(
     State(shared): State<Arc<Shared>>,
     Extension(access): Extension<Access>,
     Path((name, key_id)): Path<(String, String)>,

@@ -9,7 +9,7 @@
 //! `result` (the JSON object).
 
 use super::auth::Access;
-use super::error::{ApiError, JsonBody};
+use super::error::{ApiError, ErrorBody, JsonBody};
 use super::model_apis::full_path;
 use super::resources::find_visible;
 use crate::config::catalog::{self, Body, Protocol, Scenario};
@@ -21,12 +21,13 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
+use utoipa::ToSchema;
 
 /// Longest a debug request may take, start to end.
 const DEADLINE: Duration = Duration::from_secs(300);
@@ -34,17 +35,24 @@ const DEADLINE: Duration = Duration::from_secs(300);
 const MAX_EVENTS: usize = 10_000;
 const MAX_BODY: usize = 8 << 20;
 
-#[derive(Deserialize)]
+/// One request to send through a Model API. Any other top-level field
+/// (`prompt`, `input`, `max_tokens`, ...) goes into the body as it is.
+#[derive(Deserialize, Serialize, ToSchema)]
 pub struct DebugRequest {
     #[serde(default)]
     model: Option<String>,
     #[serde(default)]
     stream: bool,
     #[serde(default)]
+    #[schema(value_type = Option<Vec<Object>>)]
     messages: Option<Value>,
+    /// Merged into the top level of the body sent.
     #[serde(default)]
+    #[schema(value_type = Object)]
     parameters: Map<String, Value>,
+    /// Merged into the top level of the body sent, after `parameters`.
     #[serde(default)]
+    #[schema(value_type = Object)]
     custom_parameters: Map<String, Value>,
     /// Host to send as; default: the Model API's first domain.
     #[serde(default)]
@@ -54,7 +62,26 @@ pub struct DebugRequest {
     path: Option<String>,
     /// Any other top-level field (`prompt`, `input`, `max_tokens`, ...).
     #[serde(flatten)]
+    #[schema(ignore)]
     extra: Map<String, Value>,
+}
+
+/// What one debug request met.
+#[derive(Serialize, ToSchema)]
+pub struct DebugAnswer {
+    status: u16,
+    /// The service that answered (or was tried last).
+    service: Option<String>,
+    /// Fallback attempts used.
+    fallbacks: u64,
+    /// Time to the first body byte (for a stream: the first event).
+    first_packet_ms: Option<f64>,
+    total_ms: f64,
+    /// The JSON body; for a stream, `{"text": ...}` assembled from its deltas.
+    #[schema(value_type = Object)]
+    response: Value,
+    /// Each stream event as received.
+    stream_events: Vec<String>,
 }
 
 /// What happened, as it happens.
@@ -63,6 +90,14 @@ enum Progress {
     Event(String),
 }
 
+/// Sends one request through the Model API over a data-plane listener.
+/// With `Accept: text/event-stream` the answer streams as events `head`,
+/// `event`* and `result` (a `DebugAnswer`).
+#[utoipa::path(post, path = "/admin/v1/model-apis/{name}/debug", tag = "model-apis",
+    params(("name" = String, Path)), request_body = DebugRequest,
+    responses((status = 200, content((DebugAnswer = "application/json"), (String = "text/event-stream"))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 502, body = ErrorBody), (status = 504, body = ErrorBody)))]
 pub async fn debug(
     State(shared): State<Arc<Shared>>,
     Extension(access): Extension<Access>,
@@ -105,7 +140,7 @@ pub async fn debug(
         };
         let (result, ()) = tokio::join!(run(&shared, &prepared, Some(ptx)), forward);
         let last = match result {
-            Ok(v) => sse_frame("result", &v.to_string()),
+            Ok(v) => sse_frame("result", &serde_json::to_string(&v).expect("serializes")),
             Err(e) => sse_frame(
                 "error",
                 &json!({"error": {"code": e.code, "message": e.message}}).to_string(),
@@ -219,7 +254,7 @@ async fn run(
     shared: &Shared,
     req: &Prepared,
     progress: Option<mpsc::Sender<Progress>>,
-) -> Result<Value, ApiError> {
+) -> Result<DebugAnswer, ApiError> {
     match tokio::time::timeout(DEADLINE, exchange(shared, req, progress)).await {
         Ok(r) => r,
         Err(_) => Err(ApiError::new(
@@ -297,7 +332,7 @@ async fn exchange(
     shared: &Shared,
     req: &Prepared,
     progress: ProgressTx,
-) -> Result<Value, ApiError> {
+) -> Result<DebugAnswer, ApiError> {
     let start = Instant::now();
     let mut conn = tokio::net::TcpStream::connect(shared.data_addr)
         .await
@@ -410,13 +445,13 @@ async fn exchange(
         serde_json::from_slice::<Value>(&answer.body)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&answer.body).into_owned()))
     };
-    Ok(json!({
-        "status": status,
-        "service": service,
-        "fallbacks": fallbacks,
-        "first_packet_ms": answer.first_packet.map(|t| ms(t - start)),
-        "total_ms": ms(total),
-        "response": response,
-        "stream_events": answer.events,
-    }))
+    Ok(DebugAnswer {
+        status,
+        service,
+        fallbacks,
+        first_packet_ms: answer.first_packet.map(|t| ms(t - start)),
+        total_ms: ms(total),
+        response,
+        stream_events: answer.events,
+    })
 }

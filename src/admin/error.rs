@@ -9,7 +9,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::de::DeserializeOwned;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
 
 /// Largest admin request body.
 pub const MAX_BODY: usize = 1 << 20;
@@ -74,17 +76,47 @@ impl ApiError {
     }
 }
 
+/// Every admin API error answer.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// `invalid_field`, `invalid_json`, `body_too_large`, `unauthorized`,
+    /// `forbidden`, `not_found`, `already_exists`, `conflict`,
+    /// `managed_by_config`, `in_use`, `not_empty`, ...
+    pub code: String,
+    pub message: String,
+    /// The request body field the problem is about, if any.
+    pub field: Option<String>,
+    /// Further problems found in the same request.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<ErrorItem>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ErrorItem {
+    pub field: String,
+    pub message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut error = json!({"code": self.code, "message": self.message, "field": self.field});
-        if !self.details.is_empty() {
-            error["details"] = self
-                .details
-                .iter()
-                .map(|(f, m)| json!({"field": f, "message": m}))
-                .collect();
-        }
-        (self.status, Json(json!({ "error": error }))).into_response()
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.message,
+                field: self.field,
+                details: self
+                    .details
+                    .into_iter()
+                    .map(|(field, message)| ErrorItem { field, message })
+                    .collect(),
+            },
+        };
+        (self.status, Json(body)).into_response()
     }
 }
 
@@ -93,7 +125,7 @@ impl IntoResponse for ApiError {
 pub struct JsonBody<T>(pub T);
 
 #[async_trait]
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+impl<S: Send + Sync, T: DeserializeOwned + Serialize> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
@@ -127,8 +159,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
 }
 
 /// Deserializes `value`, naming the field of the first problem.
-pub fn parse<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
+pub fn parse<T: DeserializeOwned + Serialize>(value: Value) -> Result<T, ApiError> {
+    let parsed: T = serde_path_to_error::deserialize(value.clone()).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
         // A missing field is named in serde's message, under the path of
@@ -142,13 +174,47 @@ pub fn parse<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
             None => path,
         };
         ApiError::invalid(field, inner)
-    })
+    })?;
+    // serde also reads a struct from an array of its fields in order;
+    // where the value made an object, the request must have sent one.
+    let back = serde_json::to_value(&parsed).map_err(|e| ApiError::internal(e.to_string()))?;
+    match array_for_object(&value, &back, "") {
+        Some(field) => Err(ApiError::invalid(
+            field,
+            "invalid type: sequence, expected an object",
+        )),
+        None => Ok(parsed),
+    }
+}
+
+/// The first place where `sent` has an array and `read` an object.
+fn array_for_object(sent: &Value, read: &Value, at: &str) -> Option<String> {
+    let join = |k: &str| {
+        if at.is_empty() {
+            k.to_string()
+        } else {
+            format!("{at}.{k}")
+        }
+    };
+    match (sent, read) {
+        (Value::Array(_), Value::Object(_)) => Some(at.to_string()),
+        (Value::Object(s), Value::Object(r)) => r
+            .iter()
+            .find_map(|(k, rv)| s.get(k).and_then(|sv| array_for_object(sv, rv, &join(k)))),
+        (Value::Array(s), Value::Array(r)) => s
+            .iter()
+            .zip(r)
+            .enumerate()
+            .find_map(|(i, (sv, rv))| array_for_object(sv, rv, &format!("{at}[{i}]"))),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::raw::ModelApiSpec;
+    use serde_json::json;
 
     #[test]
     fn parse_errors_name_the_field() {
@@ -174,5 +240,9 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.field.as_deref(), Some("domains"), "{e:?}");
+        let e = parse::<ModelApiSpec>(json!({"name": "a", "scenario": "text", "protocol": "openai",
+            "domains": ["*"], "limits": [1, 2], "service": {"mode": "single", "target": {"service": "x"}}}))
+        .unwrap_err();
+        assert_eq!(e.field.as_deref(), Some("limits"), "{e:?}");
     }
 }

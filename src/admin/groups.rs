@@ -3,7 +3,7 @@
 //! made here can be deleted.
 
 use super::auth::Access;
-use super::error::{ApiError, JsonBody};
+use super::error::{ApiError, ErrorBody, JsonBody};
 use super::resources::all_model_apis;
 use super::store::{GroupSpec, Resources};
 use crate::config::valid_name;
@@ -12,9 +12,10 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
-use serde_json::{json, Value};
+use serde::Serialize;
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use utoipa::ToSchema;
 
 pub fn routes() -> Router<Arc<Shared>> {
     Router::new()
@@ -59,7 +60,24 @@ fn members(res: &Resources, group: &str) -> (usize, usize, usize) {
     )
 }
 
-fn group_view(res: &Resources, name: &str) -> Value {
+/// A resource group and how much it holds.
+#[derive(Serialize, ToSchema)]
+pub struct GroupView {
+    name: String,
+    description: String,
+    /// Named only by the config file (a scoped token or a file resource).
+    managed_by_config: bool,
+    resources: Members,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Members {
+    services: usize,
+    model_apis: usize,
+    consumers: usize,
+}
+
+fn group_view(res: &Resources, name: &str) -> GroupView {
     let stored = res
         .store
         .state
@@ -67,18 +85,24 @@ fn group_view(res: &Resources, name: &str) -> Value {
         .iter()
         .find(|g| g.name == name);
     let (services, model_apis, consumers) = members(res, name);
-    json!({
-        "name": name,
-        "description": stored.map(|g| g.description.as_str()).unwrap_or(""),
-        "managed_by_config": stored.is_none() && name != DEFAULT,
-        "resources": {"services": services, "model_apis": model_apis, "consumers": consumers},
-    })
+    GroupView {
+        name: name.to_string(),
+        description: stored.map(|g| g.description.clone()).unwrap_or_default(),
+        managed_by_config: stored.is_none() && name != DEFAULT,
+        resources: Members {
+            services,
+            model_apis,
+            consumers,
+        },
+    }
 }
 
-async fn list(
+#[utoipa::path(get, path = "/admin/v1/resource-groups", tag = "resource-groups",
+    responses((status = 200, body = [GroupView]), (status = 401, body = ErrorBody)))]
+pub(super) async fn list(
     State(shared): State<Arc<Shared>>,
     Extension(access): Extension<Access>,
-) -> Json<Vec<Value>> {
+) -> Json<Vec<GroupView>> {
     let res = shared.resources.lock().await;
     let out = names(&res)
         .into_iter()
@@ -88,11 +112,15 @@ async fn list(
     Json(out)
 }
 
-async fn show(
+#[utoipa::path(get, path = "/admin/v1/resource-groups/{name}", tag = "resource-groups",
+    params(("name" = String, Path)),
+    responses((status = 200, body = GroupView), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn show(
     State(shared): State<Arc<Shared>>,
     Extension(access): Extension<Access>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<GroupView>, ApiError> {
     let res = shared.resources.lock().await;
     if !names(&res).contains(&name) {
         return Err(ApiError::not_found("resource group", &name));
@@ -101,11 +129,14 @@ async fn show(
     Ok(Json(group_view(&res, &name)))
 }
 
-async fn create(
+#[utoipa::path(post, path = "/admin/v1/resource-groups", tag = "resource-groups", request_body = GroupSpec,
+    responses((status = 201, body = GroupView), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(super) async fn create(
     State(shared): State<Arc<Shared>>,
     Extension(access): Extension<Access>,
     JsonBody(spec): JsonBody<GroupSpec>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<GroupView>), ApiError> {
     if !valid_name(&spec.name) {
         return Err(ApiError::invalid(
             "name",
@@ -130,7 +161,12 @@ async fn create(
     Ok((StatusCode::CREATED, Json(group_view(&res, &spec.name))))
 }
 
-async fn remove(
+/// 409 for `default` and for groups that still hold resources.
+#[utoipa::path(delete, path = "/admin/v1/resource-groups/{name}", tag = "resource-groups",
+    params(("name" = String, Path)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(super) async fn remove(
     State(shared): State<Arc<Shared>>,
     Extension(access): Extension<Access>,
     Path(name): Path<String>,

@@ -14,6 +14,7 @@ mod debug;
 pub mod error;
 mod groups;
 mod model_apis;
+mod openapi;
 mod resources;
 mod services;
 pub mod store;
@@ -42,6 +43,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/admin/v1/openapi.json", get(openapi::openapi_json))
         .nest("/admin/v1", api)
         .merge(console::routes())
         .with_state(shared)

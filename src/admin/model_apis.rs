@@ -2,18 +2,20 @@
 //! sent through them. DELETE asks for the typed name: `?confirm={name}`.
 
 use super::auth::Access;
-use super::error::{ApiError, JsonBody};
+use super::catalog::RouteView;
+use super::error::{ApiError, ErrorBody, JsonBody};
 use super::resources::{self, find, find_visible, listing, view, Found, ListQuery};
-use crate::config::catalog::{self, Protocol, RouteDef, Scenario};
+use crate::config::catalog::{self, Protocol, Scenario};
 use crate::config::raw::{ModelApiSpec, SelectionSpec, ServiceSpec};
 use crate::runtime::Shared;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::sync::Arc;
+use utoipa::ToSchema;
 
 pub fn routes() -> Router<Arc<Shared>> {
     Router::new()
@@ -23,7 +25,10 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/model-apis/:name/debug", post(super::debug::debug))
 }
 
-async fn list(
+#[utoipa::path(get, path = "/admin/v1/model-apis", tag = "model-apis",
+    params(("resource_group" = Option<String>, Query, description = "only this group")),
+    responses((status = 200, body = [super::openapi::ModelApiView]), (status = 401, body = ErrorBody)))]
+pub(super) async fn list(
     State(shared): State<Arc<Shared>>,
     Extension(access): Extension<Access>,
     Query(q): Query<ListQuery>,
@@ -33,7 +38,11 @@ async fn list(
     Json(items.into_iter().map(|(a, m)| view(a, m)).collect())
 }
 
-async fn show(
+#[utoipa::path(get, path = "/admin/v1/model-apis/{name}", tag = "model-apis",
+    params(("name" = String, Path)),
+    responses((status = 200, body = super::openapi::ModelApiView), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn show(
     State(shared): State<Arc<Shared>>,
     Extension(access): Extension<Access>,
     Path(name): Path<String>,
@@ -91,7 +100,10 @@ fn check_services(
     Ok(())
 }
 
-async fn create(
+#[utoipa::path(post, path = "/admin/v1/model-apis", tag = "model-apis", request_body = ModelApiSpec,
+    responses((status = 201, body = super::openapi::ModelApiView), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(super) async fn create(
     State(shared): State<Arc<Shared>>,
     Extension(access): Extension<Access>,
     JsonBody(spec): JsonBody<ModelApiSpec>,
@@ -103,7 +115,12 @@ async fn create(
     Ok((StatusCode::CREATED, Json(out)))
 }
 
-async fn replace(
+#[utoipa::path(put, path = "/admin/v1/model-apis/{name}", tag = "model-apis", request_body = ModelApiSpec,
+    params(("name" = String, Path)),
+    responses((status = 200, body = super::openapi::ModelApiView), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+pub(super) async fn replace(
     State(shared): State<Arc<Shared>>,
     Extension(access): Extension<Access>,
     Path(name): Path<String>,
@@ -117,11 +134,16 @@ async fn replace(
 }
 
 #[derive(Deserialize)]
-struct Confirm {
+pub struct Confirm {
     confirm: Option<String>,
 }
 
-async fn remove(
+/// Needs `?confirm={name}`, the name typed again.
+#[utoipa::path(delete, path = "/admin/v1/model-apis/{name}", tag = "model-apis",
+    params(("name" = String, Path), ("confirm" = Option<String>, Query, description = "the name again")),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(super) async fn remove(
     State(shared): State<Arc<Shared>>,
     Extension(access): Extension<Access>,
     Path(name): Path<String>,
@@ -148,21 +170,25 @@ pub fn full_path(base_path: &str, route: &str) -> String {
     format!("{base}{route}")
 }
 
-pub fn route_json(base_path: &str, r: &RouteDef) -> Value {
-    json!({
-        "name": r.name,
-        "path": full_path(base_path, r.path),
-        "methods": r.methods,
-        "sub_paths": r.collection,
-        "websocket": r.websocket,
-    })
+/// The routes a Model API serves, with full paths.
+#[derive(Serialize, ToSchema)]
+pub struct RoutesView {
+    model_api: String,
+    domains: Vec<String>,
+    base_path: String,
+    strip_base_path: bool,
+    routes: Vec<RouteView>,
 }
 
-async fn api_routes(
+#[utoipa::path(get, path = "/admin/v1/model-apis/{name}/routes", tag = "model-apis",
+    params(("name" = String, Path)),
+    responses((status = 200, body = RoutesView), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn api_routes(
     State(shared): State<Arc<Shared>>,
     Extension(access): Extension<Access>,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RoutesView>, ApiError> {
     let res = shared.resources.lock().await;
     let api = find_visible::<ModelApiSpec>(&res, &access, &name)?.spec();
     let routes = match (
@@ -172,11 +198,14 @@ async fn api_routes(
         (Ok(s), Ok(p)) => catalog::routes(s, p),
         _ => &[],
     };
-    Ok(Json(json!({
-        "model_api": api.name,
-        "domains": api.domains,
-        "base_path": api.base_path,
-        "strip_base_path": api.strip_base_path,
-        "routes": routes.iter().map(|r| route_json(&api.base_path, r)).collect::<Vec<_>>(),
-    })))
+    Ok(Json(RoutesView {
+        model_api: api.name.clone(),
+        domains: api.domains.clone(),
+        base_path: api.base_path.clone(),
+        strip_base_path: api.strip_base_path,
+        routes: routes
+            .iter()
+            .map(|r| RouteView::new(&api.base_path, r))
+            .collect(),
+    }))
 }

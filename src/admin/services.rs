@@ -2,7 +2,7 @@
 //! read; a masked value sent back by PUT keeps the stored secret.
 
 use super::auth::Access;
-use super::error::{ApiError, JsonBody};
+use super::error::{ApiError, ErrorBody, JsonBody};
 use super::resources::{self, find_visible, listing, view, ListQuery};
 use crate::config::raw::{ModelApiSpec, SelectionSpec, ServiceSpec};
 use crate::runtime::Shared;
@@ -72,7 +72,10 @@ fn show_view(spec: &ServiceSpec, managed: bool) -> Value {
     view(&masked(spec), managed)
 }
 
-async fn list(
+#[utoipa::path(get, path = "/admin/v1/services", tag = "services",
+    params(("resource_group" = Option<String>, Query, description = "only this group")),
+    responses((status = 200, body = [super::openapi::ServiceView]), (status = 401, body = ErrorBody)))]
+pub(super) async fn list(
     State(shared): State<Arc<Shared>>,
     Extension(access): Extension<Access>,
     Query(q): Query<ListQuery>,
@@ -82,7 +85,11 @@ async fn list(
     Json(items.into_iter().map(|(s, m)| show_view(s, m)).collect())
 }
 
-async fn show(
+#[utoipa::path(get, path = "/admin/v1/services/{name}", tag = "services",
+    params(("name" = String, Path)),
+    responses((status = 200, body = super::openapi::ServiceView), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn show(
     State(shared): State<Arc<Shared>>,
     Extension(access): Extension<Access>,
     Path(name): Path<String>,
@@ -92,7 +99,10 @@ async fn show(
     Ok(Json(show_view(found.spec(), found.managed_by_config())))
 }
 
-async fn create(
+#[utoipa::path(post, path = "/admin/v1/services", tag = "services", request_body = ServiceSpec,
+    responses((status = 201, body = super::openapi::ServiceView), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(super) async fn create(
     State(shared): State<Arc<Shared>>,
     Extension(access): Extension<Access>,
     JsonBody(spec): JsonBody<ServiceSpec>,
@@ -103,7 +113,12 @@ async fn create(
     Ok((StatusCode::CREATED, Json(out)))
 }
 
-async fn replace(
+#[utoipa::path(put, path = "/admin/v1/services/{name}", tag = "services", request_body = ServiceSpec,
+    params(("name" = String, Path)),
+    responses((status = 200, body = super::openapi::ServiceView), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+pub(super) async fn replace(
     State(shared): State<Arc<Shared>>,
     Extension(access): Extension<Access>,
     Path(name): Path<String>,
@@ -131,7 +146,12 @@ pub fn users<'a>(apis: impl Iterator<Item = &'a ModelApiSpec>, name: &str) -> Ve
     .collect()
 }
 
-async fn remove(
+/// 409 `in_use` while a Model API names the service.
+#[utoipa::path(delete, path = "/admin/v1/services/{name}", tag = "services",
+    params(("name" = String, Path)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(super) async fn remove(
     State(shared): State<Arc<Shared>>,
     Extension(access): Extension<Access>,
     Path(name): Path<String>,

@@ -261,6 +261,12 @@ fn compile_service(i: usize, s: &ServiceSpec, mode: Mode, p: &mut Problems) -> O
         );
         return None;
     };
+    for (field, ms) in [
+        ("connect_timeout_ms", s.connect_timeout_ms),
+        ("timeout_ms", s.timeout_ms),
+    ] {
+        check_timeout(&format!("{at}.{field}"), ms, p);
+    }
     if s.connect_timeout_ms == 0 || s.timeout_ms == 0 {
         let field = if s.connect_timeout_ms == 0 {
             "connect_timeout_ms"
@@ -379,6 +385,28 @@ fn compile_service(i: usize, s: &ServiceSpec, mode: Mode, p: &mut Problems) -> O
         resource_group: s.resource_group.clone(),
         spec: s.clone(),
     })
+}
+
+/// Longest timeout accepted (7 days): a deadline far past it would
+/// overflow `Instant` arithmetic.
+pub const MAX_TIMEOUT_MS: u64 = 7 * 24 * 3600 * 1000;
+
+fn check_timeout(at: &str, ms: u64, p: &mut Problems) {
+    if ms > MAX_TIMEOUT_MS {
+        p.error(at, format!("must be at most {MAX_TIMEOUT_MS} (7 days)"));
+    }
+}
+
+/// Limits are JSON integers: at most i64::MAX.
+fn check_limits(at: &str, l: &super::raw::RateLimitsSpec, p: &mut Problems) {
+    for (field, v) in [
+        ("requests_per_minute", l.requests_per_minute),
+        ("tokens_per_minute", l.tokens_per_minute),
+    ] {
+        if v.is_some_and(|v| v > i64::MAX as u64) {
+            p.error(format!("{at}.{field}"), "too large");
+        }
+    }
 }
 
 /// Resolves a host once; IP literals need no lookup.
@@ -567,6 +595,12 @@ fn compile_api(at: &str, a: &ModelApiSpec, ctx: &ApiContext, p: &mut Problems) -
             }
         }
     }
+    check_timeout(
+        &field("first_packet_timeout_ms"),
+        a.first_packet_timeout_ms,
+        p,
+    );
+    check_limits(&field("limits"), &a.limits, p);
     if !valid_name(&a.resource_group) {
         p.error(
             field("resource_group"),
@@ -687,6 +721,7 @@ pub fn compile(
                 format!("duplicate consumer {:?}", c.name),
             );
         }
+        check_limits(&format!("consumers[{i}].limits"), &c.limits, &mut p);
         if !valid_name(&c.resource_group) {
             p.error(
                 format!("consumers[{i}].resource_group"),

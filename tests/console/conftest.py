@@ -1,7 +1,9 @@
-"""Starts the real modelgate binary (with an admin token and a store in a
-temp dir) and a slow-streaming mock-llm upstream on port 0, and Debian's
-Chromium through Playwright, for the console tests. Binaries come from
-target/debug (or $MODELGATE_BIN_DIR), built by the README's test command."""
+"""Tests of the admin listener's browser-facing surfaces, run outside cargo:
+the web console in Debian's Chromium (Playwright) and the OpenAPI document
+under schemathesis. Each module gets the real modelgate binary (with an
+admin token and a store in a temp dir) and a slow-streaming mock-llm
+upstream on port 0. Binaries come from target/debug (or
+$MODELGATE_BIN_DIR), built by the README's test command."""
 
 import json
 import os
@@ -83,7 +85,7 @@ def upstream():
     p.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def gateway(upstream):
     with tempfile.TemporaryDirectory() as d:
         config = f"""
