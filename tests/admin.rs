@@ -1074,3 +1074,18 @@ fn the_openapi_document_is_served_and_every_path_in_it_is_routed() {
         }
     }
 }
+
+#[test]
+fn wrong_methods_and_bad_queries_answer_in_the_error_shape() {
+    let (g, _dir, _) = start(true, "");
+    let a = Admin::of(&g, Some(ROOT));
+    let r = a.call("PATCH", "/admin/v1/services", Some(&json!({})));
+    expect_error(&r, 405, "method_not_allowed");
+    assert!(
+        r.header("allow").is_some_and(|v| v.contains("GET")),
+        "{:?}",
+        r.headers
+    );
+    let r = a.call("GET", "/admin/v1/services/%FF", None);
+    expect_error(&r, 400, "invalid_request");
+}

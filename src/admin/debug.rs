@@ -283,7 +283,7 @@ struct Answer {
 }
 
 impl Answer {
-    fn data(&mut self, data: &[u8], sse: Option<&mut SseSplitter>, progress: &ProgressTx) {
+    fn data(&mut self, data: &[u8], sse: Option<&mut SseSplitter>) {
         if data.is_empty() {
             return;
         }
@@ -292,7 +292,7 @@ impl Answer {
                 let mut events = Vec::new();
                 splitter.push(data, |e| events.push(e.to_vec()));
                 for e in events {
-                    self.event(&e, progress);
+                    self.event(&e);
                 }
             }
             None => {
@@ -303,7 +303,7 @@ impl Answer {
         }
     }
 
-    fn event(&mut self, event: &[u8], progress: &ProgressTx) {
+    fn event(&mut self, event: &[u8]) {
         self.first_packet.get_or_insert_with(Instant::now);
         if self.events.len() >= MAX_EVENTS {
             return;
@@ -318,15 +318,26 @@ impl Answer {
                 }
             }
         }
-        let text = String::from_utf8_lossy(event).trim_end().to_string();
-        if let Some(tx) = progress {
-            let _ = tx.try_send(Progress::Event(text.clone()));
-        }
-        self.events.push(text);
+        self.events
+            .push(String::from_utf8_lossy(event).trim_end().to_string());
     }
 }
 
 type ProgressTx = Option<mpsc::Sender<Progress>>;
+
+/// Passes on the events not yet sent; a client that went away ends the
+/// debug request.
+async fn flush(tx: &ProgressTx, events: &[String], sent: &mut usize) -> Result<(), ApiError> {
+    if let Some(tx) = tx {
+        for e in &events[*sent..] {
+            tx.send(Progress::Event(e.clone()))
+                .await
+                .map_err(|_| failed("the debug client went away"))?;
+        }
+    }
+    *sent = events.len();
+    Ok(())
+}
 
 async fn exchange(
     shared: &Shared,
@@ -407,18 +418,20 @@ async fn exchange(
     let mut decoder = chunked.then(|| ChunkedDecoder::new(u64::MAX));
     let mut pending = buf.split_off(head_len);
     let mut received: u64 = 0;
+    let mut sent = 0;
     loop {
         let done = if let Some(d) = decoder.as_mut() {
             let mut data = Vec::new();
             d.decode(&pending, |x| data.extend_from_slice(x))
                 .map_err(failed)?;
-            answer.data(&data, splitter.as_mut(), &progress);
+            answer.data(&data, splitter.as_mut());
             d.is_done()
         } else {
             received += pending.len() as u64;
-            answer.data(&pending, splitter.as_mut(), &progress);
+            answer.data(&pending, splitter.as_mut());
             length.is_some_and(|n| received >= n)
         };
+        flush(&progress, &answer.events, &mut sent).await?;
         if done || status == 204 || status == 304 || (length == Some(0)) {
             break;
         }
@@ -434,8 +447,9 @@ async fn exchange(
         let mut tail = Vec::new();
         s.finish(|e| tail.push(e.to_vec()));
         for e in tail {
-            answer.event(&e, &progress);
+            answer.event(&e);
         }
+        flush(&progress, &answer.events, &mut sent).await?;
     }
     let total = start.elapsed();
     let ms = |d: Duration| (d.as_secs_f64() * 10_000.0).round() / 10.0;

@@ -39,7 +39,8 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .merge(groups::routes())
         .route("/catalog", get(catalog::catalog))
         .fallback(unknown_endpoint)
-        .layer(middleware::from_fn_with_state(shared.clone(), authorize));
+        .layer(middleware::from_fn_with_state(shared.clone(), authorize))
+        .layer(middleware::map_response(json_errors));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
@@ -81,6 +82,40 @@ async fn authorize(
         }
         Err(e) => e.into_response(),
     }
+}
+
+/// Errors axum answers itself (a wrong method, a path or query that does
+/// not parse) take the API's error shape too.
+async fn json_errors(res: Response) -> Response {
+    let status = res.status();
+    let json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if json || !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let allow = res.headers().get(header::ALLOW).cloned();
+    let body = axum::body::to_bytes(res.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&body).trim().to_string();
+    let code = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::NOT_FOUND => "not_found",
+        s if s.is_server_error() => "internal",
+        _ => "invalid_request",
+    };
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    let mut out = ApiError::new(status, code, message).into_response();
+    if let Some(allow) = allow {
+        out.headers_mut().insert(header::ALLOW, allow);
+    }
+    out
 }
 
 async fn unknown_endpoint(req: Request) -> ApiError {
