@@ -1089,3 +1089,50 @@ fn wrong_methods_and_bad_queries_answer_in_the_error_shape() {
     let r = a.call("GET", "/admin/v1/services/%FF", None);
     expect_error(&r, 400, "invalid_request");
 }
+
+#[test]
+fn pages_of_other_sites_cannot_drive_the_admin_api() {
+    let (g, _dir, store) = start(false, "");
+    let body = br#"{"name":"csrf","provider":"mock"}"#;
+    // A cross-site form post through the user's browser.
+    let r = request(
+        g.admin,
+        "POST",
+        "/admin/v1/services",
+        &[
+            ("origin", "https://evil.example"),
+            ("content-type", "text/plain"),
+        ],
+        body,
+    );
+    expect_error(&r, 403, "forbidden");
+    // DNS rebinding: the page's own name resolved to 127.0.0.1.
+    let r = request(
+        g.admin,
+        "POST",
+        "/admin/v1/services",
+        &[
+            ("host", "evil.example:9090"),
+            ("origin", "http://evil.example:9090"),
+        ],
+        body,
+    );
+    expect_error(&r, 401, "unauthorized");
+    assert!(!store.exists(), "nothing was written");
+    // The console's own requests are same-origin.
+    let host = g.admin.to_string();
+    let origin = format!("http://{host}");
+    let r = request(
+        g.admin,
+        "POST",
+        "/admin/v1/services",
+        &[("host", host.as_str()), ("origin", origin.as_str())],
+        body,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&store).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}

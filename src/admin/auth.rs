@@ -107,6 +107,35 @@ impl Tokens {
     }
 }
 
+/// Browsers send `Origin` on cross-site requests: a page elsewhere must
+/// not drive the admin API through a user's browser (CSRF). The console is
+/// served by this same listener, so its requests are same-origin.
+pub fn cross_origin(origin: Option<&str>, host: Option<&str>) -> bool {
+    let Some(origin) = origin else {
+        return false;
+    };
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .unwrap_or(origin);
+    host != Some(authority)
+}
+
+/// Whether `host` (the `Host` header) names this machine by an address or
+/// `localhost`: trusting loopback clients without a token must not extend
+/// to a page whose own name was made to resolve to 127.0.0.1 (DNS
+/// rebinding).
+pub fn loopback_host(host: Option<&str>) -> bool {
+    let Some(host) = host else {
+        return true;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<IpAddr>().is_ok()
+}
+
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
@@ -163,6 +192,17 @@ mod tests {
         let scoped = t.access(Some("team-token"), far).unwrap();
         assert!(scoped.allows("team-a") && !scoped.allows("default"));
         assert_eq!(t.access(Some("nope"), lo).unwrap_err().status, 401);
+        assert!(!cross_origin(None, Some("127.0.0.1:9090")));
+        assert!(!cross_origin(
+            Some("http://127.0.0.1:9090"),
+            Some("127.0.0.1:9090")
+        ));
+        assert!(cross_origin(
+            Some("https://evil.example"),
+            Some("127.0.0.1:9090")
+        ));
+        assert!(loopback_host(Some("127.0.0.1:9090")) && loopback_host(Some("[::1]:9090")));
+        assert!(loopback_host(Some("localhost:9090")) && !loopback_host(Some("evil.example:9090")));
         assert_eq!(
             sha256_hex(b"abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"

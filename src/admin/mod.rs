@@ -64,11 +64,28 @@ async fn authorize(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let bearer = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).trim().to_string());
+    let (origin, host, bearer) = (
+        header_text(&req, header::ORIGIN),
+        header_text(&req, header::HOST),
+        header_text(&req, header::AUTHORIZATION),
+    );
+    let bearer = bearer.map(|v| v.strip_prefix("Bearer ").unwrap_or(&v).trim().to_string());
+    if auth::cross_origin(origin.as_deref(), host.as_deref()) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "cross-origin requests are refused",
+        )
+        .into_response();
+    }
+    if bearer.is_none() && !auth::loopback_host(host.as_deref()) {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "without a token, the admin API is reached only as localhost or by IP address",
+        )
+        .into_response();
+    }
     let access = shared
         .resources
         .lock()
@@ -82,6 +99,15 @@ async fn authorize(
         }
         Err(e) => e.into_response(),
     }
+}
+
+/// A header's value, owned: the request (not Sync) must not stay borrowed
+/// across an await.
+fn header_text(req: &Request, name: header::HeaderName) -> Option<String> {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
 }
 
 /// Errors axum answers itself (a wrong method, a path or query that does
