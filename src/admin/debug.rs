@@ -88,6 +88,26 @@ pub struct DebugAnswer {
 enum Progress {
     Head(Value),
     Event(String),
+    Done(Result<DebugAnswer, ApiError>),
+}
+
+impl Progress {
+    /// As one server-sent event to the admin client.
+    fn frame(self) -> String {
+        let (event, data) = match self {
+            Progress::Head(v) => ("head", v.to_string()),
+            Progress::Event(e) => ("event", Value::String(e).to_string()),
+            Progress::Done(Ok(answer)) => (
+                "result",
+                serde_json::to_string(&answer).expect("serializes"),
+            ),
+            Progress::Done(Err(e)) => (
+                "error",
+                json!({"error": {"code": e.code, "message": e.message}}).to_string(),
+            ),
+        };
+        format!("event: {event}\ndata: {data}\n\n")
+    }
 }
 
 /// Sends one request through the Model API over a data-plane listener.
@@ -120,38 +140,15 @@ pub async fn debug(
         let answer = run(&shared, &prepared, None).await?;
         return Ok(Json(answer).into_response());
     }
-    let (tx, rx) = mpsc::channel::<String>(64);
+    let (tx, rx) = mpsc::channel::<Progress>(64);
     let shared = shared.clone();
     tokio::spawn(async move {
-        let (ptx, mut prx) = mpsc::channel::<Progress>(64);
-        let forward = {
-            let tx = tx.clone();
-            async move {
-                while let Some(p) = prx.recv().await {
-                    let frame = match p {
-                        Progress::Head(v) => sse_frame("head", &v.to_string()),
-                        Progress::Event(e) => sse_frame("event", &Value::String(e).to_string()),
-                    };
-                    if tx.send(frame).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        };
-        let (result, ()) = tokio::join!(run(&shared, &prepared, Some(ptx)), forward);
-        let last = match result {
-            Ok(v) => sse_frame("result", &serde_json::to_string(&v).expect("serializes")),
-            Err(e) => sse_frame(
-                "error",
-                &json!({"error": {"code": e.code, "message": e.message}}).to_string(),
-            ),
-        };
-        let _ = tx.send(last).await;
+        let result = run(&shared, &prepared, Some(tx.clone())).await;
+        let _ = tx.send(Progress::Done(result)).await;
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|frame| (Ok::<_, std::io::Error>(frame), rx))
+        let p = rx.recv().await?;
+        Some((Ok::<_, std::io::Error>(p.frame()), rx))
     });
     Ok((
         [
@@ -161,10 +158,6 @@ pub async fn debug(
         axum::body::Body::from_stream(stream),
     )
         .into_response())
-}
-
-fn sse_frame(event: &str, data: &str) -> String {
-    format!("event: {event}\ndata: {data}\n\n")
 }
 
 /// The request to send, worked out from the Model API and the debug body.
