@@ -764,10 +764,28 @@ fn the_store_survives_restarts_and_reloads_keep_it() {
             201
         );
         // SIGHUP re-reads the file and keeps the store's resources.
+        let more = FILE_RESOURCES
+            .replace("file-chat", "file-chat-2")
+            .replace("file.example", "file2.example");
+        let more = more.split("[[model_apis]]").nth(1).unwrap();
+        std::fs::write(&g.config_path, format!("{cfg}\n[[model_apis]]{more}")).unwrap();
         g.signal("HUP");
-        std::thread::sleep(Duration::from_millis(300));
+        let deadline = Instant::now() + TIMEOUT;
+        while chat(&g, "file2.example.com", "m").status != 200 {
+            assert!(
+                Instant::now() < deadline,
+                "reload not applied: {}",
+                g.proc.stderr_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         assert_eq!(chat(&g, "kept.example.com", "m").status, 200);
         assert_eq!(chat(&g, "file.example.com", "m").status, 200);
+        assert_eq!(a.get("/model-apis/kept").json()["managed_by_config"], false);
+        assert_eq!(
+            a.get("/model-apis/file-chat-2").json()["managed_by_config"],
+            true
+        );
     } // dropped: SIGKILL
     let g = Gateway::start_raw(&cfg);
     let a = Admin::of(&g, Some(ROOT));
