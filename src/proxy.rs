@@ -31,7 +31,11 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: &RequestH
         http10: head.minor_version == 0,
         head_only: head.method == Method::Head,
         reshape: Reshape::None,
+        service: None,
     };
+    let debug = head
+        .header(&c.inbuf, crate::runtime::DEBUG_HEADER)
+        .is_some_and(|v| w.shared.trusts_debug(v));
 
     // 1. Route: host → Model API → base path → route.
     let routed = {
@@ -102,6 +106,9 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: &RequestH
         let replayable = body.is_whole();
         let last = n + 1 == order.len() || !replayable;
         reply.fallbacks = n;
+        if debug {
+            reply.service = Some(svc.name.clone());
+        }
         let model = target
             .model
             .as_deref()
@@ -471,7 +478,9 @@ fn retry_status(status: u16) -> bool {
 /// Client headers never forwarded: framing (rewritten), the client's own
 /// credentials (the service's key replaces them), ones the gateway sets.
 fn dropped(name: &[u8]) -> bool {
-    const DROP: [&[u8]; 8] = [
+    const DROP: [&[u8]; 9] = [
+        // The admin debug marker is for this gateway only.
+        crate::runtime::DEBUG_HEADER.as_bytes(),
         b"host",
         b"content-length",
         b"authorization",

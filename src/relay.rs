@@ -28,6 +28,9 @@ pub struct Reply {
     pub http10: bool,
     pub head_only: bool,
     pub reshape: Reshape,
+    /// The service that answered, told (`x-modelgate-service`) only to the
+    /// admin's debug request.
+    pub service: Option<String>,
 }
 
 /// What the relay does to the upstream's answer before the client sees it.
@@ -54,6 +57,9 @@ impl Reply {
         h.header(b"x-request-id", self.request_id.as_bytes());
         let mut n = itoa::Buffer::new();
         h.header(b"x-modelgate-fallback", n.format(self.fallbacks).as_bytes());
+        if let Some(s) = &self.service {
+            h.header(b"x-modelgate-service", s.as_bytes());
+        }
         if !self.keep_alive {
             h.header(b"connection", b"close");
         } else if self.http10 {
@@ -126,7 +132,8 @@ fn copied(name: &[u8]) -> bool {
     !(head::is_hop_by_hop(name)
         || name.eq_ignore_ascii_case(b"content-length")
         || name.eq_ignore_ascii_case(b"x-request-id")
-        || name.eq_ignore_ascii_case(b"x-modelgate-fallback"))
+        || name.eq_ignore_ascii_case(b"x-modelgate-fallback")
+        || name.eq_ignore_ascii_case(b"x-modelgate-service"))
 }
 
 /// Relays an upstream response: head, then body as it arrives.
@@ -285,6 +292,7 @@ fn clone_reply(r: &Reply) -> Reply {
         http10: r.http10,
         head_only: r.head_only,
         reshape: r.reshape,
+        service: r.service.clone(),
     }
 }
 

@@ -2,6 +2,7 @@
 //! own SO_REUSEPORT listeners) and runs the control plane on this thread:
 //! admin listener, reloads on SIGHUP, drain on SIGTERM/SIGINT.
 
+use crate::admin::store::{Resources, Store};
 use crate::config::compile::{compile, Mode};
 use crate::config::raw::{IoMode, RawConfig};
 use crate::config::{self, Snapshot};
@@ -23,7 +24,20 @@ pub struct Shared {
     pub workers: usize,
     pub workers_ready: AtomicUsize,
     pub config_path: String,
+    /// The config file's resources and the admin store: together the
+    /// effective config. Held while a change is compiled and published,
+    /// so changes (admin writes, reloads) apply one at a time.
+    pub resources: tokio::sync::Mutex<Resources>,
+    /// A data-plane address reachable over loopback (admin debug requests).
+    pub data_addr: SocketAddr,
+    /// Per-process secret carried in [`DEBUG_HEADER`] by the admin debug
+    /// request, so it passes consumer auth. Never leaves the process.
+    pub debug_token: String,
 }
+
+/// Header that marks the admin's own debug request; the data plane never
+/// forwards it and trusts it only with the exact [`Shared::debug_token`].
+pub const DEBUG_HEADER: &str = "x-modelgate-debug";
 
 impl Shared {
     pub fn ready(&self) -> bool {
@@ -38,19 +52,38 @@ impl Shared {
         self.generation.store(generation, Ordering::Release);
     }
 
-    /// Re-reads the config file; on any error keeps the running snapshot.
-    pub fn reload(&self) -> Result<(), Vec<String>> {
+    /// Whether a request's [`DEBUG_HEADER`] value is this process's own.
+    pub fn trusts_debug(&self, value: &[u8]) -> bool {
+        let want = self.debug_token.as_bytes();
+        value.len() == want.len()
+            && value
+                .iter()
+                .zip(want)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+
+    /// Re-reads the config file and merges the store's resources; on any
+    /// error keeps the running snapshot.
+    pub async fn reload(&self) -> Result<(), Vec<String>> {
         let raw = config::load_file(&self.config_path).map_err(|e| vec![e.to_string()])?;
+        let mut res = self.resources.lock().await;
+        let merged = res.store.state.merged_with(&raw);
         let generation = self.generation.load(Ordering::Acquire) + 1;
-        match compile(&raw, generation, Mode::Serve) {
+        let compiled =
+            tokio::task::spawn_blocking(move || compile(&merged, generation, Mode::Serve))
+                .await
+                .map_err(|e| vec![e.to_string()])?;
+        match compiled {
             Ok((snap, problems)) => {
                 for w in &problems.warnings {
-                    tracing::warn!("config: {w}");
+                    tracing::warn!("config: {}", res.describe(w));
                 }
                 self.publish(snap);
+                res.set_file(raw);
                 Ok(())
             }
-            Err(p) => Err(p.errors.iter().map(|e| e.to_string()).collect()),
+            Err(p) => Err(p.errors.iter().map(|e| res.describe(e)).collect()),
         }
     }
 }
@@ -123,20 +156,24 @@ fn choose_io(mode: IoMode) -> IoMode {
 
 /// Runs the gateway until SIGTERM/SIGINT and the drain that follows.
 pub fn serve(config_path: &str, raw: RawConfig) -> Result<(), String> {
-    let (snap, problems) = compile(&raw, 1, Mode::Serve).map_err(|p| {
+    let store = Store::open(&raw.store.path)?;
+    let resources = Resources::new(raw.clone(), store);
+    let merged = resources.store.state.merged_with(&raw);
+    let (snap, problems) = compile(&merged, 1, Mode::Serve).map_err(|p| {
         p.errors
             .iter()
-            .map(|e| e.to_string())
+            .map(|e| resources.describe(e))
             .collect::<Vec<_>>()
             .join("\n")
     })?;
     for w in &problems.warnings {
-        tracing::warn!("config: {w}");
+        tracing::warn!("config: {}", resources.describe(w));
     }
     let workers = worker_count(raw.server.workers);
     let io = choose_io(raw.server.io);
     let listeners =
         bind_listeners(&raw.server.listen, workers).map_err(|e| format!("listen: {e}"))?;
+    let data_addr = loopback(listeners[0][0].local_addr().map_err(|e| e.to_string())?);
     let shared = Arc::new(Shared {
         generation: AtomicU64::new(snap.generation),
         snapshot: ArcSwap::from_pointee(snap),
@@ -145,6 +182,9 @@ pub fn serve(config_path: &str, raw: RawConfig) -> Result<(), String> {
         workers,
         workers_ready: AtomicUsize::new(0),
         config_path: config_path.to_string(),
+        resources: tokio::sync::Mutex::new(resources),
+        data_addr,
+        debug_token: admin::auth::random_hex(32),
     });
 
     let cores = core_ids();
@@ -180,6 +220,19 @@ pub fn serve(config_path: &str, raw: RawConfig) -> Result<(), String> {
     Ok(())
 }
 
+/// The address to reach a listener bound to `addr` from this host.
+fn loopback(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(a) if a.ip().is_unspecified() => {
+            (std::net::Ipv4Addr::LOCALHOST, a.port()).into()
+        }
+        SocketAddr::V6(a) if a.ip().is_unspecified() => {
+            (std::net::Ipv6Addr::LOCALHOST, a.port()).into()
+        }
+        a => a,
+    }
+}
+
 fn core_ids() -> Vec<usize> {
     // SAFETY: CPU_ZERO/CPU_ISSET on a zeroed cpu_set_t we own; sched_getaffinity
     // writes at most size_of::<cpu_set_t>() bytes into it.
@@ -211,7 +264,7 @@ async fn control(shared: Arc<Shared>, raw: RawConfig) -> Result<(), String> {
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
     loop {
         tokio::select! {
-            _ = hup.recv() => match shared.reload() {
+            _ = hup.recv() => match shared.reload().await {
                 Ok(()) => tracing::info!("config reloaded (generation {})", shared.generation.load(Ordering::Acquire)),
                 Err(errors) => {
                     for e in errors {

@@ -245,6 +245,12 @@ fn compile_service(i: usize, s: &ServiceSpec, mode: Mode, p: &mut Problems) -> O
             "must be 1-64 letters, digits, '_' or '-'",
         );
     }
+    if !valid_name(&s.resource_group) {
+        p.error(
+            format!("{at}.resource_group"),
+            "must be 1-64 letters, digits, '_' or '-'",
+        );
+    }
     let Some(provider) = provider::by_kind(&s.provider) else {
         let kinds: Vec<&str> = provider::KINDS.iter().map(|k| k.kind).collect();
         p.error(
@@ -257,6 +263,13 @@ fn compile_service(i: usize, s: &ServiceSpec, mode: Mode, p: &mut Problems) -> O
         );
         return None;
     };
+    for (field, ms) in [
+        ("connect_timeout_ms", s.connect_timeout_ms),
+        ("timeout_ms", s.timeout_ms),
+        ("outlier_detection.ejection_ms", s.outlier_detection.ejection_ms),
+    ] {
+        check_timeout(&format!("{at}.{field}"), ms, p);
+    }
     if s.connect_timeout_ms == 0 || s.timeout_ms == 0 {
         let field = if s.connect_timeout_ms == 0 {
             "connect_timeout_ms"
@@ -379,6 +392,28 @@ fn compile_service(i: usize, s: &ServiceSpec, mode: Mode, p: &mut Problems) -> O
         }),
         spec: s.clone(),
     })
+}
+
+/// Longest timeout accepted (7 days): a deadline far past it would
+/// overflow `Instant` arithmetic.
+pub const MAX_TIMEOUT_MS: u64 = 7 * 24 * 3600 * 1000;
+
+fn check_timeout(at: &str, ms: u64, p: &mut Problems) {
+    if ms > MAX_TIMEOUT_MS {
+        p.error(at, format!("must be at most {MAX_TIMEOUT_MS} (7 days)"));
+    }
+}
+
+/// Limits are JSON integers: at most i64::MAX.
+fn check_limits(at: &str, l: &super::raw::RateLimitsSpec, p: &mut Problems) {
+    for (field, v) in [
+        ("requests_per_minute", l.requests_per_minute),
+        ("tokens_per_minute", l.tokens_per_minute),
+    ] {
+        if v.is_some_and(|v| v > i64::MAX as u64) {
+            p.error(format!("{at}.{field}"), "too large");
+        }
+    }
 }
 
 /// Resolves a host once; IP literals need no lookup.
@@ -567,6 +602,12 @@ fn compile_api(at: &str, a: &ModelApiSpec, ctx: &ApiContext, p: &mut Problems) -
             }
         }
     }
+    check_timeout(
+        &field("first_packet_timeout_ms"),
+        a.first_packet_timeout_ms,
+        p,
+    );
+    check_limits(&field("limits"), &a.limits, p);
     if !valid_name(&a.resource_group) {
         p.error(
             field("resource_group"),
@@ -629,7 +670,7 @@ pub fn compile(
     let mut by_name: HashMap<&str, (usize, Option<&'static Provider>)> = HashMap::new();
     for (i, spec) in raw.services.iter().enumerate() {
         if by_name.contains_key(spec.name.as_str()) {
-            p.error(
+            p.conflict(
                 format!("services[{i}].name"),
                 format!("duplicate service {:?}", spec.name),
             );
@@ -655,7 +696,7 @@ pub fn compile(
     for (i, spec) in raw.model_apis.iter().enumerate() {
         let at = format!("model_apis[{i}]");
         if apis.iter().any(|a| a.name == spec.name) {
-            p.error(
+            p.conflict(
                 format!("{at}.name"),
                 format!("duplicate Model API {:?}", spec.name),
             );
@@ -663,7 +704,7 @@ pub fn compile(
         for (d, domain) in spec.domains.iter().enumerate() {
             let key = (domain.to_ascii_lowercase(), normalize_base(&spec.base_path));
             if let Some(holder) = holders.get(&key) {
-                p.error(
+                p.conflict(
                     format!("{at}.domains[{d}]"),
                     format!("domain {domain:?} with base path {:?} is already held by Model API {holder:?}", spec.base_path),
                 );
@@ -679,6 +720,18 @@ pub fn compile(
         if !valid_name(&c.name) {
             p.error(
                 format!("consumers[{i}].name"),
+                "must be 1-64 letters, digits, '_' or '-'",
+            );
+        } else if raw.consumers[..i].iter().any(|o| o.name == c.name) {
+            p.conflict(
+                format!("consumers[{i}].name"),
+                format!("duplicate consumer {:?}", c.name),
+            );
+        }
+        check_limits(&format!("consumers[{i}].limits"), &c.limits, &mut p);
+        if !valid_name(&c.resource_group) {
+            p.error(
+                format!("consumers[{i}].resource_group"),
                 "must be 1-64 letters, digits, '_' or '-'",
             );
         }

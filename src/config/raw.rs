@@ -155,9 +155,10 @@ fn yes() -> bool {
 }
 
 /// An AI service: one upstream provider endpoint.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceSpec {
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub name: String,
     pub provider: String,
     #[serde(default)]
@@ -167,10 +168,13 @@ pub struct ServiceSpec {
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     #[serde(default = "default_connect_timeout")]
+    #[schema(maximum = 604_800_000)]
     pub connect_timeout_ms: u64,
     #[serde(default = "default_timeout")]
+    #[schema(maximum = 604_800_000)]
     pub timeout_ms: u64,
     #[serde(default = "default_group")]
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub resource_group: String,
     /// PEM file of CA certificates to trust instead of the webpki roots.
     #[serde(default)]
@@ -185,7 +189,7 @@ pub struct ServiceSpec {
 /// Outlier ejection: after `consecutive_failures` connect failures or 5xx
 /// in a row (per worker), the service is skipped for `ejection_ms` (growing
 /// with repeated ejections) while other targets can serve. 0 turns it off.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct OutlierSpec {
     pub consecutive_failures: u32,
@@ -201,7 +205,7 @@ impl Default for OutlierSpec {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TargetSpec {
     pub service: String,
@@ -209,7 +213,7 @@ pub struct TargetSpec {
     pub model: Option<String>,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {
     pub pattern: String,
@@ -218,7 +222,7 @@ pub struct RuleSpec {
     pub model: Option<String>,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WeightedTargetSpec {
     pub service: String,
@@ -227,7 +231,7 @@ pub struct WeightedTargetSpec {
     pub model: Option<String>,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SelectionSpec {
     Single { target: TargetSpec },
@@ -235,14 +239,14 @@ pub enum SelectionSpec {
     ByWeight { targets: Vec<WeightedTargetSpec> },
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct FallbackSpec {
     pub enabled: bool,
     pub targets: Vec<TargetSpec>,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct MonitoringSpec {
     pub enabled: bool,
@@ -260,14 +264,14 @@ impl Default for MonitoringSpec {
     }
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSpec {
     pub enabled: bool,
     pub consumers: Vec<String>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModerationSpec {
     pub enabled: bool,
@@ -276,7 +280,7 @@ pub struct ModerationSpec {
     pub service: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitsSpec {
     pub requests_per_minute: Option<u64>,
@@ -284,9 +288,10 @@ pub struct RateLimitsSpec {
 }
 
 /// A Model API: what clients call.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelApiSpec {
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub name: String,
     pub scenario: String,
     pub protocol: String,
@@ -301,8 +306,10 @@ pub struct ModelApiSpec {
     #[serde(default)]
     pub fallback: FallbackSpec,
     #[serde(default)]
+    #[schema(maximum = 604_800_000)]
     pub first_packet_timeout_ms: u64,
     #[serde(default = "default_group")]
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub resource_group: String,
     #[serde(default)]
     pub auth: AuthSpec,

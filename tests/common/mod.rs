@@ -207,6 +207,8 @@ impl Gateway {
         std::fs::write(&config_path, config).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_modelgate"));
         cmd.args(["serve", "--config", config_path.to_str().unwrap()]);
+        // Relative paths (the default `store.path`) land in the test's own dir.
+        cmd.current_dir(&dir.0);
         let proc = Proc::spawn(cmd);
         let addr = proc.wait_line("modelgate listening on ").parse().unwrap();
         let admin = proc.wait_line("admin listening on ").parse().unwrap();
