@@ -516,7 +516,9 @@ fn request_head(
             || head::connection_lists(inbuf, &head.headers, name)
             // LLM answers are read for usage and events: keep them plain.
             || (json && name.eq_ignore_ascii_case(b"accept-encoding"))
+            // The service's own headers win over the client's copies.
             || svc.headers.iter().any(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
+            || svc.provider.fixed_headers.iter().any(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
         {
             continue;
         }

@@ -266,7 +266,10 @@ fn compile_service(i: usize, s: &ServiceSpec, mode: Mode, p: &mut Problems) -> O
     for (field, ms) in [
         ("connect_timeout_ms", s.connect_timeout_ms),
         ("timeout_ms", s.timeout_ms),
-        ("outlier_detection.ejection_ms", s.outlier_detection.ejection_ms),
+        (
+            "outlier_detection.ejection_ms",
+            s.outlier_detection.ejection_ms,
+        ),
     ] {
         check_timeout(&format!("{at}.{field}"), ms, p);
     }
