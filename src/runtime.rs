@@ -63,6 +63,26 @@ impl Shared {
                 == 0
     }
 
+    /// Re-resolves service hosts (workers never do) and, when an address
+    /// changed, recompiles the running resources and publishes them.
+    pub async fn refresh_dns(&self) {
+        let snap = self.snapshot.load_full();
+        let changed =
+            tokio::task::spawn_blocking(move || crate::config::compile::dns_changed(&snap));
+        if !changed.await.unwrap_or(false) {
+            return;
+        }
+        let res = self.resources.lock().await;
+        let merged = res.store.state.merged_with(&res.file);
+        let generation = self.generation.load(Ordering::Acquire) + 1;
+        let compiled =
+            tokio::task::spawn_blocking(move || compile(&merged, generation, Mode::Serve)).await;
+        if let Ok(Ok((snap, _))) = compiled {
+            tracing::info!("service addresses changed; published generation {generation}");
+            self.publish(snap);
+        }
+    }
+
     /// Re-reads the config file and merges the store's resources; on any
     /// error keeps the running snapshot.
     pub async fn reload(&self) -> Result<(), Vec<String>> {
@@ -248,6 +268,9 @@ fn core_ids() -> Vec<usize> {
 }
 
 /// The control plane: admin listener and signals. Returns on SIGTERM/SIGINT.
+/// How often service host names are resolved again.
+const DNS_REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
+
 async fn control(shared: Arc<Shared>, raw: RawConfig) -> Result<(), String> {
     use tokio::signal::unix::{signal, SignalKind};
     let admin = tokio::net::TcpListener::bind(&raw.admin.listen)
@@ -262,8 +285,11 @@ async fn control(shared: Arc<Shared>, raw: RawConfig) -> Result<(), String> {
     let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let mut dns = tokio::time::interval(DNS_REFRESH);
+    dns.tick().await;
     loop {
         tokio::select! {
+            _ = dns.tick() => shared.refresh_dns().await,
             _ = hup.recv() => match shared.reload().await {
                 Ok(()) => tracing::info!("config reloaded (generation {})", shared.generation.load(Ordering::Acquire)),
                 Err(errors) => {

@@ -31,6 +31,7 @@ pub struct Upstream {
     pub authority: String,
     /// Path of the base URL, no trailing `/` (may be empty).
     pub base_path: String,
+    pub port: u16,
     pub addrs: Vec<SocketAddr>,
     /// Pools are keyed by this, so they outlive snapshots.
     pub pool_key: Arc<str>,
@@ -376,6 +377,7 @@ fn compile_service(i: usize, s: &ServiceSpec, mode: Mode, p: &mut Problems) -> O
             host: base.host,
             authority,
             base_path: base.path,
+            port: base.port,
             addrs,
         })
     };
@@ -417,6 +419,28 @@ fn check_limits(at: &str, l: &super::raw::RateLimitsSpec, p: &mut Problems) {
             p.error(format!("{at}.{field}"), "too large");
         }
     }
+}
+
+/// Whether resolving the hosts of `snap`'s services again gives other
+/// addresses than the snapshot holds (blocking: control thread only).
+pub fn dns_changed(snap: &Snapshot) -> bool {
+    snap.services
+        .iter()
+        .filter_map(|s| s.upstream.as_ref())
+        .any(|u| {
+            if u.host.parse::<std::net::IpAddr>().is_ok() {
+                return false;
+            }
+            match resolve(&u.host, u.port) {
+                Ok(mut now) => {
+                    let mut was = u.addrs.clone();
+                    now.sort();
+                    was.sort();
+                    now != was
+                }
+                Err(_) => false,
+            }
+        })
 }
 
 /// Resolves a host once; IP literals need no lookup.
@@ -985,5 +1009,30 @@ mod tests {
         assert!(parse_base_url("ftp://x").is_err());
         assert!(parse_base_url("http://x:99999").is_err());
         assert!(parse_base_url("http:///v1").is_err());
+    }
+
+    #[test]
+    fn dns_refresh_notices_changed_addresses() {
+        let text = r#"
+            [[services]]
+            name = "named"
+            provider = "openai_compatible"
+            base_url = "http://localhost:9"
+            [[services]]
+            name = "literal"
+            provider = "openai_compatible"
+            base_url = "http://127.0.0.1:9"
+        "#;
+        let (mut snap, _) = compile(&parse(text), 1, Mode::Serve).unwrap();
+        assert!(!snap.services[0].upstream.as_ref().unwrap().addrs.is_empty());
+        assert!(!dns_changed(&snap));
+        // As if the name had pointed elsewhere when the snapshot was made.
+        snap.services[0].upstream.as_mut().unwrap().addrs = vec!["10.9.9.9:9".parse().unwrap()];
+        assert!(dns_changed(&snap));
+        // IP literals are never looked up.
+        snap.services[0].upstream.as_mut().unwrap().addrs.clear();
+        snap.services.remove(0);
+        snap.services[0].upstream.as_mut().unwrap().addrs = vec!["10.9.9.9:9".parse().unwrap()];
+        assert!(!dns_changed(&snap));
     }
 }
