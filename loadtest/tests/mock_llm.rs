@@ -869,7 +869,11 @@ fn token_pacing() {
         &chat_body("x", json!({"max_tokens": 4})),
     );
     assert_eq!(r.json()["usage"]["completion_tokens"], 4);
-    assert!(t.elapsed() >= Duration::from_millis(300), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        t.elapsed()
+    );
     // Not a generation: not paced.
     let t = Instant::now();
     c.request("GET", "/v1/models", &[], "");
