@@ -93,7 +93,6 @@ pub struct Outcome {
 struct Control {
     stop: AtomicBool,
     fatal: Mutex<Option<String>>,
-    first_error: Mutex<Option<String>>,
 }
 
 impl Control {
@@ -112,6 +111,7 @@ struct ThreadResult {
     sent: u64,
     first_answer: Option<Instant>,
     last_answer: Option<Instant>,
+    first_error: Option<(Instant, String)>,
 }
 
 /// Checks that the target accepts connections before the run.
@@ -148,6 +148,7 @@ pub fn run(plan: &Arc<Plan>) -> Outcome {
     let mut sent = 0;
     let mut first_answer: Option<Instant> = None;
     let mut last_answer: Option<Instant> = None;
+    let mut first_error: Option<(Instant, String)> = None;
     let mut running = handles.len();
     while running > 0 {
         if INTERRUPTED.load(Ordering::Relaxed) {
@@ -164,6 +165,11 @@ pub fn run(plan: &Arc<Plan>) -> Outcome {
                     (a, b) => a.or(b),
                 };
                 last_answer = last_answer.max(r.last_answer);
+                if let Some(e) = r.first_error {
+                    if first_error.as_ref().is_none_or(|f| e.0 < f.0) {
+                        first_error = Some(e);
+                    }
+                }
                 running -= 1;
             }
             Err(RecvTimeoutError::Timeout) => {}
@@ -184,7 +190,7 @@ pub fn run(plan: &Arc<Plan>) -> Outcome {
         .max(Duration::from_millis(1));
     let answer_span = first_answer.zip(last_answer).map(|(f, l)| l - f);
     let fatal = lock(&control.fatal).take();
-    let first_error = lock(&control.first_error).take();
+    let first_error = first_error.map(|(_, e)| e);
     Outcome {
         stats,
         elapsed,
@@ -247,6 +253,7 @@ fn thread_main(
                 sent: 0,
                 first_answer: None,
                 last_answer: None,
+                first_error: None,
             };
             let _ = tx.send(Msg::Done(thread, Box::new(r)));
         }
@@ -315,6 +322,8 @@ struct Ctx {
     sent: Cell<u64>,
     first_answer: Cell<Option<Instant>>,
     last_answer: Cell<Option<Instant>>,
+    /// This thread's first error, when and what.
+    first_error: RefCell<Option<(Instant, String)>>,
     pool: Pool,
 }
 
@@ -378,12 +387,11 @@ impl Ctx {
     fn record_err(&self, f: &Failure) {
         self.stats.borrow_mut().error(f.kind);
         self.tick.borrow_mut().errors += 1;
-        self.answered(Instant::now());
-        {
-            let mut first = lock(&self.control.first_error);
-            if first.is_none() {
-                *first = Some(format!("{}: {}", f.kind, f.detail));
-            }
+        let now = Instant::now();
+        self.answered(now);
+        let mut first = self.first_error.borrow_mut();
+        if first.is_none() {
+            *first = Some((now, format!("{}: {}", f.kind, f.detail)));
         }
         if f.fatal {
             let mut fatal = lock(&self.control.fatal);
@@ -526,6 +534,7 @@ async fn drive(
         sent: Cell::new(0),
         first_answer: Cell::new(None),
         last_answer: Cell::new(None),
+        first_error: RefCell::new(None),
         pool: Pool::new(max_slots),
     });
     if plan.progress.is_some() {
@@ -587,6 +596,7 @@ async fn drive(
         sent: ctx.sent.get(),
         first_answer: ctx.first_answer.get(),
         last_answer: ctx.last_answer.get(),
+        first_error: ctx.first_error.take(),
     }
 }
 

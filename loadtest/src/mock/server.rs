@@ -314,6 +314,14 @@ async fn write_full<W: AsyncWrite + Unpin>(
     wr.flush().await
 }
 
+/// Sleeps until `t`; no timer at all when `t` has passed (most events of
+/// an unpaced response).
+async fn wait_until(t: Instant) {
+    if t > Instant::now() {
+        sleep_until(t).await;
+    }
+}
+
 async fn sleep_ms(ms: u64) {
     if ms > 0 {
         sleep(Duration::from_millis(ms)).await;
@@ -352,7 +360,7 @@ async fn respond<W: AsyncWrite + Unpin>(
                 sleep(STALL_LIMIT).await;
                 return Ok(Outcome::Close);
             }
-            sleep_until(start + pacing.whole_due(reply.tokens)).await;
+            wait_until(start + pacing.whole_due(reply.tokens)).await;
             let mut out = http::response_head(
                 reply.status,
                 reply.content_type,
@@ -382,7 +390,7 @@ async fn respond<W: AsyncWrite + Unpin>(
             let n = events.len();
             for (i, ev) in events.iter().enumerate() {
                 // Due times from one start, so sleeps do not add up drift.
-                sleep_until(start + pacing.event_due(reply.tokens, i)).await;
+                wait_until(start + pacing.event_due(reply.tokens, i)).await;
                 if fault.reset_after == Some(i) {
                     if i > 0 {
                         sleep(RESET_PAUSE).await;
