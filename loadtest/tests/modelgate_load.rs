@@ -215,6 +215,11 @@ fn closed_loop_counts_every_answer_and_reports_the_contract_fields() {
     // Not streamed: no TTFT or ITL samples.
     assert_eq!(u(r, "/ttft_ms/count"), 0);
     assert!(r["ttft_ms"]["p50"].is_null());
+    assert_eq!(
+        u(r, "/send_lag_ms/count"),
+        0,
+        "closed loop: no intended times"
+    );
     // The final table.
     assert!(
         run.stdout.contains("closed loop, concurrency 4"),
@@ -256,6 +261,10 @@ fn open_loop_holds_the_rate() {
     assert!((rps - 200.0).abs() <= 4.0, "rps {rps} not within 2% of 200");
     assert_eq!(r["mode"], "open");
     assert_eq!(f(r, "/rate"), 200.0);
+    // Each request's lateness against its intended send time is measured
+    // (and small at this rate).
+    assert_eq!(u(r, "/send_lag_ms/count"), 300);
+    assert!(f(r, "/send_lag_ms/p50") < 20.0, "{r:#}");
     assert!(
         run.stderr.is_empty(),
         "-q prints no progress: {}",

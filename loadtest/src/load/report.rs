@@ -49,6 +49,9 @@ pub struct Report {
     pub ttft_ms: Summary,
     pub itl_ms: Summary,
     pub tpot_ms: Summary,
+    /// Open loop: how late requests left against their intended send
+    /// times (included in the latencies above).
+    pub send_lag_ms: Summary,
     /// Why the run stopped early, if it did.
     pub aborted: Option<String>,
     pub first_error: Option<String>,
@@ -128,6 +131,7 @@ impl Report {
             ttft_ms: Summary::of(&s.ttft),
             itl_ms: Summary::of(&s.itl),
             tpot_ms: Summary::of(&s.tpot),
+            send_lag_ms: Summary::of(&s.send_lag),
             aborted,
             first_error: o.first_error.clone(),
             slo_met: None,
@@ -190,6 +194,7 @@ impl Report {
             ("ttft", &self.ttft_ms),
             ("itl", &self.itl_ms),
             ("tpot", &self.tpot_ms),
+            ("send lag", &self.send_lag_ms),
         ] {
             if s.count == 0 {
                 continue;

@@ -412,6 +412,10 @@ impl Ctx {
     /// Sends one request (begun with [`Ctx::begin`]) on `slot` and records
     /// the outcome; latency counts from `intended`.
     async fn request(&self, slot: &mut Slot, intended: Instant) {
+        if matches!(self.plan.load, Load::Open { .. }) {
+            let lag = Instant::now().saturating_duration_since(intended);
+            record(&mut self.stats.borrow_mut().send_lag, lag);
+        }
         let req = self.next_request();
         let attempt = attempt(self, slot, req);
         match monoio::time::timeout(self.plan.timeout, attempt).await {

@@ -68,6 +68,10 @@ pub struct Stats {
     pub itl: Histogram<u64>,
     /// (last content - first content) / (output tokens - 1), per stream.
     pub tpot: Histogram<u64>,
+    /// Open loop: how late each request left against its intended send
+    /// time (the timer's tick, waiting for a connection, or a generator
+    /// that cannot keep up).
+    pub send_lag: Histogram<u64>,
     pub ok: u64,
     pub errors: BTreeMap<ErrorKind, u64>,
     pub input_tokens: u64,
@@ -85,6 +89,7 @@ impl Default for Stats {
             ttft: histogram(3),
             itl: histogram(3),
             tpot: histogram(3),
+            send_lag: histogram(3),
             ok: 0,
             errors: BTreeMap::new(),
             input_tokens: 0,
@@ -116,6 +121,7 @@ impl Stats {
         let _ = self.ttft.add(&o.ttft);
         let _ = self.itl.add(&o.itl);
         let _ = self.tpot.add(&o.tpot);
+        let _ = self.send_lag.add(&o.send_lag);
         self.ok += o.ok;
         for (k, n) in &o.errors {
             *self.errors.entry(*k).or_insert(0) += n;

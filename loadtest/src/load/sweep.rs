@@ -352,7 +352,7 @@ mod tests {
             "output_tokens": 0, "output_tokens_per_s": 0.0, "usage_reported": 0,
             "latency_ms": {"p50": 100.0, "p99": 300.0, "count": 10},
             "ttft_ms": {"p50": 50.0, "p99": p99_ttft, "count": 10},
-            "itl_ms": {"count": 0}, "tpot_ms": {"count": 0},
+            "itl_ms": {"count": 0}, "tpot_ms": {"count": 0}, "send_lag_ms": {"count": 0},
             "aborted": null, "first_error": null
         });
         serde_json::from_value(v).unwrap()
