@@ -436,6 +436,24 @@ fn errors_are_counted_by_kind() {
     let r = run.report();
     assert!(u(r, "/errors_by_kind/io") > 0, "{r:#}");
     assert_eq!(u(r, "/errors"), u(r, "/requests"));
+
+    // Answers slower than --timeout.
+    let run = load(&[
+        &mock.url("/v1/chat/completions"),
+        "--concurrency",
+        "2",
+        "--duration",
+        "0.3s",
+        "--timeout",
+        "100ms",
+        "-H",
+        "x-mock-delay-ms: 1000",
+        "-q",
+    ]);
+    let r = run.report();
+    let n = u(r, "/requests");
+    assert!(n >= 2, "{r:#}");
+    assert_eq!(u(r, "/errors_by_kind/timeout"), n);
 }
 
 #[test]
