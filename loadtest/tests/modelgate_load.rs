@@ -641,3 +641,121 @@ fn sweep_finds_the_highest_rate_meeting_the_slo() {
         run.stdout
     );
 }
+
+/// A small HTTPS server on 127.0.0.1 with a certificate from a fresh CA:
+/// answers every request with a chat completion (usage 7 tokens), keeping
+/// connections alive. Returns its address and the CA's PEM file.
+fn tls_server() -> (String, PathBuf) {
+    use std::sync::Arc;
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "modelgate-load test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let ca_file = temp_path("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = Arc::new(
+        rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![cert.der().clone()],
+                rustls_pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            )
+            .unwrap(),
+    );
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        // Bounded: a few hundred connections at most in these tests.
+        for tcp in listener.incoming().take(500).flatten() {
+            let config = config.clone();
+            std::thread::spawn(move || {
+                let _ = tcp.set_read_timeout(Some(IO_TIMEOUT));
+                let conn = rustls::ServerConnection::new(config).unwrap();
+                let mut s = rustls::StreamOwned::new(conn, tcp);
+                let body = r#"{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":3,"completion_tokens":7,"total_tokens":10}}"#;
+                let mut buf = Vec::new();
+                let mut tmp = [0u8; 4096];
+                // One request after another, up to 100,000 per connection.
+                for _ in 0..100_000 {
+                    let head_end = loop {
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        match s.read(&mut tmp) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    while buf.len() < head_end + len {
+                        match s.read(&mut tmp) {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+                        }
+                    }
+                    buf.drain(..head_end + len);
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    if s.write_all(resp.as_bytes())
+                        .and_then(|_| s.flush())
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, ca_file)
+}
+
+#[test]
+fn https_targets_with_a_trusted_ca() {
+    let (addr, ca) = tls_server();
+    let url = format!("https://{addr}/v1/chat/completions");
+    let run = load(&[
+        &url,
+        "--cacert",
+        ca.to_str().unwrap(),
+        "--concurrency",
+        "2",
+        "--duration",
+        "0.5s",
+        "-q",
+    ])
+    .ok();
+    let r = run.report();
+    let n = u(r, "/requests");
+    assert!(n > 5, "{r:#}");
+    assert_eq!(u(r, "/errors"), 0);
+    assert_eq!(u(r, "/output_tokens"), 7 * n);
+
+    // Not trusted without the CA: every connection fails its handshake.
+    let run = load(&[&url, "--concurrency", "1", "--duration", "0.3s", "-q"]);
+    let _ = std::fs::remove_file(&ca);
+    assert_eq!(run.code, 1);
+    let r = run.report();
+    assert_eq!(u(r, "/errors_by_kind/connect"), u(r, "/requests"));
+    assert!(
+        r["first_error"].as_str().unwrap().contains("certificate"),
+        "{r:#}"
+    );
+}

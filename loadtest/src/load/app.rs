@@ -15,6 +15,7 @@ use super::report::{self, Report, Setup};
 use super::run::{self, Load, Outcome, Plan};
 use super::stats::{ErrorKind, Stats};
 use super::sweep::{self, Slo, SweepReport, SweepSpec};
+use super::tls::Tls;
 use super::workload::{self, Api, BodySpec, Dist, Prompts};
 
 /// Exit statuses.
@@ -64,6 +65,14 @@ pub fn main(args: Args) -> i32 {
             return fail(format!("--slo {s}: only streams (--stream) measure it"));
         }
     }
+    let tls = match (url.tls, &args.cacert) {
+        (true, ca) => match Tls::new(&url.host, ca.as_deref()) {
+            Ok(t) => Some(t),
+            Err(e) => return fail(e),
+        },
+        (false, Some(_)) => return fail("--cacert is for https URLs"),
+        (false, None) => None,
+    };
     let requests = match build_requests(&args, &url, api) {
         Ok(r) => r,
         Err(e) => return fail(e),
@@ -77,6 +86,7 @@ pub fn main(args: Args) -> i32 {
         .max(1);
     let mut plan = Plan {
         addr: url.addr,
+        tls,
         api,
         stream: args.stream,
         requests,

@@ -118,6 +118,11 @@ pub struct Args {
     #[arg(long, value_parser = parse_duration, default_value = "60s")]
     pub timeout: Duration,
 
+    /// PEM file of CA certificates to trust for an https URL, instead of
+    /// the built-in web roots.
+    #[arg(long, value_name = "PEM")]
+    pub cacert: Option<PathBuf>,
+
     /// Connections open at once at most (open loop); more requests wait.
     #[arg(long, default_value_t = 10_000)]
     pub connections: usize,

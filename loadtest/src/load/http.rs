@@ -1,25 +1,34 @@
 //! A small HTTP/1.1 client for load: the target URL, keep-alive
-//! connections that carry one request at a time, response heads parsed
-//! with httparse, bodies de-framed (Content-Length, chunked, or up to the
-//! close) and handed on piece by piece with the time each piece arrived.
+//! connections (plain or TLS) that carry one request at a time, response
+//! heads parsed with httparse, bodies de-framed (Content-Length, chunked,
+//! or up to the close) and handed on piece by piece with the time each
+//! piece arrived.
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
 use std::time::Instant;
 
-use monoio::buf::IoBufMut;
+use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
+use monoio::BufResult;
+
+use super::tls::Tls;
 
 /// Largest response head accepted.
 const MAX_HEAD: usize = 64 * 1024;
 /// Spare room kept free in a connection's read buffer before each read.
 const READ_SPARE: usize = 16 * 1024;
 
-/// A parsed `http://host:port/path` target; the address is resolved once.
+/// A parsed `http[s]://host:port/path` target; the address is resolved
+/// once.
 #[derive(Debug, Clone)]
 pub struct Url {
+    /// `https`.
+    pub tls: bool,
+    /// The host name or IP literal, for TLS server names.
+    pub host: String,
     /// `host[:port]` as written, for the Host header.
     pub authority: String,
     /// Path and query.
@@ -29,13 +38,10 @@ pub struct Url {
 
 impl Url {
     pub fn parse(s: &str) -> Result<Url, String> {
-        let rest = if let Some(r) = s.strip_prefix("http://") {
-            r
-        } else if s.starts_with("https://") {
-            return Err(format!(
-                "{s}: https is not supported; point modelgate-load at a plain-HTTP \
-                 endpoint (modelgate itself, or a local server)"
-            ));
+        let (tls, rest) = if let Some(r) = s.strip_prefix("http://") {
+            (false, r)
+        } else if let Some(r) = s.strip_prefix("https://") {
+            (true, r)
         } else {
             return Err(format!(
                 "{s}: expected a full endpoint URL such as http://127.0.0.1:8080/v1/chat/completions"
@@ -48,10 +54,18 @@ impl Url {
         if authority.is_empty() || authority.contains('@') {
             return Err(format!("{s}: no host in the URL"));
         }
+        let default_port = if tls { 443 } else { 80 };
         let with_port = if authority.ends_with(']') || !authority.contains(':') {
-            format!("{authority}:80")
+            format!("{authority}:{default_port}")
         } else {
             authority.to_string()
+        };
+        let host = match authority.strip_prefix('[') {
+            Some(r) => r.split(']').next().unwrap_or("").to_string(),
+            None => authority
+                .rsplit_once(':')
+                .map_or(authority, |(h, _)| h)
+                .to_string(),
         };
         let host_port = with_port
             .strip_prefix('[')
@@ -66,6 +80,8 @@ impl Url {
                 .ok_or_else(|| format!("{s}: {authority} has no address"))?,
         };
         Ok(Url {
+            tls,
+            host,
             authority: authority.to_string(),
             path: path.to_string(),
             addr,
@@ -106,9 +122,31 @@ pub enum ReadError {
     Malformed(String),
 }
 
+/// A TCP stream, plain or in TLS.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<monoio_rustls::ClientTlsStream<TcpStream>>),
+}
+
+impl Stream {
+    async fn read<B: IoBufMut>(&mut self, buf: B) -> BufResult<usize, B> {
+        match self {
+            Stream::Plain(s) => s.read(buf).await,
+            Stream::Tls(s) => s.read(buf).await,
+        }
+    }
+
+    async fn write_all<B: IoBuf>(&mut self, buf: B) -> BufResult<usize, B> {
+        match self {
+            Stream::Plain(s) => s.write_all(buf).await,
+            Stream::Tls(s) => s.write_all(buf).await,
+        }
+    }
+}
+
 /// One keep-alive connection and its read buffer.
 pub struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     buf: Vec<u8>,
     /// Start of the unread bytes in `buf`.
     pos: usize,
@@ -119,9 +157,28 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub async fn connect(addr: SocketAddr) -> io::Result<Conn> {
-        let stream = TcpStream::connect(addr).await?;
-        let _ = stream.set_nodelay(true);
+    /// Connects, with a TLS handshake when `tls` is given.
+    pub async fn connect(addr: SocketAddr, tls: Option<&Tls>) -> io::Result<Conn> {
+        let tcp = TcpStream::connect(addr).await?;
+        let _ = tcp.set_nodelay(true);
+        let stream = match tls {
+            None => Stream::Plain(tcp),
+            Some(t) => {
+                let s = monoio_rustls::TlsConnector::from(t.config.clone())
+                    .connect(t.name.clone(), tcp)
+                    .await
+                    .map_err(|e| {
+                        // The wrapper's own message is bare ("io error"):
+                        // name the rustls or I/O error inside.
+                        let inner = match e {
+                            monoio_rustls::TlsError::Io(e) => e.to_string(),
+                            monoio_rustls::TlsError::Rustls(e) => e.to_string(),
+                        };
+                        io::Error::new(io::ErrorKind::ConnectionAborted, format!("TLS: {inner}"))
+                    })?;
+                Stream::Tls(Box::new(s))
+            }
+        };
         Ok(Conn {
             stream,
             buf: Vec::with_capacity(READ_SPARE),
@@ -402,18 +459,21 @@ mod tests {
     #[test]
     fn urls() {
         let u = Url::parse("http://127.0.0.1:8080/v1/chat/completions").unwrap();
+        assert!(!u.tls);
+        assert_eq!(u.host, "127.0.0.1");
         assert_eq!(u.addr, "127.0.0.1:8080".parse().unwrap());
         assert_eq!(u.authority, "127.0.0.1:8080");
         assert_eq!(u.path, "/v1/chat/completions");
         let u = Url::parse("http://[::1]:9/x?y=1").unwrap();
         assert_eq!(u.addr, "[::1]:9".parse().unwrap());
+        assert_eq!(u.host, "::1");
         assert_eq!(u.path, "/x?y=1");
         let u = Url::parse("http://localhost").unwrap();
         assert_eq!(u.addr.port(), 80);
         assert_eq!(u.path, "/");
-        assert!(Url::parse("https://api.openai.com/v1/chat/completions")
-            .unwrap_err()
-            .contains("https"));
+        let u = Url::parse("https://localhost/v1/messages").unwrap();
+        assert!(u.tls);
+        assert_eq!((u.host.as_str(), u.addr.port()), ("localhost", 443));
         assert!(Url::parse("127.0.0.1:80/x").is_err());
         assert!(Url::parse("http:///x").is_err());
     }

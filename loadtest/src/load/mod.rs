@@ -5,7 +5,7 @@
 //! [`workload`] renders the requests once, [`run`] starts one monoio
 //! runtime per thread and drives the load ([`schedule`] for open-loop
 //! send times), each request going through [`exchange`] over [`http`]
-//! connections with [`sse`] reading the stream; [`stats`] holds the HDR
+//! connections ([`tls`] for https) with [`sse`] reading the stream; [`stats`] holds the HDR
 //! histograms, [`progress`] the live line, [`report`] the table and JSON,
 //! [`sweep`] the SLO search; [`app`] ties them together.
 
@@ -20,4 +20,5 @@ pub mod schedule;
 pub mod sse;
 pub mod stats;
 pub mod sweep;
+pub mod tls;
 pub mod workload;

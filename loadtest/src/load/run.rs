@@ -27,6 +27,7 @@ use super::http::Conn;
 use super::progress::{self, Progress, Tick};
 use super::schedule::{Arrivals, Schedule};
 use super::stats::{record, ErrorKind, Stats};
+use super::tls::Tls;
 use super::workload::Api;
 
 /// Set by SIGINT: stop sending, report what was measured.
@@ -53,6 +54,8 @@ pub enum Io {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub addr: SocketAddr,
+    /// Set for `https://` targets.
+    pub tls: Option<Tls>,
     pub api: Api,
     pub stream: bool,
     /// Whole HTTP requests, sent in turn.
@@ -443,7 +446,7 @@ async fn attempt(ctx: &Ctx, slot: &mut Slot, req: Rc<Vec<u8>>) -> Result<Answer,
     for retry in [false, true] {
         let conn = match &mut slot.conn {
             Some(c) => c,
-            None => match Conn::connect(ctx.plan.addr).await {
+            None => match Conn::connect(ctx.plan.addr, ctx.plan.tls.as_ref()).await {
                 Ok(c) => slot.conn.insert(c),
                 Err(e) => {
                     return Err(Failure {
