@@ -36,8 +36,9 @@ pub struct Report {
     pub unfinished: u64,
     /// Requests sent.
     pub sent: u64,
-    /// Answers per second, from the first answer to the last (the rate
-    /// answers came at; for a short run, requests / elapsed).
+    /// Answers per second. Open loop: from the first answer to the last,
+    /// the rate answers came at under the offered load. Closed loop:
+    /// requests / `elapsed_s`, the server being busy all along.
     pub rps: f64,
     pub input_tokens: u64,
     pub output_tokens: u64,
@@ -85,7 +86,9 @@ impl Report {
         let secs = o.elapsed.as_secs_f64();
         let n = s.requests();
         let rps = match o.answer_span {
-            Some(span) if n >= 2 && span.as_secs_f64() > 0.0 => (n - 1) as f64 / span.as_secs_f64(),
+            Some(span) if setup.rate.is_some() && n >= 2 && span.as_secs_f64() > 0.0 => {
+                (n - 1) as f64 / span.as_secs_f64()
+            }
             _ => n as f64 / secs,
         };
         let tokens_per_answer = if n > 0 {
