@@ -80,16 +80,21 @@ impl Progress {
         self.done[thread] = true;
     }
 
-    /// The seconds every running thread has reported, in order.
+    /// The seconds every thread has reported, in order. A second that a
+    /// thread ended before reporting is partial and is dropped.
     pub fn complete(&mut self) -> Vec<(u64, Tick)> {
         let mut out = Vec::new();
         while let Some((&k, _)) = self.pending.first_key_value() {
-            let all = (0..self.last.len()).all(|i| self.done[i] || self.last[i] >= k);
-            if !all {
+            let threads = 0..self.last.len();
+            let all = threads.clone().all(|i| self.last[i] >= k);
+            let partial = threads.clone().any(|i| self.done[i] && self.last[i] < k);
+            if !all && !partial {
                 break;
             }
             if let Some(t) = self.pending.remove(&k) {
-                out.push((k, t));
+                if all {
+                    out.push((k, t));
+                }
             }
         }
         out
@@ -141,14 +146,12 @@ mod tests {
         let c = p.complete();
         assert_eq!(c.len(), 1);
         assert_eq!((c[0].0, c[0].1.ok, c[0].1.output_tokens), (1, 2, 6));
-        // Thread 1 ends: second 2 is complete without it.
+        let l = line("", 1, &c[0].1, true);
+        assert!(l.contains("[   1s]") && l.contains("p50 5.0"), "{l}");
+        assert!(l.contains("6 tok/s"), "{l}");
+        // Thread 1 ends without reporting second 2: that second is partial.
         p.thread_done(1);
-        let c = p.complete();
-        assert_eq!(c.iter().map(|x| x.0).collect::<Vec<_>>(), [2]);
-        let l = line("", 2, &c[0].1, true);
-        assert!(
-            l.contains("[   2s]") && l.contains("p50 5.0") && l.contains("3 tok/s"),
-            "{l}"
-        );
+        assert!(p.complete().is_empty());
+        assert!(p.pending.is_empty());
     }
 }

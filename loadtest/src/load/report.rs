@@ -262,7 +262,7 @@ const COMPARED: &[(&str, &str)] = &[
 /// A and B and B/A. Rows absent from both are left out.
 pub fn compare(a_name: &str, a: &Value, b_name: &str, b: &Value) -> String {
     let mut t = String::new();
-    let w = a_name.len().max(b_name.len()).clamp(12, 40);
+    let w = a_name.len().max(b_name.len()).clamp(10, 40) + 2;
     let _ = writeln!(
         t,
         "{:<22}{:>w$}{:>w$}{:>10}",

@@ -328,9 +328,38 @@ struct Ctx {
     /// This thread's first error, when and what.
     first_error: RefCell<Option<(Instant, String)>>,
     pool: Pool,
+    /// Where progress ticks go (with `--progress`), and the next second
+    /// to report.
+    ticks: Option<mpsc::Sender<Msg>>,
+    thread: usize,
+    start: Instant,
+    next_second: Cell<u64>,
 }
 
 impl Ctx {
+    /// Sends the tick of each whole second of the run that has passed.
+    fn send_due_ticks(&self) {
+        if self.ticks.is_none() {
+            return;
+        }
+        let now = Instant::now();
+        while self.start + Duration::from_secs(self.next_second.get()) <= now {
+            self.send_tick();
+        }
+    }
+
+    /// Sends what was measured since the last tick as the next second.
+    fn send_tick(&self) {
+        let second = self.next_second.get();
+        self.next_second.set(second + 1);
+        let Some(tx) = &self.ticks else {
+            return;
+        };
+        let mut t = self.tick.replace(Tick::default());
+        t.in_flight = self.in_flight.get();
+        let _ = tx.send(Msg::Tick(self.thread, second, Box::new(t)));
+    }
+
     fn next_request(&self) -> Rc<Vec<u8>> {
         let i = self.next.get();
         self.next.set(if i + 1 >= self.requests.len() {
@@ -543,9 +572,13 @@ async fn drive(
         last_answer: Cell::new(None),
         first_error: RefCell::new(None),
         pool: Pool::new(max_slots),
+        ticks: plan.progress.is_some().then_some(tx),
+        thread,
+        start,
+        next_second: Cell::new(1),
     });
-    if plan.progress.is_some() {
-        monoio::spawn(ticker(ctx.clone(), thread, start, tx));
+    if ctx.ticks.is_some() {
+        monoio::spawn(ticker(ctx.clone()));
     }
     sleep_until(start).await;
     let window_end = start + plan.window;
@@ -596,6 +629,13 @@ async fn drive(
     while ctx.in_flight.get() > 0 && !ctx.control.stopped() && Instant::now() < drain_end {
         monoio::time::sleep(Duration::from_millis(2)).await;
     }
+    // The seconds the ticker has not sent yet: those passed, and the
+    // current one if it lies within the window (this thread simply had
+    // nothing more to send in it); a second past the window is partial.
+    ctx.send_due_ticks();
+    if Duration::from_secs(ctx.next_second.get()) <= plan.window {
+        ctx.send_tick();
+    }
     let mut stats = ctx.stats.borrow().clone();
     stats.unfinished = ctx.in_flight.get();
     ThreadResult {
@@ -607,15 +647,13 @@ async fn drive(
     }
 }
 
-/// Sends this thread's tick at each whole second of the run.
-async fn ticker(ctx: Rc<Ctx>, thread: usize, start: Instant, tx: mpsc::Sender<Msg>) {
-    for second in 1u64.. {
-        sleep_until(start + Duration::from_secs(second)).await;
-        let mut t = ctx.tick.replace(Tick::default());
-        t.in_flight = ctx.in_flight.get();
-        if tx.send(Msg::Tick(thread, second, Box::new(t))).is_err() {
-            return;
-        }
+/// Sends this thread's tick at each whole second of the run (ends with
+/// the runtime).
+async fn ticker(ctx: Rc<Ctx>) {
+    loop {
+        let next = ctx.start + Duration::from_secs(ctx.next_second.get());
+        sleep_until(next).await;
+        ctx.send_due_ticks();
     }
 }
 
