@@ -811,6 +811,18 @@ fn timing_faults() {
     );
     assert_eq!(r.chunks.len(), 5);
     assert!(t.elapsed() >= Duration::from_millis(160));
+
+    // --chunk-delay-ms sets the same for every request.
+    let srv = Server::start(&["--chunk-delay-ms", "40"]);
+    let mut c = srv.conn();
+    let t = Instant::now();
+    let r = c.post(
+        "/v1/chat/completions",
+        &[],
+        &chat_body("x", json!({"stream": true})),
+    );
+    assert_eq!(r.chunks.len(), 5);
+    assert!(t.elapsed() >= Duration::from_millis(160));
 }
 
 /// Reads a chunked SSE response, noting when each chunk arrived.

@@ -30,6 +30,10 @@ struct Cli {
     /// `x-mock-ttft-ms`).
     #[arg(long = "ttft-ms", default_value_t = 0)]
     ttft_ms: u64,
+    /// Raw delay before every stream event, in ms, generation or not (per
+    /// request: `x-mock-chunk-delay-ms`).
+    #[arg(long = "chunk-delay-ms", default_value_t = 0)]
+    chunk_delay_ms: u64,
     /// Generations served at once at most, like an inference server's
     /// batch; more requests queue for a slot (0: no limit).
     #[arg(long = "max-concurrency", default_value_t = 0)]
@@ -65,6 +69,7 @@ fn main() {
         ttft_ms: cli.ttft_ms,
         itl_ms: cli.itl_ms,
         max_concurrency: cli.max_concurrency,
+        chunk_delay_ms: cli.chunk_delay_ms,
     }));
     if let Err(e) = mock::run(state, listener, cli.threads) {
         eprintln!("mock-llm: {e}");

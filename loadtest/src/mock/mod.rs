@@ -34,6 +34,8 @@ pub struct Config {
     pub itl_ms: u64,
     /// Generations served at once at most (0: no limit); more wait.
     pub max_concurrency: usize,
+    /// Raw delay before every stream event.
+    pub chunk_delay_ms: u64,
 }
 
 impl Default for Config {
@@ -43,6 +45,7 @@ impl Default for Config {
             ttft_ms: 0,
             itl_ms: 0,
             max_concurrency: 0,
+            chunk_delay_ms: 0,
         }
     }
 }

@@ -7,8 +7,9 @@
 //!   an ITL later; preamble events (Anthropic's `message_start`) go at once,
 //!   trailing events (finish, usage, `[DONE]`) right after the last token.
 //!   A whole (non-streamed) generation is due when its last token would be.
-//! - raw timing faults (`x-mock-first-byte-ms`, `x-mock-chunk-delay-ms`):
-//!   event `i` of any stream is due at `first_byte + i * chunk_delay`.
+//! - raw timing faults (`x-mock-first-byte-ms`; `x-mock-chunk-delay-ms`,
+//!   or `--chunk-delay-ms` for every request): event `i` of any stream is
+//!   due at `first_byte + i * chunk_delay`.
 
 use std::time::Duration;
 

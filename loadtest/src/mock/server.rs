@@ -169,7 +169,7 @@ impl Fault {
             ttft_ms: self.ttft_ms.unwrap_or(state.cfg.ttft_ms),
             itl_ms: self.itl_ms.unwrap_or(state.cfg.itl_ms),
             first_byte_ms: self.first_byte_ms.unwrap_or(0),
-            chunk_delay_ms: self.chunk_delay_ms.unwrap_or(0),
+            chunk_delay_ms: self.chunk_delay_ms.unwrap_or(state.cfg.chunk_delay_ms),
         }
     }
 }
