@@ -16,5 +16,6 @@ pub mod proxy;
 pub mod relay;
 pub mod route;
 pub mod runtime;
+pub mod scenario;
 pub mod upstream;
 pub mod worker;

@@ -23,6 +23,8 @@ pub struct Shared {
     pub workers: usize,
     pub workers_ready: AtomicUsize,
     pub config_path: String,
+    /// DashScope task id → service that accepted it; outlives snapshots.
+    pub tasks: crate::scenario::tasks::TaskMap,
 }
 
 impl Shared {
@@ -145,6 +147,7 @@ pub fn serve(config_path: &str, raw: RawConfig) -> Result<(), String> {
         workers,
         workers_ready: AtomicUsize::new(0),
         config_path: config_path.to_string(),
+        tasks: Default::default(),
     });
 
     let cores = core_ids();

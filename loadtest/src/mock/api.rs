@@ -252,6 +252,9 @@ const DONE: &str = "data: [DONE]\n\n";
 
 /// Answers a (non-`/_mock`) request with faults not yet applied.
 pub fn handle(state: &State, req: &Request) -> Reply {
+    if let Some(r) = super::scenarios::handle(state, req) {
+        return r;
+    }
     let p = req.path.as_str();
     let post = req.method == "POST";
     let get = req.method == "GET";
