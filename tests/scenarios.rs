@@ -330,6 +330,146 @@ fallback = {{ enabled = true, targets = [{{ service = "ds-b" }}] }}
     assert!(a.requests().is_empty() && b.requests().is_empty());
 }
 
+/// A DashScope-like upstream that answers submits with a chunked body
+/// (split inside the task id) and polls only for ids it issued.
+fn chunked_dashscope() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        let issued = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        for (n, conn) in listener.incoming().flatten().enumerate() {
+            let issued = issued.clone();
+            std::thread::spawn(move || {
+                let mut w = conn.try_clone().unwrap();
+                let mut r = BufReader::new(conn);
+                while let Ok(req) = read_request_head(&mut r) {
+                    let (status, body) = if req.0 == "POST" {
+                        let id = format!("raw-task-{n}-{}", issued.lock().unwrap().len());
+                        issued.lock().unwrap().push(id.clone());
+                        (
+                            200,
+                            format!(
+                                r#"{{"request_id":"x","output":{{"task_status":"PENDING","task_id":"{id}"}}}}"#
+                            ),
+                        )
+                    } else {
+                        let id = req.1.rsplit('/').next().unwrap().to_string();
+                        if issued.lock().unwrap().contains(&id) {
+                            (
+                                200,
+                                format!(
+                                    r#"{{"output":{{"task_id":"{id}","task_status":"RUNNING"}},"served_by":"raw"}}"#
+                                ),
+                            )
+                        } else {
+                            (
+                                404,
+                                r#"{"code":"NotFound","message":"unknown task"}"#.to_string(),
+                            )
+                        }
+                    };
+                    let (a, b) = body.split_at(body.len() / 2);
+                    let out = format!(
+                        "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\nx-mock-name: raw\r\n\
+                         transfer-encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",
+                        a.len(),
+                        b.len()
+                    );
+                    if w.write_all(out.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// (method, target) of the next request on `r`, its body skipped.
+fn read_request_head(r: &mut BufReader<TcpStream>) -> std::io::Result<(String, String)> {
+    use std::io::BufRead;
+    let mut line = String::new();
+    if r.read_line(&mut line)? == 0 {
+        return Err(std::io::ErrorKind::UnexpectedEof.into());
+    }
+    let mut parts = line.split_whitespace();
+    let (method, target) = (
+        parts.next().unwrap().to_string(),
+        parts.next().unwrap().to_string(),
+    );
+    let mut len = 0;
+    loop {
+        let mut h = String::new();
+        r.read_line(&mut h)?;
+        if h.trim().is_empty() {
+            break;
+        }
+        if let Some((n, v)) = h.split_once(':') {
+            if n.eq_ignore_ascii_case("content-length") {
+                len = v.trim().parse().unwrap();
+            }
+        }
+    }
+    let mut body = vec![0; len];
+    r.read_exact(&mut body)?;
+    Ok((method, target))
+}
+
+#[test]
+fn dashscope_task_id_read_from_a_chunked_answer() {
+    let raw = chunked_dashscope();
+    let b = MockLlm::start("b");
+    let g = Gateway::start(&format!(
+        r#"
+[[services]]
+name = "raw"
+provider = "dashscope"
+base_url = "http://{raw}"
+
+[[services]]
+name = "ds-b"
+provider = "dashscope"
+base_url = "{b}"
+
+[[model_apis]]
+name = "video"
+scenario = "video"
+protocol = "dashscope"
+domains = ["*"]
+service = {{ mode = "by_weight", targets = [
+  {{ service = "raw", weight = 1 }},
+  {{ service = "ds-b", weight = 1 }},
+] }}
+"#,
+        b = b.url()
+    ));
+    let mut from_raw = Vec::new();
+    for _ in 0..8 {
+        let r = request(
+            g.addr,
+            "POST",
+            "/api/v1/services/aigc/video-generation/video-synthesis",
+            &[
+                ("x-dashscope-async", "enable"),
+                ("content-type", "application/json"),
+            ],
+            br#"{"model":"wanx2.1-t2v","input":{"prompt":"waves"}}"#,
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        if served_by(&r) == "raw" {
+            from_raw.push(r.json()["output"]["task_id"].as_str().unwrap().to_string());
+        }
+    }
+    assert!(!from_raw.is_empty());
+    for id in &from_raw {
+        for _ in 0..3 {
+            let r = request(g.addr, "GET", &format!("/api/v1/tasks/{id}"), &[], b"");
+            assert_eq!(r.status, 200, "{id}: {}", r.text());
+            assert_eq!(r.json()["served_by"], "raw");
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------
 // OpenAI images: generation, and multipart edit/variation routed by `model`
 
@@ -1098,6 +1238,29 @@ service = {{ mode = "single", target = {{ service = "oa" }} }}
     let rec = up.requests().pop().unwrap();
     assert_eq!(rec["path"], "/v1/files");
     assert_eq!(header_of(&rec, "authorization"), Some("Bearer sk-oa"));
+
+    // A client that waits for `100 Continue` (curl, for large uploads) is
+    // told to go on once the request is routed; the body follows.
+    let mut s = connect(g.addr);
+    let head = format!(
+        "POST /v1/files HTTP/1.1\r\nhost: x\r\ncontent-type: {}\r\ncontent-length: {}\r\n\
+         expect: 100-continue\r\n\r\n",
+        form_type(),
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut r, &mut line).unwrap();
+    assert_eq!(line, "HTTP/1.1 100 Continue\r\n");
+    line.clear();
+    std::io::BufRead::read_line(&mut r, &mut line).unwrap();
+    assert_eq!(line, "\r\n");
+    s.write_all(&body).unwrap();
+    let resp = read_response(&mut r, false).unwrap();
+    assert_eq!(resp.status, 200, "{}", resp.text());
+    assert_eq!(resp.json()["sha"], fnv_hex(&file));
+    assert_eq!(header_of(&up.requests().pop().unwrap(), "expect"), None);
 
     // Sub-paths, any method.
     let r = request(g.addr, "GET", "/v1/files/file-xyz/content", &[], b"");

@@ -216,10 +216,14 @@ pub fn submit_task_id(body: &[u8]) -> Option<Cow<'_, str>> {
 
 /// After a submit's answer head arrived: reads the rest of its (small)
 /// body into `resp.buf`, where the relay finds it, and remembers the
-/// task id → `svc`. Answers that are not 2xx, too large, or not framed by
-/// length or chunks are relayed without being remembered.
+/// task id → `svc`. Answers that are not 2xx, streams, too large, or not
+/// framed by length or chunks are relayed without being remembered.
 pub async fn remember_submit(tasks: &TaskMap, svc: &Service, resp: &mut Response) {
-    if !(200..300).contains(&resp.head.status) {
+    let streamed = resp
+        .head
+        .header(&resp.buf, "content-type")
+        .is_some_and(|v| v.starts_with(b"text/event-stream"));
+    if !(200..300).contains(&resp.head.status) || streamed {
         return;
     }
     let start = resp.head.head_len;
