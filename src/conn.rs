@@ -384,6 +384,12 @@ impl Client {
         use crate::http::body::ChunkedDecoder;
         use crate::http::head::Framing;
         let start = head.head_len;
+        // The request is routed: a client waiting to be told (large
+        // uploads, curl) may send its body now.
+        if head.expect_continue && head.has_body() && self.inbuf.len() == start {
+            let (res, _) = self.write(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()).await;
+            res.map_err(client_gone)?;
+        }
         match head.framing {
             Framing::None | Framing::UntilClose => Ok((RequestBody::None, start)),
             Framing::Length(0) => Ok((RequestBody::None, start)),
@@ -406,7 +412,8 @@ impl Client {
                         start + len,
                     ));
                 }
-                let held = self.inbuf.len() - start;
+                // (A pipelined next request may have come along: not body.)
+                let held = (self.inbuf.len() - start).min(n as usize);
                 let prefix = BodyBytes::InBuf { start, len: held };
                 let rest = Rest::Length(n - held as u64);
                 Ok((RequestBody::Streaming { prefix, rest }, start + held))

@@ -16,6 +16,8 @@ use crate::protocol::translate::{request as translate_request, Direction};
 use crate::provider::{mock, Auth};
 use crate::relay::{self, Reply, Reshape};
 use crate::route::{api, select};
+use crate::scenario::multipart::{self, MultipartModel};
+use crate::scenario::{tasks, websocket};
 use crate::upstream::exchange::{exchange, Request};
 use crate::worker::Worker;
 use std::borrow::Cow;
@@ -67,17 +69,30 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: &RequestH
         }
     };
 
-    // 3. Model and stream flag, without a full parse.
-    let request = match read_model(route, body.held(&c.inbuf), body.is_whole()) {
+    // 3. Model and stream flag, without a full parse (or the multipart
+    // form's `model` field).
+    let read = match route.body {
+        Body::Multipart => {
+            read_multipart(head, c, &body, model_api, &snap.edge).map(|(r, form)| (r, Some(form)))
+        }
+        _ => read_model(route, body.held(&c.inbuf), body.is_whole()).map(|r| (r, None)),
+    };
+    let (request, form) = match read {
         Ok(r) => r,
         Err(e) => {
             c.consume(consumed);
+            // The rest of a large body is still unread: close after.
+            reply.keep_alive &= body.is_whole();
             return relay::error(c, &reply, &e).await;
         }
     };
 
-    // 4. Attempt order: the service mode's pick, then the fallbacks.
-    let order = {
+    // 4. Attempt order: the service mode's pick, then the fallbacks; a poll
+    // of a known DashScope task goes to the service that accepted it.
+    let sticky = tasks::poll_target(&w.shared.tasks, snap, api_index, route, &forward_path);
+    let order = if let Some(t) = &sticky {
+        Ok(vec![t])
+    } else {
         let mut state = w.select.borrow_mut();
         let now = std::time::Instant::now();
         let ejected = |s: usize| w.health.is_ejected(&snap.services[s], now);
@@ -93,12 +108,32 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: &RequestH
         Ok(o) => o,
         Err(e) => {
             c.consume(consumed);
+            reply.keep_alive &= body.is_whole();
             return relay::error(c, &reply, &e).await;
         }
     };
 
+    // WebSocket routes: the upgrade goes upstream, then a byte tunnel.
+    if route.websocket {
+        return websocket::proxy(
+            w,
+            c,
+            snap,
+            head,
+            &body,
+            consumed,
+            route,
+            model_api,
+            &forward_path,
+            &order,
+            &mut reply,
+        )
+        .await;
+    }
+
     // 5. Attempts, each before any byte reached the client.
     let query = head.query(&c.inbuf).map(str::to_string);
+    let task_submit = tasks::is_async_submit(model_api, head, &c.inbuf);
     let mut body = body;
     let mut last_error = None;
     for (n, target) in order.iter().enumerate() {
@@ -116,18 +151,31 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: &RequestH
             .unwrap_or("");
         // The body and path this service gets: the client's, or translated
         // into the protocol the service speaks.
-        let sent = outgoing(
-            svc,
-            model_api,
-            route,
-            &forward_path,
-            query.as_deref(),
-            body.held(&c.inbuf),
-            body.is_whole(),
-            &request,
-            target,
-            model,
-        );
+        let sent = match &form {
+            Some(form) => Ok(Outgoing {
+                body: multipart::outgoing_body(body.held(&c.inbuf), form, target.model.as_deref()),
+                path: upstream_target(
+                    svc,
+                    model_api.protocol,
+                    &forward_path,
+                    query.as_deref(),
+                    model,
+                ),
+                reshape: Reshape::None,
+            }),
+            None => outgoing(
+                svc,
+                model_api,
+                route,
+                &forward_path,
+                query.as_deref(),
+                body.held(&c.inbuf),
+                body.is_whole(),
+                &request,
+                target,
+                model,
+            ),
+        };
         let Outgoing {
             body: send_body,
             path,
@@ -232,9 +280,12 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: &RequestH
                 tracing::debug!(service = %svc.name, status = resp.head.status, "attempt failed; falling back");
                 resp.conn.close().await;
             }
-            Ok(resp) => {
+            Ok(mut resp) => {
                 if body.is_whole() {
                     c.consume(consumed);
+                }
+                if task_submit {
+                    tasks::remember_submit(&w.shared.tasks, svc, &mut resp).await;
                 }
                 return relay::response(w, c, &reply, svc, resp).await;
             }
@@ -272,6 +323,31 @@ struct ModelRequest {
     model: Option<String>,
     stream: bool,
     fields: Option<extract::Fields>,
+}
+
+/// Multipart routes: the form's `model` field. ComfyUI uploads carry none;
+/// elsewhere a large form must show it within the held bytes.
+fn read_multipart(
+    head: &RequestHead,
+    c: &Client,
+    body: &RequestBody,
+    api: &ModelApi,
+    edge: &crate::config::compile::EdgeLimits,
+) -> Result<(ModelRequest, MultipartModel), Error> {
+    let form = multipart::read_model(
+        head,
+        &c.inbuf,
+        body.held(&c.inbuf),
+        body.is_whole(),
+        api.protocol != Protocol::Comfyui,
+        edge.body_buffer_bytes,
+    )?;
+    let request = ModelRequest {
+        model: form.model.clone(),
+        stream: false,
+        fields: None,
+    };
+    Ok((request, form))
 }
 
 fn read_model(route: &RouteDef, body: &[u8], whole: bool) -> Result<ModelRequest, Error> {
@@ -432,7 +508,7 @@ fn native_body<'a>(
 }
 
 /// Upstream request-target: base URL path + the provider's layout + query.
-fn upstream_target(
+pub(crate) fn upstream_target(
     svc: &Service,
     protocol: Protocol,
     forward_path: &str,
@@ -471,7 +547,7 @@ fn upstream_target(
     target
 }
 
-fn retry_status(status: u16) -> bool {
+pub(crate) fn retry_status(status: u16) -> bool {
     status == 429 || status >= 500
 }
 
@@ -494,7 +570,7 @@ fn dropped(name: &[u8]) -> bool {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn request_head(
+pub(crate) fn request_head(
     out: &mut Vec<u8>,
     head: &RequestHead,
     c: &Client,

@@ -33,6 +33,8 @@ pub struct Shared {
     /// Per-process secret carried in [`DEBUG_HEADER`] by the admin debug
     /// request, so it passes consumer auth. Never leaves the process.
     pub debug_token: String,
+    /// DashScope task id → service that accepted it; outlives snapshots.
+    pub tasks: crate::scenario::tasks::TaskMap,
 }
 
 /// Header that marks the admin's own debug request; the data plane never
@@ -221,6 +223,7 @@ pub fn serve(config_path: &str, raw: RawConfig) -> Result<(), String> {
         resources: tokio::sync::Mutex::new(resources),
         data_addr,
         debug_token: admin::auth::random_hex(32),
+        tasks: Default::default(),
     });
 
     let cores = core_ids();
