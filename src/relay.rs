@@ -10,6 +10,8 @@ use crate::http::body::{write_chunk_header, ChunkedDecoder, LAST_CHUNK};
 use crate::http::head::{self, Framing};
 use crate::http::sse::SseSplitter;
 use crate::http::write::{BodyHeader, HeadWriter};
+use crate::observe::usage::BodyTail;
+use crate::observe::{Record, Usage};
 use crate::protocol;
 use crate::provider::mock::MockAnswer;
 use crate::upstream::exchange::Response;
@@ -43,7 +45,9 @@ impl Reply {
 }
 
 /// A gateway error in the client's protocol shape.
-pub async fn error(c: &mut Client, reply: &Reply, e: &Error) -> bool {
+pub async fn error(c: &mut Client, reply: &Reply, e: &Error, rec: &mut Record) -> bool {
+    rec.status = e.status();
+    rec.error = Some(e.code());
     let body = e.body(reply.protocol, &reply.request_id);
     let mut out = Vec::with_capacity(256 + body.len());
     let mut h = reply.head(&mut out, e.status());
@@ -61,7 +65,17 @@ pub async fn error(c: &mut Client, reply: &Reply, e: &Error) -> bool {
 }
 
 /// An in-process answer of the `mock` provider.
-pub async fn mock(c: &mut Client, reply: &Reply, answer: MockAnswer) -> bool {
+pub async fn mock(c: &mut Client, reply: &Reply, answer: MockAnswer, rec: &mut Record) -> bool {
+    rec.status = answer.status;
+    if answer.events.is_empty() {
+        rec.usage.scan_json(&answer.body);
+        rec.relayed(&answer.body);
+    }
+    for event in &answer.events {
+        rec.usage.scan_event(event);
+        rec.relayed(event);
+    }
+    rec.first_packet();
     let mut out = Vec::with_capacity(
         512 + answer.body.len() + answer.events.iter().map(Vec::len).sum::<usize>(),
     );
@@ -112,7 +126,9 @@ pub async fn response(
     reply: &Reply,
     svc: &Service,
     resp: Response,
+    rec: &mut Record,
 ) -> bool {
+    rec.status = resp.head.status;
     let Response {
         mut conn,
         head: rh,
@@ -159,9 +175,16 @@ pub async fn response(
             res.is_ok() && reply.keep_alive
         }
         Framing::Length(n) => {
+            // The body's last bytes, to read its usage at the end.
+            let mut tail = BodyTail::default();
             let mut left = n;
             let take = (left as usize).min(buf.len());
             out.extend_from_slice(&buf[..take]);
+            if take > 0 {
+                tail.push(&buf[..take]);
+                rec.relayed(&buf[..take]);
+                rec.first_packet();
+            }
             left -= take as u64;
             let extra = buf.len() > take;
             let (res, _) = c.write(out).await;
@@ -182,6 +205,9 @@ pub async fn response(
                     return false;
                 }
                 left -= n as u64;
+                tail.push(&buf[..n]);
+                rec.relayed(&buf[..n]);
+                rec.first_packet();
                 let (res, b) = c.write(buf).await;
                 buf = b;
                 if res.is_err() {
@@ -191,6 +217,9 @@ pub async fn response(
             if rh.keep_alive && !extra {
                 w.pool.put(pool_key, conn);
             }
+            if rh.status < 300 {
+                rec.usage = tail.usage();
+            }
             reply.keep_alive
         }
         Framing::Chunked | Framing::UntilClose => {
@@ -199,8 +228,10 @@ pub async fn response(
                 events: is_sse.then(SseSplitter::default),
                 chunked_out: !reply.http10,
                 payload: Vec::with_capacity(16 * 1024),
+                usage: Usage::default(),
             };
-            let outcome = stream.relay(c, &mut conn, buf, out, svc.timeout).await;
+            let outcome = stream.relay(c, &mut conn, buf, out, svc.timeout, rec).await;
+            rec.usage = stream.usage;
             match outcome {
                 Outcome::Done { reusable } => {
                     if reusable && rh.keep_alive && rh.framing == Framing::Chunked {
@@ -208,8 +239,12 @@ pub async fn response(
                     }
                     reply.keep_alive
                 }
-                Outcome::ClientGone => false,
+                Outcome::ClientGone => {
+                    rec.error = Some("client_closed");
+                    false
+                }
                 Outcome::UpstreamFailed(e) if is_sse && !reply.http10 => {
+                    rec.stream_failed(&e);
                     // Whole events only reached the client: end the stream
                     // with one error event in its protocol.
                     tracing::warn!(service = %svc.name, "stream failed: {e}");
@@ -223,6 +258,7 @@ pub async fn response(
                     res.is_ok() && reply.keep_alive
                 }
                 Outcome::UpstreamFailed(e) => {
+                    rec.stream_failed(&e);
                     tracing::warn!(service = %svc.name, "response body failed: {e}");
                     false
                 }
@@ -275,6 +311,8 @@ struct Stream {
     events: Option<SseSplitter>,
     chunked_out: bool,
     payload: Vec<u8>,
+    /// Usage seen in the events so far.
+    usage: Usage,
 }
 
 impl Stream {
@@ -287,6 +325,7 @@ impl Stream {
         mut raw: Vec<u8>,
         mut out: Vec<u8>,
         timeout: Duration,
+        rec: &mut Record,
     ) -> Outcome {
         let mut head_sent = false;
         loop {
@@ -308,7 +347,7 @@ impl Stream {
                     (false, 0)
                 }
             };
-            self.emit(&mut out, done);
+            self.emit(&mut out, done, rec);
             if done {
                 self.finish(&mut out);
             }
@@ -331,7 +370,8 @@ impl Stream {
                 (Ok(0), _) if self.decoder.is_none() => {
                     // Close-delimited body: the close is its end.
                     if let Some(pending) = self.events.as_ref().map(|e| e.pending().to_vec()) {
-                        self.put(&mut out, &pending);
+                        self.usage.scan_event(&pending);
+                        self.put(&mut out, &pending, rec);
                     }
                     self.finish(&mut out);
                     let (res, _) = c.write(out).await;
@@ -352,27 +392,35 @@ impl Stream {
         }
     }
 
-    /// Moves complete events (or any payload, for non-SSE bodies) to `out`.
-    fn emit(&mut self, out: &mut Vec<u8>, done: bool) {
+    /// Moves complete events (or any payload, for non-SSE bodies) to `out`,
+    /// reading each event's usage on the way.
+    fn emit(&mut self, out: &mut Vec<u8>, done: bool, rec: &mut Record) {
         let payload = std::mem::take(&mut self.payload);
         match &mut self.events {
             Some(events) => {
                 let mut whole = Vec::new();
-                events.push(&payload, |e| whole.extend_from_slice(e));
+                let usage = &mut self.usage;
+                events.push(&payload, |e| {
+                    usage.scan_event(e);
+                    whole.extend_from_slice(e)
+                });
                 if done {
+                    usage.scan_event(events.pending());
                     whole.extend_from_slice(events.pending());
                 }
-                self.put(out, &whole);
+                self.put(out, &whole, rec);
             }
-            None => self.put(out, &payload),
+            None => self.put(out, &payload, rec),
         }
         self.payload = payload;
     }
 
-    fn put(&self, out: &mut Vec<u8>, data: &[u8]) {
+    fn put(&self, out: &mut Vec<u8>, data: &[u8], rec: &mut Record) {
         if data.is_empty() {
             return;
         }
+        rec.first_packet();
+        rec.relayed(data);
         if self.chunked_out {
             write_chunk_header(data.len(), out);
             out.extend_from_slice(data);

@@ -14,6 +14,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(crate::observe::metrics::handler))
         .with_state(shared)
 }
 
