@@ -138,6 +138,11 @@ pub async fn response(
     let is_sse = rh
         .header(&buf, "content-type")
         .is_some_and(|v| v.len() >= 17 && v[..17].eq_ignore_ascii_case(b"text/event-stream"));
+    // A JSON answer's usage is read from its last bytes.
+    let json_answer = rh.status < 300
+        && rh
+            .header(&buf, "content-type")
+            .is_some_and(|v| memchr::memmem::find(v, b"json").is_some());
     let mut reply_keep_alive = reply.keep_alive;
     let framing_out = match rh.framing {
         Framing::None => BodyHeader::Omit,
@@ -175,13 +180,12 @@ pub async fn response(
             res.is_ok() && reply.keep_alive
         }
         Framing::Length(n) => {
-            // The body's last bytes, to read its usage at the end.
-            let mut tail = BodyTail::default();
+            let mut tail = json_answer.then(BodyTail::default);
             let mut left = n;
             let take = (left as usize).min(buf.len());
             out.extend_from_slice(&buf[..take]);
             if take > 0 {
-                tail.push(&buf[..take]);
+                tail.iter_mut().for_each(|t| t.push(&buf[..take]));
                 rec.relayed(&buf[..take]);
                 rec.first_packet();
             }
@@ -205,7 +209,7 @@ pub async fn response(
                     return false;
                 }
                 left -= n as u64;
-                tail.push(&buf[..n]);
+                tail.iter_mut().for_each(|t| t.push(&buf[..n]));
                 rec.relayed(&buf[..n]);
                 rec.first_packet();
                 let (res, b) = c.write(buf).await;
@@ -217,8 +221,8 @@ pub async fn response(
             if rh.keep_alive && !extra {
                 w.pool.put(pool_key, conn);
             }
-            if rh.status < 300 {
-                rec.usage = tail.usage();
+            if let Some(t) = tail {
+                rec.usage = t.usage();
             }
             reply.keep_alive
         }
@@ -229,9 +233,13 @@ pub async fn response(
                 chunked_out: !reply.http10,
                 payload: Vec::with_capacity(16 * 1024),
                 usage: Usage::default(),
+                tail: (json_answer && !is_sse).then(BodyTail::default),
             };
             let outcome = stream.relay(c, &mut conn, buf, out, svc.timeout, rec).await;
-            rec.usage = stream.usage;
+            rec.usage = match &stream.tail {
+                Some(t) => t.usage(),
+                None => stream.usage,
+            };
             match outcome {
                 Outcome::Done { reusable } => {
                     if reusable && rh.keep_alive && rh.framing == Framing::Chunked {
@@ -313,6 +321,8 @@ struct Stream {
     payload: Vec<u8>,
     /// Usage seen in the events so far.
     usage: Usage,
+    /// A chunked JSON answer's last bytes, for its usage.
+    tail: Option<BodyTail>,
 }
 
 impl Stream {
@@ -410,7 +420,12 @@ impl Stream {
                 }
                 self.put(out, &whole, rec);
             }
-            None => self.put(out, &payload, rec),
+            None => {
+                if let Some(t) = &mut self.tail {
+                    t.push(&payload);
+                }
+                self.put(out, &payload, rec)
+            }
         }
         self.payload = payload;
     }

@@ -298,7 +298,8 @@ fallback = {{ enabled = true, targets = [{{ service = "good" }}] }}
     ));
 
     // A plain answer: every field of the line.
-    let body = r#"{"model":"m1","max_tokens":4,"messages":[{"role":"user","content":"one two three"}]}"#;
+    let body =
+        r#"{"model":"m1","max_tokens":4,"messages":[{"role":"user","content":"one two three"}]}"#;
     let r = request(
         g.addr,
         "POST",
@@ -318,7 +319,10 @@ fallback = {{ enabled = true, targets = [{{ service = "good" }}] }}
     let usage = client_usage(&r.body, false);
     let l = log_line(&g, "obs-plain-1");
     let ts = l["ts"].as_str().unwrap();
-    assert!(ts.len() == 24 && ts.ends_with('Z') && ts.as_bytes()[10] == b'T', "{ts}");
+    assert!(
+        ts.len() == 24 && ts.ends_with('Z') && ts.as_bytes()[10] == b'T',
+        "{ts}"
+    );
     assert_eq!(l["model_api"], "fb");
     assert_eq!(l["route"], "create-chat-completion");
     assert_eq!(l["consumer"], Value::Null);
@@ -354,7 +358,10 @@ fallback = {{ enabled = true, targets = [{{ service = "good" }}] }}
     let l = log_line(&g, "obs-fallback-1");
     assert_eq!(l["fallbacks"], 1);
     assert_eq!(l["service"], "good");
-    assert_eq!(l["model"], "m1", "the fallback target passes the model through");
+    assert_eq!(
+        l["model"], "m1",
+        "the fallback target passes the model through"
+    );
     assert_eq!(l["status"], 200);
     let m = wait_metrics(&g, TIMEOUT, |m| {
         sum(m, "modelgate_fallbacks_total", &[]) == 1.0
@@ -403,10 +410,19 @@ fallback = {{ enabled = true, targets = [{{ service = "good" }}] }}
     );
     assert_eq!(r.status, 500);
     let l = log_line(&g, "obs-failed-1");
-    assert_eq!((l["status"].as_u64(), l["fallbacks"].as_u64()), (Some(500), Some(1)));
+    assert_eq!(
+        (l["status"].as_u64(), l["fallbacks"].as_u64()),
+        (Some(500), Some(1))
+    );
     // A path the Model API has no route for, and a request refused
     // before routing.
-    let r = request(g.addr, "GET", "/nowhere", &[("x-request-id", "obs-404")], b"");
+    let r = request(
+        g.addr,
+        "GET",
+        "/nowhere",
+        &[("x-request-id", "obs-404")],
+        b"",
+    );
     assert_eq!(r.status, 404);
     let l = log_line(&g, "obs-404");
     assert_eq!(l["status"], 404);
@@ -438,7 +454,8 @@ fallback = {{ enabled = true, targets = [{{ service = "good" }}] }}
 #[test]
 fn body_logging_redacts_credentials_and_is_capped() {
     let up = MockLlm::start("up");
-    let logged = r#"monitoring = { enabled = true, log_request_body = true, log_response_body = true }"#;
+    let logged =
+        r#"monitoring = { enabled = true, log_request_body = true, log_response_body = true }"#;
     let off = r#"monitoring = { enabled = false }"#;
     let g = Gateway::start_raw(&format!(
         "{}body_max_bytes = 400\n{}{}{}{}",
@@ -484,8 +501,9 @@ fn body_logging_redacts_credentials_and_is_capped() {
     assert_eq!(resp_body, r.json());
 
     // Over the cap: cut at body_max_bytes.
-    let long = json!({"model": "m", "messages": [{"role": "user", "content": "word ".repeat(500)}]})
-        .to_string();
+    let long =
+        json!({"model": "m", "messages": [{"role": "user", "content": "word ".repeat(500)}]})
+            .to_string();
     send("/logged/v1/chat/completions", "obs-body-long", &long);
     let l = log_line(&g, "obs-body-long");
     assert_eq!(l["request_body"].as_str().unwrap().len(), 400);
@@ -498,7 +516,11 @@ fn body_logging_redacts_credentials_and_is_capped() {
     assert!(l.get("request_body").is_none() && l.get("response_body").is_none());
     send("/off/v1/chat/completions", "obs-unmonitored", &body);
     wait_metrics(&g, TIMEOUT, |m| {
-        sum(m, "modelgate_requests_total", &[("model_api", "unmonitored")]) == 1.0
+        sum(
+            m,
+            "modelgate_requests_total",
+            &[("model_api", "unmonitored")],
+        ) == 1.0
     });
     // Lines are written in order per worker; give the writer a moment.
     std::thread::sleep(Duration::from_millis(500));
@@ -553,7 +575,13 @@ fn access_log_to_a_file_or_off() {
         assert!(Instant::now() < deadline, "log file: {text:?}");
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(!g.proc.lines.lock().unwrap().iter().any(|l| l.contains("obs-file")));
+    assert!(!g
+        .proc
+        .lines
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("obs-file")));
     drop(g);
 
     let section = server_section(2).replace("[log]\n", "[log]\naccess = \"off\"\n");
@@ -574,7 +602,13 @@ fn access_log_to_a_file_or_off() {
         sum(m, "modelgate_requests_total", &[]) == 1.0
     });
     std::thread::sleep(Duration::from_millis(300));
-    assert!(!g.proc.lines.lock().unwrap().iter().any(|l| l.contains("obs-off")));
+    assert!(!g
+        .proc
+        .lines
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("obs-off")));
 }
 
 /// The `traceparent` (and `tracestate`) the upstream got for `id`.
@@ -601,7 +635,10 @@ fn upstream_trace(up: &MockLlm, id: &str) -> (String, Option<String>) {
         assert!(hs.len() <= 1, "{name} sent {} times", hs.len());
         hs.into_iter().next()
     };
-    (header("traceparent").expect("no traceparent"), header("tracestate"))
+    (
+        header("traceparent").expect("no traceparent"),
+        header("tracestate"),
+    )
 }
 
 /// (version, trace id, span id, flags) of a well-formed traceparent.
@@ -611,7 +648,10 @@ fn parts(tp: &str) -> (String, String, String, String) {
     assert!(p.iter().all(|s| s
         .bytes()
         .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))));
-    assert_eq!((p[0].len(), p[1].len(), p[2].len(), p[3].len()), (2, 32, 16, 2));
+    assert_eq!(
+        (p[0].len(), p[1].len(), p[2].len(), p[3].len()),
+        (2, 32, 16, 2)
+    );
     assert_ne!(p[1], "0".repeat(32));
     assert_ne!(p[2], "0".repeat(16));
     (p[0].into(), p[1].into(), p[2].into(), p[3].into())
@@ -638,10 +678,16 @@ fn traceparent_propagates_to_the_upstream() {
 
     // Joined: same trace, a new child span, same flags, tracestate kept.
     let tp = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-01");
-    send("obs-tp-valid", &[("traceparent", &tp), ("tracestate", "vendor=1")]);
+    send(
+        "obs-tp-valid",
+        &[("traceparent", &tp), ("tracestate", "vendor=1")],
+    );
     let (got, state) = upstream_trace(&up, "obs-tp-valid");
     let (v, trace, span, flags) = parts(&got);
-    assert_eq!((v.as_str(), trace.as_str(), flags.as_str()), ("00", CLIENT_TRACE, "01"));
+    assert_eq!(
+        (v.as_str(), trace.as_str(), flags.as_str()),
+        ("00", CLIENT_TRACE, "01")
+    );
     assert_ne!(span, CLIENT_SPAN);
     assert_eq!(state.as_deref(), Some("vendor=1"));
     assert_eq!(log_line(&g, "obs-tp-valid")["trace_id"], CLIENT_TRACE);
@@ -744,9 +790,14 @@ fn serve_collector(stream: std::net::TcpStream, bodies: Arc<Mutex<Vec<Value>>>) 
         assert!(json, "OTLP/HTTP JSON expected");
         let mut body = vec![0; len];
         r.read_exact(&mut body).unwrap();
-        bodies.lock().unwrap().push(serde_json::from_slice(&body).unwrap());
-        w.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}")
-            .unwrap();
+        bodies
+            .lock()
+            .unwrap()
+            .push(serde_json::from_slice(&body).unwrap());
+        w.write_all(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}",
+        )
+        .unwrap();
     }
 }
 
@@ -832,7 +883,10 @@ fallback = {{ enabled = true, targets = [{{ service = "good" }}] }}
     assert_eq!(server["parentSpanId"], CLIENT_SPAN);
     assert_eq!(attr(server, "http.response.status_code")["intValue"], "200");
     assert_eq!(attr(server, "modelgate.model_api")["stringValue"], "fb");
-    assert_eq!(attr(server, "modelgate.request_id")["stringValue"], "obs-otlp");
+    assert_eq!(
+        attr(server, "modelgate.request_id")["stringValue"],
+        "obs-otlp"
+    );
     assert_eq!(attr(server, "modelgate.fallbacks")["intValue"], "1");
     assert_eq!(
         attr(server, "gen_ai.usage.input_tokens")["intValue"],
@@ -842,14 +896,21 @@ fallback = {{ enabled = true, targets = [{{ service = "good" }}] }}
         attr(server, "gen_ai.usage.output_tokens")["intValue"],
         output.to_string()
     );
-    let start: u64 = server["startTimeUnixNano"].as_str().unwrap().parse().unwrap();
+    let start: u64 = server["startTimeUnixNano"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     let end: u64 = server["endTimeUnixNano"].as_str().unwrap().parse().unwrap();
     assert!(start > 1_600_000_000_000_000_000 && end >= start);
 
     // One client span per attempt, each the parent the upstream was given.
     let attempts: Vec<&Value> = spans.iter().filter(|s| s["kind"] == 3).collect();
     assert_eq!(attempts.len(), 2);
-    for (a, (up, svc, failed)) in attempts.iter().zip([(&bad, "bad", true), (&good, "good", false)]) {
+    for (a, (up, svc, failed)) in attempts
+        .iter()
+        .zip([(&bad, "bad", true), (&good, "good", false)])
+    {
         assert_eq!(a["parentSpanId"], server["spanId"]);
         assert_eq!(attr(a, "modelgate.service")["stringValue"], svc);
         assert_eq!(a["status"]["code"], if failed { 2 } else { 0 });
@@ -873,7 +934,10 @@ fn health_readiness_and_metrics_need_no_token() {
         let r = request(g.admin, "GET", path, &[], b"");
         assert_eq!(r.status, 200, "{path}");
     }
-    assert_eq!(request(g.admin, "GET", "/readyz", &[], b"").json()["status"], "ready");
+    assert_eq!(
+        request(g.admin, "GET", "/readyz", &[], b"").json()["status"],
+        "ready"
+    );
     let m = metrics(&g);
     for name in [
         "modelgate_active_connections",
@@ -882,6 +946,36 @@ fn health_readiness_and_metrics_need_no_token() {
     ] {
         assert!(m.contains_key(name), "{name}");
     }
+    // The shipped Grafana dashboard queries only metrics served here.
+    let text = request(g.admin, "GET", "/metrics", &[], b"").text();
+    let dash: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/config/grafana-dashboard.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut exprs = 0;
+    for panel in dash["panels"].as_array().unwrap() {
+        for t in panel["targets"].as_array().into_iter().flatten() {
+            let expr = t["expr"].as_str().unwrap();
+            exprs += 1;
+            for (at, _) in expr.match_indices("modelgate_") {
+                let name: String = expr[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                let family = name.trim_end_matches("_bucket");
+                assert!(
+                    text.contains(&format!("# TYPE {family} ")),
+                    "{name} in {expr}"
+                );
+            }
+        }
+    }
+    assert!(exprs >= 10);
+
     // An open connection shows as active.
     let mut s = connect(g.addr);
     s.write_all(&raw_request(
@@ -911,6 +1005,155 @@ fn check_reports_bad_observability_settings() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("trace.otlp_endpoint: must start with http://"), "{err}");
+    assert!(
+        err.contains("trace.otlp_endpoint: must start with http://"),
+        "{err}"
+    );
     assert!(err.contains("log.body_max_bytes"), "{err}");
+}
+
+#[test]
+fn a_stream_cut_midway_is_logged_and_counted() {
+    let up = MockLlm::start("up");
+    let g = Gateway::start(&format!(
+        "{}{}",
+        services(&up),
+        api("chat", "openai", "/", "oa", "")
+    ));
+    let body =
+        r#"{"model":"m","stream":true,"max_tokens":8,"messages":[{"role":"user","content":"hi"}]}"#;
+    let r = request(
+        g.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("x-request-id", "obs-cut"), ("x-mock-reset-after", "2")],
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 200);
+    assert!(r.text().contains("\"error\""));
+    let l = log_line(&g, "obs-cut");
+    assert_eq!(l["status"], 200);
+    assert_eq!(l["error"], "upstream_protocol_error");
+    assert_eq!(l["stream"], true);
+    assert!(l["first_packet_ms"].as_f64().unwrap() > 0.0);
+    wait_metrics(&g, TIMEOUT, |m| {
+        sum(
+            m,
+            "modelgate_upstream_errors_total",
+            &[("service", "oa"), ("kind", "stream")],
+        ) == 1.0
+    });
+}
+
+/// An upstream that answers every request with a chunked JSON body whose
+/// `usage` is split across chunks.
+fn chunked_json_upstream() -> std::net::SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(16) {
+            let Ok(stream) = stream else { return };
+            std::thread::spawn(move || {
+                stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+                let mut w = stream.try_clone().unwrap();
+                let mut r = BufReader::new(stream);
+                for _ in 0..16 {
+                    let mut len = 0;
+                    loop {
+                        let mut h = String::new();
+                        if r.read_line(&mut h).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let h = h.trim_end().to_ascii_lowercase();
+                        if h.is_empty() {
+                            break;
+                        }
+                        if let Some(v) = h.strip_prefix("content-length:") {
+                            len = v.trim().parse().unwrap();
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    r.read_exact(&mut body).unwrap();
+                    let parts = [
+                        r#"{"id":"c1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"hi"}}],"us"#,
+                        r#"age":{"prompt_tokens":41,"comple"#,
+                        r#"tion_tokens":17,"total_tokens":58}}"#,
+                    ];
+                    let mut out = String::from(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n",
+                    );
+                    for p in parts {
+                        out.push_str(&format!("{:x}\r\n{p}\r\n", p.len()));
+                    }
+                    out.push_str("0\r\n\r\n");
+                    if w.write_all(out.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn usage_of_chunked_and_large_json_answers() {
+    let up = MockLlm::start("up");
+    let chunked = chunked_json_upstream();
+    let g = Gateway::start(&format!(
+        r#"{}
+[[services]]
+name = "chunky"
+provider = "openai_compatible"
+base_url = "http://{chunked}"
+{}{}"#,
+        services(&up),
+        api("chat", "openai", "/", "oa", ""),
+        api("chunked", "openai", "/chunked", "chunky", ""),
+    ));
+    // A chunked JSON answer: usage split across chunks.
+    for _ in 0..2 {
+        let r = g.post(
+            "/chunked/v1/chat/completions",
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+        );
+        assert_eq!(r.status, 200);
+        assert_eq!(client_usage(&r.body, false), (41, 17));
+    }
+    // A large answer that arrives over many reads.
+    let r = g.post(
+        "/v1/chat/completions",
+        r#"{"model":"big","max_tokens":6000,"messages":[{"role":"user","content":"write a lot"}]}"#,
+    );
+    assert_eq!(r.status, 200);
+    assert!(r.body.len() > 32 * 1024, "{}", r.body.len());
+    let usage = client_usage(&r.body, false);
+    assert_eq!(usage.1, 6000);
+    let m = wait_metrics(&g, TIMEOUT, |m| {
+        sum(m, "modelgate_requests_total", &[]) == 3.0
+    });
+    assert_eq!(
+        sum(
+            &m,
+            "modelgate_input_tokens_total",
+            &[("model_api", "chunked")]
+        ),
+        82.0
+    );
+    assert_eq!(
+        sum(
+            &m,
+            "modelgate_output_tokens_total",
+            &[("model_api", "chunked")]
+        ),
+        34.0
+    );
+    assert_eq!(
+        sum(&m, "modelgate_output_tokens_total", &[("model", "big")]),
+        6000.0
+    );
+    assert_eq!(
+        sum(&m, "modelgate_input_tokens_total", &[("model", "big")]),
+        usage.0 as f64
+    );
 }

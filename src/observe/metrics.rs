@@ -154,7 +154,7 @@ impl Delta {
 /// Label sets kept before new ones fold into `model="other"`,
 /// `consumer="other"`: client-chosen model names must not grow
 /// `/metrics` without bound.
-const MAX_SERIES: usize = 10_000;
+const MAX_SERIES: usize = 4096;
 
 /// The merged totals (control thread).
 #[derive(Debug, Default)]

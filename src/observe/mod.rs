@@ -441,7 +441,8 @@ impl Shard {
         if !api.is_none_or(|a| a.spec.monitoring.enabled) {
             return;
         }
-        let trace_id = trace::hex(&rec.trace.trace_id);
+        let trace_hex = trace::trace_hex(&rec.trace.trace_id);
+        let trace_id = std::str::from_utf8(&trace_hex).expect("hex is ASCII");
         if let Some(tx) = &self.log_tx {
             let line = Line {
                 ts: rec.wall,
@@ -459,7 +460,7 @@ impl Shard {
                 fallbacks: rec.attempts.len().saturating_sub(1),
                 stream: rec.stream,
                 error: rec.error,
-                trace_id: &trace_id,
+                trace_id,
                 request_body: rec.request_body.as_deref(),
                 response_body: rec.response_body.as_deref(),
             };

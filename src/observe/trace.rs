@@ -99,6 +99,13 @@ fn hex_into(bytes: &[u8], out: &mut [u8]) {
     }
 }
 
+/// A trace id in hex, without allocating.
+pub fn trace_hex(id: &TraceId) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    hex_into(id, &mut out);
+    out
+}
+
 pub fn hex(bytes: &[u8]) -> String {
     let mut out = vec![0u8; bytes.len() * 2];
     hex_into(bytes, &mut out);
