@@ -58,11 +58,18 @@ pub fn start(
     let thread = std::thread::Builder::new()
         .name("modelgate-log".into())
         .spawn(move || {
+            let mut failing = false;
             for msg in rx {
                 match msg {
                     Msg::Lines(lines) => {
-                        if let Err(e) = out.write_all(&lines).and_then(|_| out.flush()) {
-                            tracing::error!("access log: {e}");
+                        // Reported once per run of failures, not per batch.
+                        match out.write_all(&lines).and_then(|_| out.flush()) {
+                            Err(e) if !failing => {
+                                tracing::error!("access log: {e}");
+                                failing = true;
+                            }
+                            Err(_) => {}
+                            Ok(()) => failing = false,
                         }
                     }
                     Msg::Stop => return,
