@@ -193,21 +193,23 @@ pub async fn response(
             let extra = buf.len() > take;
             let (res, _) = c.write(out).await;
             if res.is_err() {
+                rec.error = Some("client_closed");
                 return false;
             }
             while left > 0 {
                 buf.clear();
                 let n = match read(&mut conn, buf, svc.timeout).await {
-                    (Ok(n), b) if n > 0 => {
+                    (Ok(n), b) if n > 0 && n as u64 <= left => {
                         buf = b;
                         n
                     }
-                    // The body was cut: the client can only tell by a close.
-                    _ => return false,
+                    // The body was cut (or overran): the client can only
+                    // tell by a close.
+                    _ => {
+                        rec.stream_failed(&Error::new(Kind::UpstreamProtocol, "body cut"));
+                        return false;
+                    }
                 };
-                if n as u64 > left {
-                    return false;
-                }
                 left -= n as u64;
                 tail.iter_mut().for_each(|t| t.push(&buf[..n]));
                 rec.relayed(&buf[..n]);
@@ -215,6 +217,7 @@ pub async fn response(
                 let (res, b) = c.write(buf).await;
                 buf = b;
                 if res.is_err() {
+                    rec.error = Some("client_closed");
                     return false;
                 }
             }

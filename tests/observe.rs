@@ -582,6 +582,27 @@ fn access_log_to_a_file_or_off() {
         .unwrap()
         .iter()
         .any(|l| l.contains("obs-file")));
+
+    // logrotate: the file is moved away, SIGHUP reopens the path.
+    std::fs::rename(&path, dir.0.join("logs/access.log.1")).unwrap();
+    g.signal("HUP");
+    let deadline = Instant::now() + TIMEOUT;
+    for i in 0.. {
+        let id = format!("obs-rotated-{i}");
+        let r = request(
+            g.addr,
+            "POST",
+            "/v1/chat/completions",
+            &[("x-request-id", &id)],
+            body.as_bytes(),
+        );
+        assert_eq!(r.status, 200);
+        std::thread::sleep(Duration::from_millis(300));
+        if std::fs::read_to_string(&path).is_ok_and(|t| t.contains("obs-rotated-")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no line in the reopened file");
+    }
     drop(g);
 
     let section = server_section(2).replace("[log]\n", "[log]\naccess = \"off\"\n");

@@ -32,7 +32,19 @@ const QUEUE: usize = 256;
 
 pub enum Msg {
     Lines(Vec<u8>),
+    /// Reopen the file (after logrotate moved it).
+    Reopen,
     Stop,
+}
+
+fn open(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
 }
 
 /// Opens the destination and starts the writer thread.
@@ -42,18 +54,9 @@ pub fn start(
     let mut out: Box<dyn Write + Send> = match dest {
         Destination::Off => return Ok(None),
         Destination::Stdout => Box::new(std::io::stdout()),
-        Destination::File(path) => {
-            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)?;
-            }
-            Box::new(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)?,
-            )
-        }
+        Destination::File(path) => Box::new(open(path)?),
     };
+    let dest = dest.clone();
     let (tx, rx): (Sender<Msg>, Receiver<Msg>) = crossbeam_channel::bounded(QUEUE);
     let thread = std::thread::Builder::new()
         .name("modelgate-log".into())
@@ -70,6 +73,16 @@ pub fn start(
                             }
                             Err(_) => {}
                             Ok(()) => failing = false,
+                        }
+                    }
+                    Msg::Reopen => {
+                        if let Destination::File(path) = &dest {
+                            match open(path) {
+                                Ok(f) => out = Box::new(f),
+                                Err(e) => {
+                                    tracing::error!("access log: reopen {}: {e}", path.display())
+                                }
+                            }
                         }
                     }
                     Msg::Stop => return,

@@ -348,14 +348,25 @@ impl Observe {
 }
 
 /// The control thread's part: merge metric deltas so memory stays
-/// bounded between scrapes, and export spans.
+/// bounded between scrapes, export spans, and reopen the access log file
+/// on SIGHUP (as nginx does for logrotate).
 pub async fn control_loop(shared: Arc<Shared>) {
+    use tokio::signal::unix::{signal, SignalKind};
     let mut exporter = shared.observe.exporter();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut hup = signal(SignalKind::hangup()).ok();
     loop {
-        tick.tick().await;
-        shared.observe.metrics.collect();
-        shared.observe.export(&mut exporter).await;
+        tokio::select! {
+            _ = tick.tick() => {
+                shared.observe.metrics.collect();
+                shared.observe.export(&mut exporter).await;
+            }
+            Some(()) = async { hup.as_mut()?.recv().await } => {
+                if let Some(tx) = &shared.observe.log_tx {
+                    let _ = tx.try_send(Msg::Reopen);
+                }
+            }
+        }
     }
 }
 
