@@ -17,5 +17,7 @@ pub mod proxy;
 pub mod relay;
 pub mod route;
 pub mod runtime;
+pub mod scenario;
+pub mod tls;
 pub mod upstream;
 pub mod worker;

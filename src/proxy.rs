@@ -16,24 +16,29 @@ use crate::http::head::{self, Method, RequestHead};
 use crate::http::write::{BodyHeader, HeadWriter};
 use crate::observe::trace::{self, SpanId};
 use crate::observe::Record;
+use crate::protocol::translate::{request as translate_request, Direction};
 use crate::provider::{mock, Auth};
-use crate::relay::{self, Reply};
+use crate::relay::{self, Reply, Reshape};
 use crate::route::{api, select};
+use crate::scenario::multipart::{self, MultipartModel};
+use crate::scenario::{tasks, websocket};
 use crate::upstream::exchange::{exchange, Request};
 use crate::worker::Worker;
 use std::borrow::Cow;
 
 /// Handles one request whose head is parsed at the start of `c.inbuf`.
 /// Returns whether the connection may serve another request.
-pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: RequestHead) -> bool {
+pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: &RequestHead) -> bool {
     let mut rec = Record::start(head.method, head.header(&c.inbuf, "traceparent"));
     let mut reply = Reply {
-        request_id: request_id(w, c, &head),
+        request_id: request_id(w, c, head),
         protocol: Protocol::Openai,
         fallbacks: 0,
         keep_alive: head.keep_alive && !w.shutdown.is_fired(),
         http10: head.minor_version == 0,
         head_only: head.method == Method::Head,
+        reshape: Reshape::None,
+        service: None,
     };
     let keep_alive = pipeline(w, c, snap, head, &mut reply, &mut rec).await;
     // Finish: metrics delta, access log line, spans.
@@ -45,10 +50,14 @@ async fn pipeline(
     w: &Worker,
     c: &mut Client,
     snap: &Snapshot,
-    head: RequestHead,
+    head: &RequestHead,
     reply: &mut Reply,
     rec: &mut Record,
 ) -> bool {
+    let debug = head
+        .header(&c.inbuf, crate::runtime::DEBUG_HEADER)
+        .is_some_and(|v| w.shared.trusts_debug(v));
+
     // 1. Route: host → Model API → base path → route.
     let routed = {
         let buf = &c.inbuf;
@@ -65,7 +74,7 @@ async fn pipeline(
                 reply.protocol = snap.apis[i].protocol;
             }
             rec.api = api;
-            return refuse_unread(c, &head, reply, e, rec).await;
+            return refuse_unread(c, head, reply, e, rec).await;
         }
     };
     let model_api = &snap.apis[api_index];
@@ -74,7 +83,7 @@ async fn pipeline(
     rec.route = Some(route);
 
     // 2. Body: held whole when it fits the buffer, else its prefix.
-    let (body, consumed) = match c.read_body(&head, &snap.edge).await {
+    let (body, consumed) = match c.read_body(head, &snap.edge).await {
         Ok(b) => b,
         Err(e) => {
             reply.keep_alive = false;
@@ -91,33 +100,74 @@ async fn pipeline(
         );
     }
 
-    // 3. Model and stream flag, without a full parse.
-    let request = match read_model(route, body.held(&c.inbuf), body.is_whole()) {
+    // 3. Model and stream flag, without a full parse (or the multipart
+    // form's `model` field).
+    let read = match route.body {
+        Body::Multipart => {
+            read_multipart(head, c, &body, model_api, &snap.edge).map(|(r, form)| (r, Some(form)))
+        }
+        _ => read_model(route, body.held(&c.inbuf), body.is_whole()).map(|r| (r, None)),
+    };
+    let (request, form) = match read {
         Ok(r) => r,
         Err(e) => {
             c.consume(consumed);
+            // The rest of a large body is still unread: close after.
+            reply.keep_alive &= body.is_whole();
             return relay::error(c, reply, &e, rec).await;
         }
     };
-
     rec.model = request.model.clone();
     rec.stream = request.stream;
 
-    // 4. Attempt order: the service mode's pick, then the fallbacks.
-    let order = {
+    // 4. Attempt order: the service mode's pick, then the fallbacks; a poll
+    // of a known DashScope task goes to the service that accepted it.
+    let sticky = tasks::poll_target(&w.shared.tasks, snap, api_index, route, &forward_path);
+    let order = if let Some(t) = &sticky {
+        Ok(vec![t])
+    } else {
         let mut state = w.select.borrow_mut();
-        select::attempt_order(snap, api_index, request.model.as_deref(), &mut state)
+        let now = std::time::Instant::now();
+        let ejected = |s: usize| w.health.is_ejected(&snap.services[s], now);
+        select::attempt_order(
+            snap,
+            api_index,
+            request.model.as_deref(),
+            &mut state,
+            ejected,
+        )
     };
     let order = match order {
         Ok(o) => o,
         Err(e) => {
             c.consume(consumed);
+            reply.keep_alive &= body.is_whole();
             return relay::error(c, reply, &e, rec).await;
         }
     };
 
+    // WebSocket routes: the upgrade goes upstream, then a byte tunnel.
+    if route.websocket {
+        return websocket::proxy(
+            w,
+            c,
+            snap,
+            head,
+            &body,
+            consumed,
+            route,
+            model_api,
+            &forward_path,
+            &order,
+            reply,
+            rec,
+        )
+        .await;
+    }
+
     // 5. Attempts, each before any byte reached the client.
     let query = head.query(&c.inbuf).map(str::to_string);
+    let task_submit = tasks::is_async_submit(model_api, head, &c.inbuf);
     let mut body = body;
     let mut last_error = None;
     for (n, target) in order.iter().enumerate() {
@@ -125,33 +175,70 @@ async fn pipeline(
         let replayable = body.is_whole();
         let last = n + 1 == order.len() || !replayable;
         reply.fallbacks = n;
+        if debug {
+            reply.service = Some(svc.name.clone());
+        }
         let model = target
             .model
             .as_deref()
             .or(request.model.as_deref())
             .unwrap_or("");
-        let send_body = outgoing_body(body.held(&c.inbuf), &request, target);
-        let path = upstream_target(svc, model_api, &forward_path, query.as_deref(), model);
+        // The body and path this service gets: the client's, or translated
+        // into the protocol the service speaks.
+        let sent = match &form {
+            Some(form) => Ok(Outgoing {
+                body: multipart::outgoing_body(body.held(&c.inbuf), form, target.model.as_deref()),
+                path: upstream_target(
+                    svc,
+                    model_api.protocol,
+                    &forward_path,
+                    query.as_deref(),
+                    model,
+                ),
+                reshape: Reshape::None,
+            }),
+            None => outgoing(
+                svc,
+                model_api,
+                route,
+                &forward_path,
+                query.as_deref(),
+                body.held(&c.inbuf),
+                body.is_whole(),
+                &request,
+                target,
+                model,
+            ),
+        };
+        let Outgoing {
+            body: send_body,
+            path,
+            reshape,
+        } = match sent {
+            Ok(o) => o,
+            Err(NotSent::Skip(e)) => {
+                last_error = Some(e);
+                if last {
+                    break;
+                }
+                continue;
+            }
+            Err(NotSent::Refuse(e)) => {
+                if body.is_whole() {
+                    c.consume(consumed);
+                } else {
+                    reply.keep_alive = false;
+                }
+                return relay::error(c, reply, &e, rec).await;
+            }
+        };
+        reply.reshape = reshape;
 
         if svc.provider.is_mock() {
             rec.attempt(target.service, target.model.as_deref());
             let answer = mock::answer(&path, &send_body);
             c.consume(consumed);
             return relay::mock(c, reply, answer, rec).await;
-        }
-        if !svc.provider.speaks(model_api.protocol) {
-            last_error = Some(Error::new(
-                Kind::BadRequest,
-                format!(
-                    "service {} speaks no {} protocol and translation is not available yet",
-                    svc.name,
-                    model_api.protocol.as_str()
-                ),
-            ));
-            if last {
-                break;
-            }
-            continue;
         }
         let framing = match &body {
             RequestBody::None if head.framing == head::Framing::None => BodyHeader::Omit,
@@ -170,7 +257,7 @@ async fn pipeline(
         let span = rec.attempt(target.service, target.model.as_deref());
         request_head(
             &mut bytes,
-            &head,
+            head,
             c,
             svc,
             route,
@@ -220,15 +307,23 @@ async fn pipeline(
                 exchange(w, svc, &mut req).await
             }
         };
+        match &result {
+            Ok(resp) => w.health.record(svc, resp.head.status < 500),
+            Err(e) if e.retryable() => w.health.record(svc, false),
+            Err(_) => {}
+        }
         match result {
             Ok(resp) if !last && retry_status(resp.head.status) => {
                 tracing::debug!(service = %svc.name, status = resp.head.status, "attempt failed; falling back");
                 rec.attempt_answered(resp.head.status, true);
                 resp.conn.close().await;
             }
-            Ok(resp) => {
+            Ok(mut resp) => {
                 if body.is_whole() {
                     c.consume(consumed);
+                }
+                if task_submit {
+                    tasks::remember_submit(&w.shared.tasks, svc, &mut resp).await;
                 }
                 rec.attempt_answered(resp.head.status, false);
                 return relay::response(w, c, reply, svc, resp, rec).await;
@@ -276,6 +371,31 @@ struct ModelRequest {
     fields: Option<extract::Fields>,
 }
 
+/// Multipart routes: the form's `model` field. ComfyUI uploads carry none;
+/// elsewhere a large form must show it within the held bytes.
+fn read_multipart(
+    head: &RequestHead,
+    c: &Client,
+    body: &RequestBody,
+    api: &ModelApi,
+    edge: &crate::config::compile::EdgeLimits,
+) -> Result<(ModelRequest, MultipartModel), Error> {
+    let form = multipart::read_model(
+        head,
+        &c.inbuf,
+        body.held(&c.inbuf),
+        body.is_whole(),
+        api.protocol != Protocol::Comfyui,
+        edge.body_buffer_bytes,
+    )?;
+    let request = ModelRequest {
+        model: form.model.clone(),
+        stream: false,
+        fields: None,
+    };
+    Ok((request, form))
+}
+
 fn read_model(route: &RouteDef, body: &[u8], whole: bool) -> Result<ModelRequest, Error> {
     if !matches!(route.body, Body::Json) {
         return Ok(ModelRequest {
@@ -320,39 +440,149 @@ fn read_model(route: &RouteDef, body: &[u8], whole: bool) -> Result<ModelRequest
     })
 }
 
-/// The body to send for `target`: the client's, with `model` rewritten
-/// when the target names one.
-fn outgoing_body<'a>(body: &'a [u8], request: &ModelRequest, target: &Target) -> Cow<'a, [u8]> {
-    match (
-        &target.model,
-        request.fields.as_ref().and_then(|f| f.model.as_ref()),
-    ) {
-        (Some(m), Some(field)) if request.model.as_deref() != Some(m.as_str()) => {
-            Cow::Owned(extract::rewrite_model(body, field, m))
-        }
-        _ => Cow::Borrowed(body),
+/// What one attempt sends, and how its answer is reshaped for the client.
+struct Outgoing<'a> {
+    body: Cow<'a, [u8]>,
+    path: String,
+    reshape: Reshape,
+}
+
+/// Why an attempt sends nothing.
+enum NotSent {
+    /// This service cannot serve the request: the next attempt may.
+    Skip(Error),
+    /// The client's request is bad: answer it now.
+    Refuse(Error),
+}
+
+/// The body and upstream path for one attempt at `svc`: the client's own
+/// (byte-spliced, never parsed) when the service speaks the Model API's
+/// protocol, else translated (PRODUCT.md §6).
+#[allow(clippy::too_many_arguments)]
+fn outgoing<'a>(
+    svc: &Service,
+    api: &ModelApi,
+    route: &RouteDef,
+    forward_path: &str,
+    query: Option<&str>,
+    held: &'a [u8],
+    whole: bool,
+    request: &ModelRequest,
+    target: &Target,
+    model: &str,
+) -> Result<Outgoing<'a>, NotSent> {
+    let direction = Direction::for_attempt(api.protocol, route, svc.provider, &svc.name)
+        .map_err(NotSent::Skip)?;
+    let Some(direction) = direction else {
+        let (body, reshape) = native_body(held, whole, request, target, svc, api);
+        let path = upstream_target(svc, api.protocol, forward_path, query, model);
+        return Ok(Outgoing {
+            body,
+            path,
+            reshape,
+        });
+    };
+    if !whole {
+        return Err(NotSent::Refuse(Error::new(
+            Kind::BodyTooLarge,
+            "a request translated between protocols must fit in body_buffer_bytes",
+        )));
     }
+    let (body, client_usage) = match direction {
+        Direction::AnthropicToOpenai => {
+            let to = translate_request::OpenaiTarget::for_provider(svc.provider);
+            translate_request::anthropic_to_openai(held, model, to).map(|b| (b, false))
+        }
+        Direction::OpenaiToAnthropic => {
+            translate_request::openai_to_anthropic(held, model).map(|t| (t.body, t.client_usage))
+        }
+    }
+    .map_err(NotSent::Refuse)?;
+    let path = upstream_target(
+        svc,
+        direction.upstream(),
+        &direction.upstream_path(forward_path),
+        query,
+        model,
+    );
+    Ok(Outgoing {
+        body: Cow::Owned(body),
+        path,
+        reshape: Reshape::Translate {
+            direction,
+            client_usage,
+        },
+    })
+}
+
+/// The client's body for a service that speaks its protocol: `model`
+/// rewritten when the target names one, and OpenAI streams asked for usage
+/// (PRODUCT.md §7) — the extra usage chunk is then hidden from a client
+/// that did not ask for it.
+fn native_body<'a>(
+    held: &'a [u8],
+    whole: bool,
+    request: &ModelRequest,
+    target: &Target,
+    svc: &Service,
+    api: &ModelApi,
+) -> (Cow<'a, [u8]>, Reshape) {
+    let Some(fields) = request.fields.as_ref() else {
+        return (Cow::Borrowed(held), Reshape::None);
+    };
+    let model = target
+        .model
+        .as_deref()
+        .filter(|m| request.model.as_deref() != Some(*m) && fields.model.is_some());
+    let ask_usage =
+        whole && request.stream && api.protocol == Protocol::Openai && svc.provider.stream_usage;
+    if model.is_none() && !ask_usage {
+        return (Cow::Borrowed(held), Reshape::None);
+    }
+    let mut out = Vec::new();
+    let rewrite = extract::Rewrite {
+        model,
+        include_usage: ask_usage,
+    };
+    let client_asked = extract::rewrite_into(held, fields, &rewrite, &mut out);
+    let reshape = if ask_usage && !client_asked {
+        Reshape::HideUsageChunk
+    } else {
+        Reshape::None
+    };
+    (Cow::Owned(out), reshape)
 }
 
 /// Upstream request-target: base URL path + the provider's layout + query.
-fn upstream_target(
+pub(crate) fn upstream_target(
     svc: &Service,
-    api: &ModelApi,
+    protocol: Protocol,
     forward_path: &str,
     query: Option<&str>,
     model: &str,
 ) -> String {
-    let mapped = svc.provider.upstream_path(
-        api.protocol,
-        forward_path,
-        model,
-        svc.api_version.as_deref(),
-    );
+    let mapped =
+        svc.provider
+            .upstream_path(protocol, forward_path, model, svc.api_version.as_deref());
     let base = svc
         .upstream
         .as_ref()
         .map(|u| u.base_path.as_str())
         .unwrap_or("");
+    // A base URL that already ends where the provider's layout begins
+    // (`https://host/v1`, `.../compatible-mode/v1`) is not repeated.
+    let within = |p: &str| {
+        mapped
+            .strip_prefix(p)
+            .is_some_and(|r| r.is_empty() || r.starts_with('/') || r.starts_with('?'))
+    };
+    let base = if within(base) {
+        ""
+    } else {
+        base.strip_suffix("/v1")
+            .filter(|_| within("/v1"))
+            .unwrap_or(base)
+    };
     let mut target = String::with_capacity(base.len() + mapped.len() + 32);
     target.push_str(base);
     target.push_str(&mapped);
@@ -363,14 +593,16 @@ fn upstream_target(
     target
 }
 
-fn retry_status(status: u16) -> bool {
+pub(crate) fn retry_status(status: u16) -> bool {
     status == 429 || status >= 500
 }
 
 /// Client headers never forwarded: framing (rewritten), the client's own
 /// credentials (the service's key replaces them), ones the gateway sets.
 fn dropped(name: &[u8]) -> bool {
-    const DROP: [&[u8]; 9] = [
+    const DROP: [&[u8]; 10] = [
+        // The admin debug marker is for this gateway only.
+        crate::runtime::DEBUG_HEADER.as_bytes(),
         b"host",
         b"content-length",
         b"authorization",
@@ -385,7 +617,7 @@ fn dropped(name: &[u8]) -> bool {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn request_head(
+pub(crate) fn request_head(
     out: &mut Vec<u8>,
     head: &RequestHead,
     c: &Client,
@@ -408,7 +640,9 @@ fn request_head(
             || head::connection_lists(inbuf, &head.headers, name)
             // LLM answers are read for usage and events: keep them plain.
             || (json && name.eq_ignore_ascii_case(b"accept-encoding"))
+            // The service's own headers win over the client's copies.
             || svc.headers.iter().any(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
+            || svc.provider.fixed_headers.iter().any(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
             // A trace the client's traceparent could not join: its state neither.
             || (trace.restarted && name.eq_ignore_ascii_case(b"tracestate"))
         {

@@ -13,6 +13,8 @@ use crate::http::write::{BodyHeader, HeadWriter};
 use crate::observe::usage::BodyTail;
 use crate::observe::{Record, Usage};
 use crate::protocol;
+use crate::protocol::openai::is_usage_only_chunk;
+use crate::protocol::translate::{self, stream::StreamTranslator, Direction};
 use crate::provider::mock::MockAnswer;
 use crate::upstream::exchange::Response;
 use crate::worker::Worker;
@@ -27,6 +29,28 @@ pub struct Reply {
     pub keep_alive: bool,
     pub http10: bool,
     pub head_only: bool,
+    pub reshape: Reshape,
+    /// The service that answered, told (`x-modelgate-service`) only to the
+    /// admin's debug request.
+    pub service: Option<String>,
+}
+
+/// What the relay does to the upstream's answer before the client sees it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Reshape {
+    /// Relayed as it comes, never parsed.
+    #[default]
+    None,
+    /// An OpenAI stream the gateway asked usage of: the usage-only chunk
+    /// is dropped (the client did not ask for it).
+    HideUsageChunk,
+    /// Translated into the client's protocol: whole answers and errors
+    /// re-framed, streams event by event. `client_usage`: an OpenAI client
+    /// asked for the usage chunk.
+    Translate {
+        direction: Direction,
+        client_usage: bool,
+    },
 }
 
 impl Reply {
@@ -35,6 +59,9 @@ impl Reply {
         h.header(b"x-request-id", self.request_id.as_bytes());
         let mut n = itoa::Buffer::new();
         h.header(b"x-modelgate-fallback", n.format(self.fallbacks).as_bytes());
+        if let Some(s) = &self.service {
+            h.header(b"x-modelgate-service", s.as_bytes());
+        }
         if !self.keep_alive {
             h.header(b"connection", b"close");
         } else if self.http10 {
@@ -65,14 +92,20 @@ pub async fn error(c: &mut Client, reply: &Reply, e: &Error, rec: &mut Record) -
 }
 
 /// An in-process answer of the `mock` provider.
-pub async fn mock(c: &mut Client, reply: &Reply, answer: MockAnswer, rec: &mut Record) -> bool {
+pub async fn mock(c: &mut Client, reply: &Reply, mut answer: MockAnswer, rec: &mut Record) -> bool {
     rec.status = answer.status;
+    // Usage is read before the hidden usage chunk is dropped.
     if answer.events.is_empty() {
         rec.usage.scan_json(&answer.body);
-        rec.relayed(&answer.body);
     }
     for event in &answer.events {
         rec.usage.scan_event(event);
+    }
+    if reply.reshape == Reshape::HideUsageChunk {
+        answer.events.retain(|e| !is_usage_only_chunk(e));
+    }
+    rec.relayed(&answer.body);
+    for event in &answer.events {
         rec.relayed(event);
     }
     rec.first_packet();
@@ -116,7 +149,8 @@ fn copied(name: &[u8]) -> bool {
     !(head::is_hop_by_hop(name)
         || name.eq_ignore_ascii_case(b"content-length")
         || name.eq_ignore_ascii_case(b"x-request-id")
-        || name.eq_ignore_ascii_case(b"x-modelgate-fallback"))
+        || name.eq_ignore_ascii_case(b"x-modelgate-fallback")
+        || name.eq_ignore_ascii_case(b"x-modelgate-service"))
 }
 
 /// Relays an upstream response: head, then body as it arrives.
@@ -138,6 +172,23 @@ pub async fn response(
     let is_sse = rh
         .header(&buf, "content-type")
         .is_some_and(|v| v.len() >= 17 && v[..17].eq_ignore_ascii_case(b"text/event-stream"));
+    // Translated answers that are not open-ended streams are read whole.
+    if let Reshape::Translate {
+        direction,
+        client_usage,
+    } = reply.reshape
+    {
+        let open_ended = matches!(rh.framing, Framing::Chunked | Framing::UntilClose);
+        if rh.status >= 400 || !is_sse || !open_ended {
+            let resp = Response {
+                conn,
+                head: rh,
+                buf,
+            };
+            let events = is_sse.then_some(client_usage);
+            return translated_whole(w, c, reply, svc, resp, direction, events, rec).await;
+        }
+    }
     // A JSON answer's usage is read from its last bytes.
     let json_answer = rh.status < 300
         && rh
@@ -233,6 +284,7 @@ pub async fn response(
             let mut stream = Stream {
                 decoder: (rh.framing == Framing::Chunked).then(|| ChunkedDecoder::new(u64::MAX)),
                 events: is_sse.then(SseSplitter::default),
+                map: EventMap::new(reply.reshape),
                 chunked_out: !reply.http10,
                 payload: Vec::with_capacity(16 * 1024),
                 usage: Usage::default(),
@@ -257,13 +309,16 @@ pub async fn response(
                 Outcome::UpstreamFailed(e) if is_sse && !reply.http10 => {
                     rec.stream_failed(&e);
                     // Whole events only reached the client: end the stream
-                    // with one error event in its protocol.
+                    // with one error event in its protocol (unless a
+                    // translated stream was already complete).
                     tracing::warn!(service = %svc.name, "stream failed: {e}");
-                    let event = protocol::stream_error_event(reply.protocol, &e);
-                    let mut out = Vec::with_capacity(event.len() + 16);
-                    write_chunk_header(event.len(), &mut out);
-                    out.extend_from_slice(&event);
-                    out.extend_from_slice(b"\r\n");
+                    let mut out = Vec::with_capacity(256);
+                    if !stream.map.client_done() {
+                        let event = protocol::stream_error_event(reply.protocol, &e);
+                        write_chunk_header(event.len(), &mut out);
+                        out.extend_from_slice(&event);
+                        out.extend_from_slice(b"\r\n");
+                    }
                     out.extend_from_slice(LAST_CHUNK);
                     let (res, _) = c.write(out).await;
                     res.is_ok() && reply.keep_alive
@@ -286,6 +341,185 @@ fn clone_reply(r: &Reply) -> Reply {
         keep_alive: r.keep_alive,
         http10: r.http10,
         head_only: r.head_only,
+        reshape: r.reshape,
+        service: r.service.clone(),
+    }
+}
+
+/// Largest upstream answer read whole for translation.
+const MAX_TRANSLATED_BODY: u64 = 16 * 1024 * 1024;
+
+/// A whole answer or error translated into the client's protocol: read
+/// whole, translated, re-framed with its new length. `events`: the body is
+/// a complete SSE stream (sent with a length), translated event by event;
+/// the flag says whether an OpenAI client asked for the usage chunk.
+#[allow(clippy::too_many_arguments)]
+async fn translated_whole(
+    w: &Worker,
+    c: &mut Client,
+    reply: &Reply,
+    svc: &Service,
+    resp: Response,
+    direction: Direction,
+    events: Option<bool>,
+    rec: &mut Record,
+) -> bool {
+    let Response {
+        mut conn,
+        head: rh,
+        mut buf,
+    } = resp;
+    let pool_key = &svc.upstream.as_ref().expect("remote service").pool_key;
+    if rh
+        .header(&buf, "content-encoding")
+        .is_some_and(|v| !v.eq_ignore_ascii_case(b"identity"))
+    {
+        let e = Error::new(
+            Kind::UpstreamProtocol,
+            format!(
+                "service {} sent an encoded answer that cannot be translated",
+                svc.name
+            ),
+        );
+        return error(c, reply, &e, rec).await;
+    }
+    // `buf` keeps the head (header ranges point into it).
+    let initial = buf.split_off(rh.head_len);
+    let body = match read_whole(&mut conn, initial, rh.framing, svc.timeout).await {
+        Ok((body, reusable)) => {
+            if reusable && rh.keep_alive && rh.framing != Framing::UntilClose {
+                w.pool.put(pool_key, conn);
+            }
+            body
+        }
+        Err(e) => return error(c, reply, &e, rec).await,
+    };
+    // Usage as the upstream reported it, before translation.
+    if rh.status < 300 {
+        match events {
+            Some(_) => SseSplitter::new().push(&body, |e| rec.usage.scan_event(e)),
+            None => rec.usage.scan_json(&body),
+        }
+    }
+    let (status, body) = if rh.status >= 400 {
+        translate::response::error(direction, rh.status, &body)
+    } else if let Some(client_usage) = events {
+        let mut map = EventMap::new(Reshape::Translate {
+            direction,
+            client_usage,
+        });
+        let mut splitter = SseSplitter::new();
+        let mut out = Vec::with_capacity(body.len() + 256);
+        splitter.push(&body, |e| map.event(e, &mut out));
+        map.end(splitter.pending(), &mut out);
+        (rh.status, out)
+    } else {
+        match translate::response::translate(direction, &body) {
+            Ok(b) => (rh.status, b),
+            Err(e) => {
+                tracing::warn!(service = %svc.name, "{e}");
+                return error(c, reply, &e, rec).await;
+            }
+        }
+    };
+
+    let mut out = Vec::with_capacity(1024 + body.len());
+    let mut h = reply.head(&mut out, status);
+    for hp in &rh.headers {
+        let name = &buf[hp.name.clone()];
+        if copied(name)
+            && !name.eq_ignore_ascii_case(b"content-type")
+            && !head::connection_lists(&buf, &rh.headers, name)
+        {
+            h.header(name, &buf[hp.value.clone()]);
+        }
+    }
+    let content_type: &[u8] = if events.is_some() && rh.status < 400 {
+        b"text/event-stream"
+    } else {
+        b"application/json"
+    };
+    h.header(b"content-type", content_type);
+    h.body(BodyHeader::Length(body.len() as u64));
+    h.finish();
+    rec.status = status;
+    if !reply.head_only {
+        out.extend_from_slice(&body);
+        rec.relayed(&body);
+        rec.first_packet();
+    }
+    let (res, _) = c.write(out).await;
+    if res.is_err() {
+        rec.error = Some("client_closed");
+    }
+    res.is_ok() && reply.keep_alive
+}
+
+/// Reads a whole upstream body (bounded). Returns it and whether the
+/// connection ended exactly at its end (reusable).
+async fn read_whole(
+    conn: &mut crate::upstream::Conn,
+    initial: Vec<u8>,
+    framing: Framing,
+    timeout: Duration,
+) -> Result<(Vec<u8>, bool), Error> {
+    let too_large = || {
+        Error::new(
+            Kind::UpstreamProtocol,
+            "the service's answer is too large to translate",
+        )
+    };
+    let cut = |why: String| Error::new(Kind::UpstreamProtocol, why);
+    match framing {
+        Framing::None => Ok((Vec::new(), initial.is_empty())),
+        Framing::Length(n) => {
+            if n > MAX_TRANSLATED_BODY {
+                return Err(too_large());
+            }
+            let mut body = initial;
+            while (body.len() as u64) < n {
+                match read(conn, body, timeout).await {
+                    (Ok(k), b) if k > 0 => body = b,
+                    (Ok(_), _) => return Err(cut("the service's answer was cut short".into())),
+                    (Err(e), _) => return Err(cut(format!("reading the service's answer: {e}"))),
+                }
+            }
+            let exact = body.len() as u64 == n;
+            body.truncate(n as usize);
+            Ok((body, exact))
+        }
+        Framing::Chunked => {
+            let mut decoder = ChunkedDecoder::new(MAX_TRANSLATED_BODY);
+            let mut body = Vec::new();
+            let mut raw = initial;
+            loop {
+                let p = decoder
+                    .decode(&raw, |s| body.extend_from_slice(s))
+                    .map_err(|e| cut(format!("bad chunked framing: {e:?}")))?;
+                if p.done {
+                    return Ok((body, p.consumed == raw.len()));
+                }
+                raw.clear();
+                match read(conn, raw, timeout).await {
+                    (Ok(k), b) if k > 0 => raw = b,
+                    (Ok(_), _) => return Err(cut("the service's answer was cut short".into())),
+                    (Err(e), _) => return Err(cut(format!("reading the service's answer: {e}"))),
+                }
+            }
+        }
+        Framing::UntilClose => {
+            let mut body = initial;
+            loop {
+                if body.len() as u64 > MAX_TRANSLATED_BODY {
+                    return Err(too_large());
+                }
+                match read(conn, body, timeout).await {
+                    (Ok(0), b) => return Ok((b, false)),
+                    (Ok(_), b) => body = b,
+                    (Err(e), _) => return Err(cut(format!("reading the service's answer: {e}"))),
+                }
+            }
+        }
     }
 }
 
@@ -316,13 +550,65 @@ enum Outcome {
     UpstreamFailed(Error),
 }
 
+/// What happens to each whole SSE event on its way to the client.
+enum EventMap {
+    Pass,
+    HideUsageChunk,
+    Translate(Box<StreamTranslator>),
+}
+
+impl EventMap {
+    fn new(reshape: Reshape) -> Self {
+        match reshape {
+            Reshape::None => EventMap::Pass,
+            Reshape::HideUsageChunk => EventMap::HideUsageChunk,
+            Reshape::Translate {
+                direction,
+                client_usage,
+            } => EventMap::Translate(Box::new(StreamTranslator::new(direction, client_usage))),
+        }
+    }
+
+    fn event(&mut self, event: &[u8], out: &mut Vec<u8>) {
+        match self {
+            EventMap::Pass => out.extend_from_slice(event),
+            EventMap::HideUsageChunk => {
+                if !is_usage_only_chunk(event) {
+                    out.extend_from_slice(event)
+                }
+            }
+            EventMap::Translate(t) => t.event(event, out),
+        }
+    }
+
+    /// The upstream stream ended cleanly; `pending` holds bytes of an event
+    /// that never got its blank line.
+    fn end(&mut self, pending: &[u8], out: &mut Vec<u8>) {
+        match self {
+            EventMap::Translate(t) => {
+                if !pending.is_empty() {
+                    t.event(pending, out);
+                }
+                t.finish(out);
+            }
+            _ => out.extend_from_slice(pending),
+        }
+    }
+
+    /// A translated stream already wrote its last event.
+    fn client_done(&self) -> bool {
+        matches!(self, EventMap::Translate(t) if t.is_done())
+    }
+}
+
 /// A chunked or close-delimited body relayed piece by piece.
 struct Stream {
     decoder: Option<ChunkedDecoder>,
     events: Option<SseSplitter>,
+    map: EventMap,
     chunked_out: bool,
     payload: Vec<u8>,
-    /// Usage seen in the events so far.
+    /// Usage seen in the upstream's events so far (before `map`).
     usage: Usage,
     /// A chunked JSON answer's last bytes, for its usage.
     tail: Option<BodyTail>,
@@ -379,12 +665,17 @@ impl Stream {
                 };
             }
             raw.clear();
-            match read(conn, raw, timeout).await {
+            let Some(next) = c.unless_gone(read(conn, raw, timeout)).await else {
+                return Outcome::ClientGone;
+            };
+            match next {
                 (Ok(0), _) if self.decoder.is_none() => {
                     // Close-delimited body: the close is its end.
-                    if let Some(pending) = self.events.as_ref().map(|e| e.pending().to_vec()) {
-                        self.usage.scan_event(&pending);
-                        self.put(&mut out, &pending, rec);
+                    if let Some(events) = &self.events {
+                        let mut last = Vec::new();
+                        self.usage.scan_event(events.pending());
+                        self.map.end(events.pending(), &mut last);
+                        self.put(&mut out, &last, rec);
                     }
                     self.finish(&mut out);
                     let (res, _) = c.write(out).await;
@@ -406,20 +697,21 @@ impl Stream {
     }
 
     /// Moves complete events (or any payload, for non-SSE bodies) to `out`,
-    /// reading each event's usage on the way.
+    /// reading each upstream event's usage before it is mapped.
     fn emit(&mut self, out: &mut Vec<u8>, done: bool, rec: &mut Record) {
         let payload = std::mem::take(&mut self.payload);
         match &mut self.events {
             Some(events) => {
                 let mut whole = Vec::new();
+                let map = &mut self.map;
                 let usage = &mut self.usage;
                 events.push(&payload, |e| {
                     usage.scan_event(e);
-                    whole.extend_from_slice(e)
+                    map.event(e, &mut whole)
                 });
                 if done {
                     usage.scan_event(events.pending());
-                    whole.extend_from_slice(events.pending());
+                    map.end(events.pending(), &mut whole);
                 }
                 self.put(out, &whole, rec);
             }

@@ -1178,3 +1178,86 @@ base_url = "http://{chunked}"
         usage.0 as f64
     );
 }
+
+/// Usage is read from the upstream's own answer, before the gateway
+/// translates it or hides the usage chunk it asked for: whole and streamed,
+/// Anthropic ⇄ OpenAI, and OpenAI pass-through streams.
+#[test]
+fn usage_of_translated_and_reshaped_answers() {
+    let up = MockLlm::start("up");
+    let g = Gateway::start(&format!(
+        "{}{}{}{}",
+        services(&up),
+        api("to-oa", "anthropic", "/a", "oa", ""),
+        api("to-an", "openai", "/o", "an", ""),
+        api("plain", "openai", "/p", "oa", ""),
+    ));
+    let post = |path: &str, id: &str, body: Value| {
+        let r = request(
+            g.addr,
+            "POST",
+            path,
+            &[("content-type", "application/json"), ("x-request-id", id)],
+            body.to_string().as_bytes(),
+        );
+        assert_eq!(r.status, 200, "{id}: {}", r.text());
+        r
+    };
+    let logged = |id: &str| {
+        let l = log_line(&g, id);
+        (
+            l["input_tokens"].as_u64().unwrap_or(0),
+            l["output_tokens"].as_u64().unwrap_or(0),
+        )
+    };
+    let messages = json!([{"role": "user", "content": "one two three"}]);
+
+    // Anthropic client, OpenAI service: the client sees translated usage.
+    for (id, stream) in [("tr-a-whole", false), ("tr-a-stream", true)] {
+        let r = post(
+            "/a/v1/messages",
+            id,
+            json!({"model": "m", "max_tokens": 5, "stream": stream, "messages": messages}),
+        );
+        let usage = client_usage(&r.body, stream);
+        assert_eq!(usage.1, 5, "{id}");
+        assert!(usage.0 > 0, "{id}");
+        assert_eq!(logged(id), usage, "{id}");
+    }
+
+    // OpenAI client, Anthropic service, whole and streamed with usage asked.
+    let r = post(
+        "/o/v1/chat/completions",
+        "tr-o-whole",
+        json!({"model": "m", "max_tokens": 5, "messages": messages}),
+    );
+    let usage = client_usage(&r.body, false);
+    assert_eq!(usage.1, 5);
+    assert_eq!(logged("tr-o-whole"), usage);
+    let r = post(
+        "/o/v1/chat/completions",
+        "tr-o-usage",
+        json!({"model": "m", "max_tokens": 5, "stream": true,
+               "stream_options": {"include_usage": true}, "messages": messages}),
+    );
+    assert_eq!(client_usage(&r.body, true), usage);
+    assert_eq!(logged("tr-o-usage"), usage);
+
+    // Streams whose client sees no usage: still logged.
+    let r = post(
+        "/o/v1/chat/completions",
+        "tr-o-hidden",
+        json!({"model": "m", "max_tokens": 5, "stream": true, "messages": messages}),
+    );
+    assert_eq!(client_usage(&r.body, true), (0, 0));
+    assert_eq!(logged("tr-o-hidden"), usage);
+    let r = post(
+        "/p/v1/chat/completions",
+        "pass-hidden",
+        json!({"model": "m", "max_tokens": 5, "stream": true, "messages": messages}),
+    );
+    assert_eq!(client_usage(&r.body, true), (0, 0));
+    let (_, out) = logged("pass-hidden");
+    assert_eq!(out, 5);
+    assert!(logged("pass-hidden").0 > 0);
+}

@@ -2,7 +2,9 @@
 //! on port 0, spoken to over real TCP with a small HTTP/1.1 client.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+pub mod tls;
+
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -207,6 +209,8 @@ impl Gateway {
         std::fs::write(&config_path, config).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_modelgate"));
         cmd.args(["serve", "--config", config_path.to_str().unwrap()]);
+        // Relative paths (the default `store.path`) land in the test's own dir.
+        cmd.current_dir(&dir.0);
         let proc = Proc::spawn(cmd);
         let addr = proc.wait_line("modelgate listening on ").parse().unwrap();
         let admin = proc.wait_line("admin listening on ").parse().unwrap();
@@ -387,7 +391,10 @@ pub fn read_response<R: BufRead>(r: &mut R, head_only: bool) -> std::io::Result<
 
 /// Reads a chunked response as it arrives, returning the chunks with the
 /// time each arrived (for streaming tests).
-pub fn read_chunks<R: BufRead>(r: &mut R) -> std::io::Result<(Response, Vec<(Instant, Vec<u8>)>)> {
+/// Chunks of a streamed body with the time each arrived.
+pub type TimedChunks = Vec<(Instant, Vec<u8>)>;
+
+pub fn read_chunks<R: BufRead>(r: &mut R) -> std::io::Result<(Response, TimedChunks)> {
     let mut resp = read_head_only(r)?;
     let mut chunks = Vec::new();
     let mut line = String::new();
@@ -423,4 +430,14 @@ pub fn sse_data(body: &[u8]) -> Vec<String> {
         .lines()
         .filter_map(|l| l.strip_prefix("data:").map(|d| d.trim().to_string()))
         .collect()
+}
+
+/// An address that refuses connections for as long as the returned socket
+/// lives: bound but never listening, so no other test can take the port.
+pub fn refusing_addr() -> (socket2::Socket, SocketAddr) {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    let addr = s.local_addr().unwrap().as_socket().unwrap();
+    (s, addr)
 }
