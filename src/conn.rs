@@ -297,6 +297,9 @@ pub async fn serve(w: &Worker, stream: TcpStream, peer: SocketAddr, tls: bool) {
             HeadRead::Refuse(e) => {
                 // No Model API is known yet: OpenAI's shape, the common one.
                 let id = w.new_request_id();
+                let mut rec = crate::observe::Record::start(head::Method::Other, None);
+                rec.status = e.status();
+                rec.error = Some(e.code());
                 let mut out = Vec::new();
                 write::simple_response(
                     &mut out,
@@ -306,7 +309,9 @@ pub async fn serve(w: &Worker, stream: TcpStream, peer: SocketAddr, tls: bool) {
                     true,
                     &e.body(Protocol::Openai, &id),
                 );
-                if c.write(out).await.0.is_ok() {
+                let written = c.write(out).await.0.is_ok();
+                w.observe.finish(&snap, &id, &mut rec);
+                if written {
                     c.linger_close().await;
                 }
                 return;

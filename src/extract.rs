@@ -332,6 +332,24 @@ fn walk_object(b: &[u8], i: usize, mut f: impl FnMut(&Member) -> Res<()>) -> Res
     }
 }
 
+/// Calls `f(key, value)` for each member of the JSON object at the start
+/// of `b` (after whitespace); keys are the raw text between the quotes.
+/// Returns the index just past the object. Used to read `usage` from
+/// responses without a full parse.
+pub fn object_members<'a>(
+    b: &'a [u8],
+    mut f: impl FnMut(&'a [u8], &'a [u8]),
+) -> Result<usize, ExtractError> {
+    let i = skip_ws(b, 0);
+    if i == b.len() || b[i] != b'{' {
+        return Err(ExtractError::NotJson);
+    }
+    walk_object(b, i, |m| {
+        f(&b[m.key.clone()], &b[m.value.clone()]);
+        Ok(())
+    })
+}
+
 enum ModelState {
     Absent,
     Str(ModelField),

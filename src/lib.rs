@@ -10,6 +10,7 @@ pub mod conn;
 pub mod error;
 pub mod extract;
 pub mod http;
+pub mod observe;
 pub mod protocol;
 pub mod provider;
 pub mod proxy;

@@ -1,9 +1,11 @@
 //! The request pipeline, one phase after another:
 //!
 //! route → body → model → attempt order → (attempt → first packet)* → relay
+//! → finish
 //!
 //! Fallback happens only before the first response byte reaches the
 //! client; after that, `relay` ends a broken stream with an in-band error.
+//! Each phase notes what it learned in the request's `observe::Record`.
 
 use crate::config::catalog::{Body, Protocol, RouteDef};
 use crate::config::{ModelApi, Service, Snapshot, Target};
@@ -12,6 +14,8 @@ use crate::error::{Error, Kind};
 use crate::extract;
 use crate::http::head::{self, Method, RequestHead};
 use crate::http::write::{BodyHeader, HeadWriter};
+use crate::observe::trace::{self, SpanId};
+use crate::observe::Record;
 use crate::protocol::translate::{request as translate_request, Direction};
 use crate::provider::{mock, Auth};
 use crate::relay::{self, Reply, Reshape};
@@ -25,6 +29,7 @@ use std::borrow::Cow;
 /// Handles one request whose head is parsed at the start of `c.inbuf`.
 /// Returns whether the connection may serve another request.
 pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: &RequestHead) -> bool {
+    let mut rec = Record::start(head.method, head.header(&c.inbuf, "traceparent"));
     let mut reply = Reply {
         request_id: request_id(w, c, head),
         protocol: Protocol::Openai,
@@ -35,6 +40,20 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: &RequestH
         reshape: Reshape::None,
         service: None,
     };
+    let keep_alive = pipeline(w, c, snap, head, &mut reply, &mut rec).await;
+    // Finish: metrics delta, access log line, spans.
+    w.observe.finish(snap, &reply.request_id, &mut rec);
+    keep_alive
+}
+
+async fn pipeline(
+    w: &Worker,
+    c: &mut Client,
+    snap: &Snapshot,
+    head: &RequestHead,
+    reply: &mut Reply,
+    rec: &mut Record,
+) -> bool {
     let debug = head
         .header(&c.inbuf, crate::runtime::DEBUG_HEADER)
         .is_some_and(|v| w.shared.trusts_debug(v));
@@ -54,20 +73,32 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: &RequestH
             if let Some(i) = api {
                 reply.protocol = snap.apis[i].protocol;
             }
-            return refuse_unread(c, head, &mut reply, e).await;
+            rec.api = api;
+            return refuse_unread(c, head, reply, e, rec).await;
         }
     };
     let model_api = &snap.apis[api_index];
     reply.protocol = model_api.protocol;
+    rec.api = Some(api_index);
+    rec.route = Some(route);
 
     // 2. Body: held whole when it fits the buffer, else its prefix.
     let (body, consumed) = match c.read_body(head, &snap.edge).await {
         Ok(b) => b,
         Err(e) => {
             reply.keep_alive = false;
-            return relay::error(c, &reply, &e).await;
+            return relay::error(c, reply, &e, rec).await;
         }
     };
+    let monitoring = &model_api.spec.monitoring;
+    if monitoring.enabled && (monitoring.log_request_body || monitoring.log_response_body) {
+        let request_body = monitoring.log_request_body.then(|| body.held(&c.inbuf));
+        rec.log_bodies(
+            request_body,
+            monitoring.log_response_body,
+            w.observe.body_max_bytes,
+        );
+    }
 
     // 3. Model and stream flag, without a full parse (or the multipart
     // form's `model` field).
@@ -83,9 +114,11 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: &RequestH
             c.consume(consumed);
             // The rest of a large body is still unread: close after.
             reply.keep_alive &= body.is_whole();
-            return relay::error(c, &reply, &e).await;
+            return relay::error(c, reply, &e, rec).await;
         }
     };
+    rec.model = request.model.clone();
+    rec.stream = request.stream;
 
     // 4. Attempt order: the service mode's pick, then the fallbacks; a poll
     // of a known DashScope task goes to the service that accepted it.
@@ -109,7 +142,7 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: &RequestH
         Err(e) => {
             c.consume(consumed);
             reply.keep_alive &= body.is_whole();
-            return relay::error(c, &reply, &e).await;
+            return relay::error(c, reply, &e, rec).await;
         }
     };
 
@@ -126,7 +159,8 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: &RequestH
             model_api,
             &forward_path,
             &order,
-            &mut reply,
+            reply,
+            rec,
         )
         .await;
     }
@@ -195,15 +229,16 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: &RequestH
                 } else {
                     reply.keep_alive = false;
                 }
-                return relay::error(c, &reply, &e).await;
+                return relay::error(c, reply, &e, rec).await;
             }
         };
         reply.reshape = reshape;
 
         if svc.provider.is_mock() {
+            rec.attempt(target.service, target.model.as_deref());
             let answer = mock::answer(&path, &send_body);
             c.consume(consumed);
-            return relay::mock(c, &reply, answer).await;
+            return relay::mock(c, reply, answer, rec).await;
         }
         let framing = match &body {
             RequestBody::None if head.framing == head::Framing::None => BodyHeader::Omit,
@@ -219,6 +254,7 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: &RequestH
         };
         let mut bytes = Vec::with_capacity(512 + send_body.len());
         let key = w.next_key();
+        let span = rec.attempt(target.service, target.model.as_deref());
         request_head(
             &mut bytes,
             head,
@@ -229,6 +265,7 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: &RequestH
             &reply.request_id,
             key,
             framing,
+            (&rec.trace, span),
         );
         if framing == BodyHeader::Chunked && !send_body.is_empty() {
             crate::http::body::write_chunk_header(send_body.len(), &mut bytes);
@@ -278,6 +315,7 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: &RequestH
         match result {
             Ok(resp) if !last && retry_status(resp.head.status) => {
                 tracing::debug!(service = %svc.name, status = resp.head.status, "attempt failed; falling back");
+                rec.attempt_answered(resp.head.status, true);
                 resp.conn.close().await;
             }
             Ok(mut resp) => {
@@ -287,10 +325,12 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: &RequestH
                 if task_submit {
                     tasks::remember_submit(&w.shared.tasks, svc, &mut resp).await;
                 }
-                return relay::response(w, c, &reply, svc, resp).await;
+                rec.attempt_answered(resp.head.status, false);
+                return relay::response(w, c, reply, svc, resp, rec).await;
             }
             Err(e) => {
                 tracing::debug!(service = %svc.name, error = %e, "attempt failed");
+                rec.attempt_failed(&e);
                 last_error = Some(e);
                 if last {
                     break;
@@ -304,18 +344,24 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: &RequestH
         reply.keep_alive = false;
     }
     let e = last_error.unwrap_or_else(|| Error::new(Kind::Internal, "no attempt was made"));
-    relay::error(c, &reply, &e).await
+    relay::error(c, reply, &e, rec).await
 }
 
 /// Refuses a request whose body was not read: the connection closes
 /// unless there is no body to skip.
-async fn refuse_unread(c: &mut Client, head: &RequestHead, reply: &mut Reply, e: Error) -> bool {
+async fn refuse_unread(
+    c: &mut Client,
+    head: &RequestHead,
+    reply: &mut Reply,
+    e: Error,
+    rec: &mut Record,
+) -> bool {
     if head.framing == head::Framing::None || head.framing == head::Framing::Length(0) {
         c.consume(head.head_len);
     } else {
         reply.keep_alive = false;
     }
-    relay::error(c, reply, &e).await
+    relay::error(c, reply, &e, rec).await
 }
 
 /// What the gateway read from the request body.
@@ -554,7 +600,7 @@ pub(crate) fn retry_status(status: u16) -> bool {
 /// Client headers never forwarded: framing (rewritten), the client's own
 /// credentials (the service's key replaces them), ones the gateway sets.
 fn dropped(name: &[u8]) -> bool {
-    const DROP: [&[u8]; 9] = [
+    const DROP: [&[u8]; 10] = [
         // The admin debug marker is for this gateway only.
         crate::runtime::DEBUG_HEADER.as_bytes(),
         b"host",
@@ -565,6 +611,7 @@ fn dropped(name: &[u8]) -> bool {
         b"x-request-id",
         b"expect",
         b"x-forwarded-for",
+        b"traceparent",
     ];
     head::is_hop_by_hop(name) || DROP.iter().any(|d| d.eq_ignore_ascii_case(name))
 }
@@ -580,6 +627,7 @@ pub(crate) fn request_head(
     request_id: &str,
     key_index: usize,
     framing: BodyHeader,
+    (trace, span): (&trace::Context, SpanId),
 ) {
     let up = svc.upstream.as_ref().expect("remote service");
     let inbuf = &c.inbuf[..];
@@ -595,6 +643,8 @@ pub(crate) fn request_head(
             // The service's own headers win over the client's copies.
             || svc.headers.iter().any(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
             || svc.provider.fixed_headers.iter().any(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
+            // A trace the client's traceparent could not join: its state neither.
+            || (trace.restarted && name.eq_ignore_ascii_case(b"tracestate"))
         {
             continue;
         }
@@ -617,6 +667,7 @@ pub(crate) fn request_head(
         h.header(name.as_bytes(), value.as_bytes());
     }
     h.header(b"x-request-id", request_id.as_bytes());
+    h.header(b"traceparent", &trace.traceparent(span));
     h.header_fmt(b"x-forwarded-for", format_args!("{}", c.peer.ip()));
     h.body(framing);
     h.finish();
@@ -646,6 +697,7 @@ mod tests {
             "Transfer-Encoding",
             "Connection",
             "Host",
+            "traceparent",
         ] {
             assert!(dropped(name.as_bytes()), "{name}");
         }

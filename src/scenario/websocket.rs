@@ -14,6 +14,7 @@ use crate::error::{Error, Kind};
 use crate::http::head::{self, Method, RequestHead};
 use crate::http::write::{BodyHeader, HeadWriter};
 use crate::http::ws::{self, Borrowed};
+use crate::observe::Record;
 use crate::proxy::{request_head, retry_status, upstream_target};
 use crate::relay::{self, Reply};
 use crate::upstream::exchange::{exchange, Request, Response};
@@ -35,6 +36,7 @@ pub async fn proxy(
     forward_path: &str,
     order: &[&Target],
     reply: &mut Reply,
+    rec: &mut Record,
 ) -> bool {
     if !body.is_whole() {
         reply.keep_alive = false;
@@ -48,7 +50,7 @@ pub async fn proxy(
                 route.name
             ),
         );
-        return relay::error(c, reply, &e).await;
+        return relay::error(c, reply, &e, rec).await;
     }
     if c.tls.is_some() {
         // The tunnel copies raw socket bytes; over TLS it would need to
@@ -58,7 +60,7 @@ pub async fn proxy(
             Kind::BadRequest,
             "WebSocket routes are served on plain listeners only (not on server.tls.listen)",
         );
-        return relay::error(c, reply, &e).await;
+        return relay::error(c, reply, &e, rec).await;
     }
     let query = head.query(&c.inbuf).map(str::to_string);
     let mut last_error = None;
@@ -83,6 +85,7 @@ pub async fn proxy(
         }
         let path = upstream_target(svc, api.protocol, forward_path, query.as_deref(), "");
         let mut bytes = Vec::with_capacity(1024);
+        let span = rec.attempt(target.service, target.model.as_deref());
         request_head(
             &mut bytes,
             head,
@@ -93,6 +96,7 @@ pub async fn proxy(
             &reply.request_id,
             w.next_key(),
             BodyHeader::Omit,
+            (&rec.trace, span),
         );
         // The upgrade is hop-by-hop: asked for again on the upstream hop.
         bytes.truncate(bytes.len() - 2);
@@ -112,20 +116,25 @@ pub async fn proxy(
         match result {
             Ok(resp) if resp.head.status == 101 => {
                 c.consume(consumed);
+                rec.attempt_answered(101, false);
+                rec.status = 101;
                 let idle = svc.timeout;
                 tunnel(c, reply, resp, idle, &svc.name).await;
                 return false;
             }
             Ok(resp) if !last && retry_status(resp.head.status) => {
                 tracing::debug!(service = %svc.name, status = resp.head.status, "upgrade failed; falling back");
+                rec.attempt_answered(resp.head.status, true);
                 resp.conn.close().await;
             }
             Ok(resp) => {
                 c.consume(consumed);
-                return relay::response(w, c, reply, svc, resp).await;
+                rec.attempt_answered(resp.head.status, false);
+                return relay::response(w, c, reply, svc, resp, rec).await;
             }
             Err(e) => {
                 tracing::debug!(service = %svc.name, error = %e, "upgrade attempt failed");
+                rec.attempt_failed(&e);
                 last_error = Some(e);
                 if last {
                     break;
@@ -135,7 +144,7 @@ pub async fn proxy(
     }
     c.consume(consumed);
     let e = last_error.unwrap_or_else(|| Error::new(Kind::Internal, "no attempt was made"));
-    relay::error(c, reply, &e).await
+    relay::error(c, reply, &e, rec).await
 }
 
 /// Relays the `101` and then bytes both ways until either side is done.
