@@ -30,6 +30,9 @@ pub struct Client {
     pub peer: SocketAddr,
     /// Set on connections accepted by a TLS listener.
     pub tls: Option<Box<crate::tls::Session>>,
+    /// Cancels this connection's pending read on timeout or drain; reused
+    /// across reads (a new one only after a cancel).
+    canceller: Canceller,
 }
 
 /// Gives `buf` room to read into and returns the slice to read into.
@@ -95,8 +98,9 @@ impl Client {
         timeout: Duration,
         drain: Option<&Worker>,
     ) -> (io::Result<usize>, Vec<u8>) {
-        let canceller = Canceller::new();
-        let read = self.stream.cancelable_read(spare(buf), canceller.handle());
+        let read = self
+            .stream
+            .cancelable_read(spare(buf), self.canceller.handle());
         let mut read = std::pin::pin!(read);
         let draining = async {
             match drain {
@@ -107,8 +111,15 @@ impl Client {
         let mut timed_out = false;
         let (res, buf) = monoio::select! {
             r = &mut read => r,
-            _ = monoio::time::sleep(timeout) => { timed_out = true; canceller.cancel(); read.await }
-            _ = draining => { canceller.cancel(); read.await }
+            _ = monoio::time::sleep(timeout) => {
+                timed_out = true;
+                self.canceller = std::mem::take(&mut self.canceller).cancel();
+                read.await
+            }
+            _ = draining => {
+                self.canceller = std::mem::take(&mut self.canceller).cancel();
+                read.await
+            }
         };
         let res = match res {
             Err(e) if e.raw_os_error() == Some(libc::ECANCELED) && timed_out => Err(
@@ -287,6 +298,7 @@ pub async fn serve(w: &Worker, stream: TcpStream, peer: SocketAddr, tls: bool) {
         inbuf: Vec::with_capacity(INITIAL_BUFFER),
         peer,
         tls: session,
+        canceller: Canceller::new(),
     };
     let mut scratch = Vec::with_capacity(32);
     loop {

@@ -210,7 +210,7 @@ pub async fn response(
         ..clone_reply(reply)
     };
 
-    let mut out = Vec::with_capacity(1024 + buf.len());
+    let mut out = w.buffer();
     let mut h = reply.head(&mut out, rh.status);
     for hp in &rh.headers {
         let name = &buf[hp.name.clone()];
@@ -242,7 +242,8 @@ pub async fn response(
             }
             left -= take as u64;
             let extra = buf.len() > take;
-            let (res, _) = c.write(out).await;
+            let (res, out) = c.write(out).await;
+            w.recycle(out);
             if res.is_err() {
                 rec.error = Some("client_closed");
                 return false;
@@ -275,6 +276,7 @@ pub async fn response(
             if rh.keep_alive && !extra {
                 w.pool.put(pool_key, conn);
             }
+            w.recycle(buf);
             if let Some(t) = tail {
                 rec.usage = t.usage();
             }

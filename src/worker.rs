@@ -17,6 +17,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+/// Size of pooled I/O buffers, and how many a worker keeps.
+const BUFFER: usize = 16 * 1024;
+const MAX_POOLED_BUFFERS: usize = 256;
+
 /// A listening socket handed to a worker; `tls` listeners terminate TLS.
 pub struct Listener {
     pub socket: std::net::TcpListener,
@@ -80,6 +84,9 @@ pub struct Worker {
     request_seed: u64,
     /// This core's metrics, access log lines and spans.
     pub observe: crate::observe::Shard,
+    /// Reused I/O buffers: upstream reads and client writes take one per
+    /// request instead of allocating 16 KiB each time.
+    buffers: RefCell<Vec<Vec<u8>>>,
 }
 
 impl Worker {
@@ -93,6 +100,26 @@ impl Worker {
             *cached = Rc::new(self.shared.snapshot.load_full());
         }
         cached.clone()
+    }
+
+    /// An empty buffer with at least `BUFFER` bytes of room.
+    pub fn buffer(&self) -> Vec<u8> {
+        self.buffers
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(BUFFER))
+    }
+
+    /// Takes a buffer back for reuse (ones grown large are freed instead).
+    pub fn recycle(&self, mut buf: Vec<u8>) {
+        let mut pool = self.buffers.borrow_mut();
+        if buf.capacity() >= BUFFER
+            && buf.capacity() <= 4 * BUFFER
+            && pool.len() < MAX_POOLED_BUFFERS
+        {
+            buf.clear();
+            pool.push(buf);
+        }
     }
 
     pub fn next_key(&self) -> usize {
@@ -192,6 +219,7 @@ async fn main(id: usize, shared: Arc<Shared>, listeners: Vec<Listener>) {
         active: Cell::new(0),
         request_seq: Cell::new(0),
         request_seed: fastrand::u64(..) ^ ((id as u64) << 56),
+        buffers: RefCell::new(Vec::new()),
         observe: shared.observe.shard(),
     });
     let mut accepting = Vec::new();

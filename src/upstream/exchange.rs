@@ -40,14 +40,14 @@ pub async fn exchange(w: &Worker, svc: &Service, req: &mut Request<'_>) -> Resul
     // A pooled connection may have been closed by the server while idle;
     // that shows as a failure before any response byte, retried once fresh.
     if let Some(conn) = w.pool.take(&up.pool_key) {
-        match roundtrip(conn, svc, req).await {
+        match roundtrip(w, conn, svc, req).await {
             Ok(r) => return Ok(r),
             Err(Failure::Failed(e)) => return Err(e),
             Err(Failure::Stale) => {}
         }
     }
     let conn = open(w, svc, up).await?;
-    match roundtrip(conn, svc, req).await {
+    match roundtrip(w, conn, svc, req).await {
         Ok(r) => Ok(r),
         Err(Failure::Failed(e)) => Err(e),
         Err(Failure::Stale) => Err(Error::new(
@@ -77,6 +77,7 @@ async fn open(w: &Worker, svc: &Service, up: &Upstream) -> Result<Conn, Error> {
 }
 
 async fn roundtrip(
+    w: &Worker,
     mut conn: Conn,
     svc: &Service,
     req: &mut Request<'_>,
@@ -92,7 +93,8 @@ async fn roundtrip(
             .map_err(Failure::Failed)?;
     }
     let started = Instant::now();
-    let mut buf = Vec::with_capacity(16 * 1024);
+    let mut buf = w.buffer();
+    let mut scratch = Vec::with_capacity(32);
     let head = loop {
         let wait = match req.first_packet {
             Some(fp) => fp.saturating_sub(started.elapsed()).min(svc.timeout),
@@ -106,7 +108,7 @@ async fn roundtrip(
                 protocol_error(svc, "closed mid-head")
             });
         }
-        match head::parse_response(&buf, req.method, 64 * 1024, &mut Vec::new()) {
+        match head::parse_response(&buf, req.method, 64 * 1024, &mut scratch) {
             Ok(h) if h.status < 200 && h.status != 101 => {
                 // Interim response (100 Continue): skip it.
                 buf.drain(..h.head_len);
