@@ -1,15 +1,21 @@
 //! modelgate: an io_uring thread-per-core AI gateway.
 //!
 //! Data plane: `runtime` → `worker` → `conn` → `proxy` (route, body,
-//! model, attempts via `upstream`, `relay`). Control plane: `runtime`'s
+//! model, guard (`auth`, `limit`, `moderation`), attempts via `upstream`,
+//! `relay` with `watch` (usage, answer moderation)). Control plane: `runtime`'s
 //! tokio thread with `admin`. Shared: `config` snapshots and `error`.
 
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod conn;
 pub mod error;
 pub mod extract;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
+pub mod limit;
+pub mod moderation;
 pub mod protocol;
 pub mod provider;
 pub mod proxy;
@@ -17,4 +23,6 @@ pub mod relay;
 pub mod route;
 pub mod runtime;
 pub mod upstream;
+pub mod usage;
+pub mod watch;
 pub mod worker;

@@ -1,6 +1,7 @@
 //! The request pipeline, one phase after another:
 //!
-//! route → body → model → attempt order → (attempt → first packet)* → relay
+//! route → body → model → consumer → limits → moderation → attempt order
+//! → (attempt → first packet)* → relay
 //!
 //! Fallback happens only before the first response byte reaches the
 //! client; after that, `relay` ends a broken stream with an in-band error.
@@ -16,7 +17,9 @@ use crate::provider::{mock, Auth};
 use crate::relay::{self, Reply};
 use crate::route::{api, select};
 use crate::upstream::exchange::{exchange, Request};
+use crate::watch::Watch;
 use crate::worker::Worker;
+use crate::{auth, limit, moderation};
 use std::borrow::Cow;
 
 /// Handles one request whose head is parsed at the start of `c.inbuf`.
@@ -64,26 +67,77 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: RequestHe
     // 3. Model and stream flag, without a full parse.
     let request = match read_model(route, body.held(&c.inbuf), body.is_whole()) {
         Ok(r) => r,
-        Err(e) => {
-            c.consume(consumed);
-            return relay::error(c, &reply, &e).await;
-        }
+        Err(e) => return refuse_read(c, &body, consumed, &mut reply, e).await,
     };
 
-    // 4. Attempt order: the service mode's pick, then the fallbacks.
+    // 4. Consumer: who calls (401/403 on a Model API with auth).
+    let debug = auth::is_debug(&head, &c.inbuf, &w.shared.debug_marker);
+    let consumer = auth::authenticate(
+        &snap.consumers,
+        &model_api.auth,
+        &model_api.name,
+        &head,
+        &c.inbuf,
+        debug,
+    );
+    let consumer = match consumer {
+        Ok(consumer) => consumer,
+        Err(e) => return refuse_read(c, &body, consumed, &mut reply, e).await,
+    };
+
+    // 5. Limits: this request counts now, its tokens when it ends.
+    let charge = limit::admit(
+        &snap.limits,
+        consumer.map(|i| {
+            (
+                snap.consumers.list[i].name.as_str(),
+                &snap.consumers.list[i].limits,
+            )
+        }),
+        (&model_api.name, &model_api.limits),
+        consumer,
+    );
+    let charge = match charge {
+        Ok(charge) => charge,
+        Err(e) => return refuse_read(c, &body, consumed, &mut reply, e).await,
+    };
+
+    // 6. Moderation of the prompt, before anything is forwarded.
+    let checked = moderation::check_prompt(
+        w,
+        &snap.services,
+        model_api
+            .moderation
+            .as_deref()
+            .filter(|_| matches!(route.body, Body::Json)),
+        body.held(&c.inbuf),
+        body.is_whole(),
+        &reply.request_id,
+    )
+    .await;
+    if let Err(e) = checked {
+        return refuse_read(c, &body, consumed, &mut reply, e).await;
+    }
+    let mut watch = Watch::new(
+        charge,
+        model_api
+            .moderation
+            .as_ref()
+            .filter(|m| m.check_response)
+            .map(|m| moderation::ResponseCheck::new(m.clone(), model_api.protocol)),
+    );
+
+    // 7. Attempt order: the service mode's pick, then the fallbacks.
     let order = {
         let mut state = w.select.borrow_mut();
         select::attempt_order(snap, api_index, request.model.as_deref(), &mut state)
     };
     let order = match order {
         Ok(o) => o,
-        Err(e) => {
-            c.consume(consumed);
-            return relay::error(c, &reply, &e).await;
-        }
+        Err(e) => return refuse_read(c, &body, consumed, &mut reply, e).await,
     };
 
-    // 5. Attempts, each before any byte reached the client.
+    // 8. Attempts, each before any byte reached the client.
     let query = head.query(&c.inbuf).map(str::to_string);
     let mut body = body;
     let mut last_error = None;
@@ -103,7 +157,7 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: RequestHe
         if svc.provider.is_mock() {
             let answer = mock::answer(&path, &send_body);
             c.consume(consumed);
-            return relay::mock(c, &reply, answer).await;
+            return relay::mock(c, &reply, answer, &mut watch).await;
         }
         if !svc.provider.speaks(model_api.protocol) {
             last_error = Some(Error::new(
@@ -193,7 +247,7 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: RequestHe
                 if body.is_whole() {
                     c.consume(consumed);
                 }
-                return relay::response(w, c, &reply, svc, resp).await;
+                return relay::response(w, c, &reply, svc, resp, &mut watch).await;
             }
             Err(e) => {
                 tracing::debug!(service = %svc.name, error = %e, "attempt failed");
@@ -218,6 +272,23 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: RequestHe
 async fn refuse_unread(c: &mut Client, head: &RequestHead, reply: &mut Reply, e: Error) -> bool {
     if head.framing == head::Framing::None || head.framing == head::Framing::Length(0) {
         c.consume(head.head_len);
+    } else {
+        reply.keep_alive = false;
+    }
+    relay::error(c, reply, &e).await
+}
+
+/// Refuses a request whose body was read (whole, or its prefix: then the
+/// rest is still on the socket and the connection closes).
+async fn refuse_read(
+    c: &mut Client,
+    body: &RequestBody,
+    consumed: usize,
+    reply: &mut Reply,
+    e: Error,
+) -> bool {
+    if body.is_whole() {
+        c.consume(consumed);
     } else {
         reply.keep_alive = false;
     }
@@ -325,7 +396,7 @@ fn retry_status(status: u16) -> bool {
 /// Client headers never forwarded: framing (rewritten), the client's own
 /// credentials (the service's key replaces them), ones the gateway sets.
 fn dropped(name: &[u8]) -> bool {
-    const DROP: [&[u8]; 8] = [
+    const DROP: [&[u8]; 9] = [
         b"host",
         b"content-length",
         b"authorization",
@@ -334,6 +405,7 @@ fn dropped(name: &[u8]) -> bool {
         b"x-request-id",
         b"expect",
         b"x-forwarded-for",
+        auth::DEBUG_HEADER.as_bytes(),
     ];
     head::is_hop_by_hop(name) || DROP.iter().any(|d| d.eq_ignore_ascii_case(name))
 }

@@ -13,6 +13,7 @@ use crate::http::write::{BodyHeader, HeadWriter};
 use crate::protocol;
 use crate::provider::mock::MockAnswer;
 use crate::upstream::exchange::Response;
+use crate::watch::Watch;
 use crate::worker::Worker;
 use monoio::buf::IoBufMut;
 use std::time::Duration;
@@ -49,7 +50,11 @@ pub async fn error(c: &mut Client, reply: &Reply, e: &Error) -> bool {
     let mut h = reply.head(&mut out, e.status());
     h.header(b"content-type", b"application/json");
     if e.kind == Kind::RateLimited {
-        h.header(b"retry-after", b"60");
+        let mut n = itoa::Buffer::new();
+        h.header(
+            b"retry-after",
+            n.format(e.retry_after.unwrap_or(60)).as_bytes(),
+        );
     }
     h.body(BodyHeader::Length(body.len() as u64));
     h.finish();
@@ -61,7 +66,23 @@ pub async fn error(c: &mut Client, reply: &Reply, e: &Error) -> bool {
 }
 
 /// An in-process answer of the `mock` provider.
-pub async fn mock(c: &mut Client, reply: &Reply, answer: MockAnswer) -> bool {
+pub async fn mock(
+    c: &mut Client,
+    reply: &Reply,
+    mut answer: MockAnswer,
+    watch: &mut Watch,
+) -> bool {
+    if answer.events.is_empty() {
+        if !watch.whole(&answer.body) {
+            return error(c, reply, &watch.blocked_error()).await;
+        }
+    } else if let Some(cut) = answer.events.iter().position(|e| !watch.event(e)) {
+        answer.events.truncate(cut);
+        answer.events.push(protocol::stream_error_event(
+            reply.protocol,
+            &watch.blocked_error(),
+        ));
+    }
     let mut out = Vec::with_capacity(
         512 + answer.body.len() + answer.events.iter().map(Vec::len).sum::<usize>(),
     );
@@ -112,7 +133,12 @@ pub async fn response(
     reply: &Reply,
     svc: &Service,
     resp: Response,
+    watch: &mut Watch,
 ) -> bool {
+    let content_type = resp.head.header(&resp.buf, "content-type");
+    if watch.holds_whole(content_type) && !reply.head_only {
+        return held(w, c, reply, svc, resp, watch).await;
+    }
     let Response {
         mut conn,
         head: rh,
@@ -161,6 +187,7 @@ pub async fn response(
         Framing::Length(n) => {
             let mut left = n;
             let take = (left as usize).min(buf.len());
+            watch.piece(&buf[..take]);
             out.extend_from_slice(&buf[..take]);
             left -= take as u64;
             let extra = buf.len() > take;
@@ -182,6 +209,7 @@ pub async fn response(
                     return false;
                 }
                 left -= n as u64;
+                watch.piece(&buf);
                 let (res, b) = c.write(buf).await;
                 buf = b;
                 if res.is_err() {
@@ -195,12 +223,15 @@ pub async fn response(
         }
         Framing::Chunked | Framing::UntilClose => {
             let mut stream = Stream {
+                protocol: reply.protocol,
                 decoder: (rh.framing == Framing::Chunked).then(|| ChunkedDecoder::new(u64::MAX)),
                 events: is_sse.then(SseSplitter::default),
                 chunked_out: !reply.http10,
                 payload: Vec::with_capacity(16 * 1024),
             };
-            let outcome = stream.relay(c, &mut conn, buf, out, svc.timeout).await;
+            let outcome = stream
+                .relay(c, &mut conn, buf, out, svc.timeout, watch)
+                .await;
             match outcome {
                 Outcome::Done { reusable } => {
                     if reusable && rh.keep_alive && rh.framing == Framing::Chunked {
@@ -209,6 +240,9 @@ pub async fn response(
                     reply.keep_alive
                 }
                 Outcome::ClientGone => false,
+                // Ended with a moderation error event; the upstream
+                // connection is dropped, cancelling the rest.
+                Outcome::Blocked => reply.keep_alive,
                 Outcome::UpstreamFailed(e) if is_sse && !reply.http10 => {
                     // Whole events only reached the client: end the stream
                     // with one error event in its protocol.
@@ -229,6 +263,51 @@ pub async fn response(
             }
         }
     }
+}
+
+/// A non-streamed answer that moderation must see whole: read it all,
+/// then send it, or the moderation error in its place.
+async fn held(
+    w: &Worker,
+    c: &mut Client,
+    reply: &Reply,
+    svc: &Service,
+    resp: Response,
+    watch: &mut Watch,
+) -> bool {
+    let up = svc.upstream.as_ref().expect("remote service");
+    let cap = 32 * 1024 * 1024;
+    let answer = match crate::upstream::whole::read_whole(resp, &svc.name, svc.timeout, cap).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(service = %svc.name, "response body failed: {e}");
+            return error(c, reply, &e).await;
+        }
+    };
+    if answer.reusable {
+        w.pool.put(&up.pool_key, answer.conn);
+    }
+    if !watch.whole(&answer.body) {
+        return error(c, reply, &watch.blocked_error()).await;
+    }
+    let (rh, head_bytes) = (&answer.head, &answer.head_bytes);
+    let mut out = Vec::with_capacity(1024 + answer.body.len());
+    let mut h = reply.head(&mut out, rh.status);
+    for hp in &rh.headers {
+        let name = &head_bytes[hp.name.clone()];
+        if copied(name) && !head::connection_lists(head_bytes, &rh.headers, name) {
+            h.header(name, &head_bytes[hp.value.clone()]);
+        }
+    }
+    h.body(if rh.framing == Framing::None {
+        BodyHeader::Omit
+    } else {
+        BodyHeader::Length(answer.body.len() as u64)
+    });
+    h.finish();
+    out.extend_from_slice(&answer.body);
+    let (res, _) = c.write(out).await;
+    res.is_ok() && reply.keep_alive
 }
 
 fn clone_reply(r: &Reply) -> Reply {
@@ -265,12 +344,14 @@ async fn read(
 
 enum Outcome {
     Done { reusable: bool },
+    Blocked,
     ClientGone,
     UpstreamFailed(Error),
 }
 
 /// A chunked or close-delimited body relayed piece by piece.
 struct Stream {
+    protocol: crate::config::catalog::Protocol,
     decoder: Option<ChunkedDecoder>,
     events: Option<SseSplitter>,
     chunked_out: bool,
@@ -287,6 +368,7 @@ impl Stream {
         mut raw: Vec<u8>,
         mut out: Vec<u8>,
         timeout: Duration,
+        watch: &mut Watch,
     ) -> Outcome {
         let mut head_sent = false;
         loop {
@@ -308,8 +390,13 @@ impl Stream {
                     (false, 0)
                 }
             };
-            self.emit(&mut out, done);
-            if done {
+            let blocked = !self.emit(&mut out, done, watch);
+            if blocked {
+                // Whole events only were sent: end with one error event.
+                let event = protocol::stream_error_event(self.protocol, &watch.blocked_error());
+                self.put(&mut out, &event);
+            }
+            if done || blocked {
                 self.finish(&mut out);
             }
             if !out.is_empty() {
@@ -321,6 +408,9 @@ impl Stream {
                     return Outcome::ClientGone;
                 }
             }
+            if blocked {
+                return Outcome::Blocked;
+            }
             if done {
                 return Outcome::Done {
                     reusable: leftover == 0,
@@ -331,7 +421,13 @@ impl Stream {
                 (Ok(0), _) if self.decoder.is_none() => {
                     // Close-delimited body: the close is its end.
                     if let Some(pending) = self.events.as_ref().map(|e| e.pending().to_vec()) {
-                        self.put(&mut out, &pending);
+                        if watch.event(&pending) {
+                            self.put(&mut out, &pending);
+                        } else {
+                            let event =
+                                protocol::stream_error_event(self.protocol, &watch.blocked_error());
+                            self.put(&mut out, &event);
+                        }
                     }
                     self.finish(&mut out);
                     let (res, _) = c.write(out).await;
@@ -353,20 +449,36 @@ impl Stream {
     }
 
     /// Moves complete events (or any payload, for non-SSE bodies) to `out`.
-    fn emit(&mut self, out: &mut Vec<u8>, done: bool) {
+    /// False when `watch` refused an event: it and all after it are held.
+    fn emit(&mut self, out: &mut Vec<u8>, done: bool, watch: &mut Watch) -> bool {
         let payload = std::mem::take(&mut self.payload);
+        let mut allowed = true;
         match &mut self.events {
             Some(events) => {
                 let mut whole = Vec::new();
-                events.push(&payload, |e| whole.extend_from_slice(e));
-                if done {
-                    whole.extend_from_slice(events.pending());
+                events.push(&payload, |e| {
+                    if allowed && watch.event(e) {
+                        whole.extend_from_slice(e);
+                    } else {
+                        allowed = false;
+                    }
+                });
+                if done && allowed && !events.pending().is_empty() {
+                    if watch.event(events.pending()) {
+                        whole.extend_from_slice(events.pending());
+                    } else {
+                        allowed = false;
+                    }
                 }
                 self.put(out, &whole);
             }
-            None => self.put(out, &payload),
+            None => {
+                watch.piece(&payload);
+                self.put(out, &payload);
+            }
         }
         self.payload = payload;
+        allowed
     }
 
     fn put(&self, out: &mut Vec<u8>, data: &[u8]) {

@@ -23,6 +23,11 @@ pub struct Shared {
     pub workers: usize,
     pub workers_ready: AtomicUsize,
     pub config_path: String,
+    /// Rate-limit windows, kept across snapshots.
+    pub limits: crate::limit::Registry,
+    /// Secret value of `x-modelgate-debug` that lets the admin debug
+    /// endpoint's requests bypass auth; random per process.
+    pub debug_marker: String,
 }
 
 impl Shared {
@@ -32,7 +37,8 @@ impl Shared {
     }
 
     /// Publishes a new snapshot to every worker.
-    pub fn publish(&self, snap: Snapshot) {
+    pub fn publish(&self, mut snap: Snapshot) {
+        self.limits.adopt(&mut snap.limits);
         let generation = snap.generation;
         self.snapshot.store(Arc::new(snap));
         self.generation.store(generation, Ordering::Release);
@@ -137,9 +143,14 @@ pub fn serve(config_path: &str, raw: RawConfig) -> Result<(), String> {
     let io = choose_io(raw.server.io);
     let listeners =
         bind_listeners(&raw.server.listen, workers).map_err(|e| format!("listen: {e}"))?;
+    let mut snap = snap;
+    let limits = crate::limit::Registry::default();
+    limits.adopt(&mut snap.limits);
     let shared = Arc::new(Shared {
         generation: AtomicU64::new(snap.generation),
         snapshot: ArcSwap::from_pointee(snap),
+        limits,
+        debug_marker: crate::auth::new_debug_marker(),
         shutdown: AtomicBool::new(false),
         connections: AtomicUsize::new(0),
         workers,

@@ -480,7 +480,7 @@ fn slow_heads_get_408_and_idle_connections_close_silently() {
     let started = std::time::Instant::now();
     let mut s = connect(g.addr);
     let mut trickle = b"GET /v1/models HTTP/1.1\r\nhost: x\r\nx-slow: ".to_vec();
-    trickle.extend(std::iter::repeat(b'a').take(40));
+    trickle.extend(std::iter::repeat_n(b'a', 40));
     let mut answer = None;
     for b in trickle {
         if s.write_all(&[b]).is_err() {

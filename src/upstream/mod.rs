@@ -4,6 +4,7 @@
 pub mod connect;
 pub mod exchange;
 pub mod pool;
+pub mod whole;
 
 pub use connect::{connect, Conn};
 pub use pool::Pool;

@@ -2,7 +2,7 @@
 //! on port 0, spoken to over real TCP with a small HTTP/1.1 client.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -387,7 +387,10 @@ pub fn read_response<R: BufRead>(r: &mut R, head_only: bool) -> std::io::Result<
 
 /// Reads a chunked response as it arrives, returning the chunks with the
 /// time each arrived (for streaming tests).
-pub fn read_chunks<R: BufRead>(r: &mut R) -> std::io::Result<(Response, Vec<(Instant, Vec<u8>)>)> {
+/// Chunks of a streamed body with the time each arrived.
+pub type TimedChunks = Vec<(Instant, Vec<u8>)>;
+
+pub fn read_chunks<R: BufRead>(r: &mut R) -> std::io::Result<(Response, TimedChunks)> {
     let mut resp = read_head_only(r)?;
     let mut chunks = Vec::new();
     let mut line = String::new();
