@@ -342,18 +342,21 @@ pub fn admit(
     consumer_index: Option<usize>,
 ) -> Result<Charge, Error> {
     let api_limits = api.1.for_consumer(consumer_index);
+    // (who, limits): who is only spelled out in a refusal.
     let sets = [
-        consumer.map(|(name, l)| (format!("consumer {name}"), l)),
-        api_limits.map(|l| (format!("Model API {}", api.0), l)),
+        consumer.map(|(name, l)| (("consumer", name), l)),
+        api_limits.map(|l| (("Model API", api.0), l)),
     ];
     if sets.iter().all(Option::is_none) {
         return Ok(Charge::default());
     }
     let now = now_s();
-    let refuse = |who: &str, what: &str, limit: u64, retry: u64| {
+    let refuse = |(kind, name): &(&str, &str), what: &str, limit: u64, retry: u64| {
         let mut e = Error::new(
             Kind::RateLimited,
-            format!("rate limit of {who} exceeded: {limit} {what} per minute; retry in {retry} s"),
+            format!(
+                "rate limit of {kind} {name} exceeded: {limit} {what} per minute; retry in {retry} s"
+            ),
         );
         e.retry_after = Some(retry);
         e

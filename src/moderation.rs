@@ -81,7 +81,7 @@ impl Policy {
                 }
             },
         };
-        if !spec.enabled {
+        if !spec.enabled || (phrases.is_empty() && patterns.is_empty() && service.is_none()) {
             return None;
         }
         let longest_phrase = phrases.iter().map(|s| s.chars().count()).max().unwrap_or(0);
