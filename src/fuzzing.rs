@@ -174,6 +174,52 @@ pub fn model_extract(data: &[u8]) {
     }
 }
 
+/// The usage scanner: the first byte picks a piece size; the numbers read
+/// from a body fed in pieces are the ones read from it whole (for a body
+/// that does not end inside a number), and moderation's event check never
+/// panics on the same bytes.
+pub fn usage_scan(data: &[u8]) {
+    let Some((&ctl, body)) = data.split_first() else {
+        return;
+    };
+    let mut whole = crate::usage::UsageScan::default();
+    whole.whole(body);
+    if !body.last().is_some_and(u8::is_ascii_digit) {
+        let mut pieces = crate::usage::UsageScan::default();
+        for part in body.chunks(1 + ctl as usize) {
+            pieces.piece(part);
+        }
+        assert_eq!(
+            (pieces.input, pieces.output),
+            (whole.input, whole.output),
+            "piece size {}",
+            1 + ctl as usize
+        );
+    }
+    static POLICY: std::sync::OnceLock<std::sync::Arc<crate::moderation::Policy>> =
+        std::sync::OnceLock::new();
+    let policy = POLICY.get_or_init(|| {
+        let spec = crate::config::raw::ModerationSpec {
+            enabled: true,
+            deny: vec!["from mock".into(), "re:secret-[0-9]+".into()],
+            check_response: true,
+            service: None,
+        };
+        crate::moderation::Policy::compile("m", &spec, |_| None, &mut Default::default())
+            .expect("policy")
+    });
+    for protocol in [
+        crate::config::catalog::Protocol::Openai,
+        crate::config::catalog::Protocol::Anthropic,
+    ] {
+        let mut check = crate::moderation::ResponseCheck::new(policy.clone(), protocol);
+        for event in body.split_inclusive(|&b| b == b'\n') {
+            check.event(event);
+        }
+        check.whole(body);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     /// Replays every input kept under `fuzz/regressions/<target>/`.
@@ -181,10 +227,11 @@ mod tests {
     fn fuzz_regressions_replay() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
         type Check = fn(&[u8]);
-        let targets: [(&str, Check); 3] = [
+        let targets: [(&str, Check); 4] = [
             ("head_parser", super::head_parser),
             ("chunked_decoder", super::chunked_decoder),
             ("model_extract", super::model_extract),
+            ("usage_scan", super::usage_scan),
         ];
         let mut replayed = 0;
         for (name, check) in targets {
@@ -212,5 +259,8 @@ mod tests {
         super::chunked_decoder(b"\x0b5;a=b\r\nhello\r\n0\r\nx: y\r\n\r\nrest");
         super::model_extract(br#"{"model":"m","stream":true,"messages":[{"model":"x"}]}"#);
         super::model_extract(br#"{"mod\u0065l":"m","model":"n"}"#);
+        super::usage_scan(
+            b"\x02data: {\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":7}}\n\n",
+        );
     }
 }

@@ -11,6 +11,8 @@
 /// Bytes carried between pieces: enough for the longest key, `: ` and a
 /// 20-digit number.
 const CARRY: usize = 64;
+/// Whitespace read on each side of the colon.
+const MAX_WS: usize = 4;
 
 #[derive(Clone, Debug, Default)]
 pub struct UsageScan {
@@ -79,17 +81,11 @@ impl UsageScan {
                     continue;
                 }
             }
-            let mut i = end + 8;
-            while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\r' | b'\n') {
-                i += 1;
-            }
+            let mut i = skip_ws(b, end + 8);
             if b.get(i) != Some(&b':') {
                 continue;
             }
-            i += 1;
-            while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\r' | b'\n') {
-                i += 1;
-            }
+            i = skip_ws(b, i + 1);
             let digits = b[i..].iter().take_while(|c| c.is_ascii_digit()).count();
             if digits == 0 || digits > 19 || (i + digits == b.len() && !complete) {
                 continue;
@@ -106,6 +102,16 @@ impl UsageScan {
             }
         }
     }
+}
+
+/// Past at most `MAX_WS` whitespace bytes from `i` (upstreams write none
+/// or one; the bound keeps every match within `CARRY` bytes).
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    let stop = (i + MAX_WS).min(b.len());
+    while i < stop && matches!(b[i], b' ' | b'\t' | b'\r' | b'\n') {
+        i += 1;
+    }
+    i
 }
 
 /// The key whose `_tokens"` ends at `end`, and where its opening quote is.
