@@ -73,10 +73,14 @@ pub async fn mock(
     watch: &mut Watch,
 ) -> bool {
     if answer.events.is_empty() {
-        if !watch.whole(&answer.body) {
+        watch.usage_whole(&answer.body);
+        if !watch.allows_whole(&answer.body) {
             return error(c, reply, &watch.blocked_error()).await;
         }
-    } else if let Some(cut) = answer.events.iter().position(|e| !watch.event(e)) {
+    } else if let Some(cut) = answer.events.iter().position(|e| {
+        watch.usage_event(e);
+        !watch.allows_event(e)
+    }) {
         answer.events.truncate(cut);
         answer.events.push(protocol::stream_error_event(
             reply.protocol,
@@ -187,7 +191,7 @@ pub async fn response(
         Framing::Length(n) => {
             let mut left = n;
             let take = (left as usize).min(buf.len());
-            watch.piece(&buf[..take]);
+            watch.usage_piece(&buf[..take]);
             out.extend_from_slice(&buf[..take]);
             left -= take as u64;
             let extra = buf.len() > take;
@@ -209,7 +213,7 @@ pub async fn response(
                     return false;
                 }
                 left -= n as u64;
-                watch.piece(&buf);
+                watch.usage_piece(&buf);
                 let (res, b) = c.write(buf).await;
                 buf = b;
                 if res.is_err() {
@@ -287,7 +291,8 @@ async fn held(
     if answer.reusable {
         w.pool.put(&up.pool_key, answer.conn);
     }
-    if !watch.whole(&answer.body) {
+    watch.usage_whole(&answer.body);
+    if !watch.allows_whole(&answer.body) {
         return error(c, reply, &watch.blocked_error()).await;
     }
     let (rh, head_bytes) = (&answer.head, &answer.head_bytes);
@@ -421,7 +426,8 @@ impl Stream {
                 (Ok(0), _) if self.decoder.is_none() => {
                     // Close-delimited body: the close is its end.
                     if let Some(pending) = self.events.as_ref().map(|e| e.pending().to_vec()) {
-                        if watch.event(&pending) {
+                        watch.usage_event(&pending);
+                        if watch.allows_event(&pending) {
                             self.put(&mut out, &pending);
                         } else {
                             let event =
@@ -457,14 +463,16 @@ impl Stream {
             Some(events) => {
                 let mut whole = Vec::new();
                 events.push(&payload, |e| {
-                    if allowed && watch.event(e) {
+                    watch.usage_event(e);
+                    if allowed && watch.allows_event(e) {
                         whole.extend_from_slice(e);
                     } else {
                         allowed = false;
                     }
                 });
                 if done && allowed && !events.pending().is_empty() {
-                    if watch.event(events.pending()) {
+                    watch.usage_event(events.pending());
+                    if watch.allows_event(events.pending()) {
                         whole.extend_from_slice(events.pending());
                     } else {
                         allowed = false;
@@ -473,7 +481,7 @@ impl Stream {
                 self.put(out, &whole);
             }
             None => {
-                watch.piece(&payload);
+                watch.usage_piece(&payload);
                 self.put(out, &payload);
             }
         }

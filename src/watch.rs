@@ -1,7 +1,8 @@
 //! What the gateway watches in an answer while relaying it: the usage,
 //! for token limits (charged when the request ends, however it ends), and
 //! the text, for response moderation. `relay` feeds it; it knows nothing
-//! of sockets.
+//! of sockets. Usage is read from what the upstream sent; moderation sees
+//! what the client would get (after any reshaping of events).
 
 use crate::error::Error;
 use crate::limit::Charge;
@@ -34,34 +35,41 @@ impl Watch {
                 .is_some_and(|t| t.len() >= 16 && t[..16].eq_ignore_ascii_case(b"application/json"))
     }
 
-    /// One whole SSE event: whether it may be sent. After a refusal the
-    /// stream must end with [`Watch::blocked_error`].
-    pub fn event(&mut self, event: &[u8]) -> bool {
-        if self.blocked {
-            return false;
-        }
+    /// One whole upstream SSE event, before any reshaping (its usage).
+    pub fn usage_event(&mut self, event: &[u8]) {
         if let Some(u) = &mut self.usage {
             u.whole(event);
         }
-        if let Some(c) = &mut self.check {
-            self.blocked = !c.event(event);
-        }
-        !self.blocked
     }
 
-    /// A piece of a body relayed as it comes (not checked).
-    pub fn piece(&mut self, bytes: &[u8]) {
+    /// A piece of a body relayed as it comes (its usage).
+    pub fn usage_piece(&mut self, bytes: &[u8]) {
         if let Some(u) = &mut self.usage {
             u.piece(bytes);
         }
     }
 
-    /// A whole answer held before sending: whether it may be sent.
-    pub fn whole(&mut self, body: &[u8]) -> bool {
+    /// A whole upstream answer (its usage).
+    pub fn usage_whole(&mut self, body: &[u8]) {
         if let Some(u) = &mut self.usage {
             u.whole(body);
         }
-        if let Some(c) = &mut self.check {
+    }
+
+    /// One whole SSE event as the client would get it: whether it may be
+    /// sent. After a refusal the stream must end with
+    /// [`Watch::blocked_error`], and nothing more is allowed.
+    pub fn allows_event(&mut self, event: &[u8]) -> bool {
+        if let (false, Some(c)) = (self.blocked, &mut self.check) {
+            self.blocked = !c.event(event);
+        }
+        !self.blocked
+    }
+
+    /// A whole answer as the client would get it, held before sending:
+    /// whether it may be sent.
+    pub fn allows_whole(&mut self, body: &[u8]) -> bool {
+        if let (false, Some(c)) = (self.blocked, &mut self.check) {
             self.blocked = !c.whole(body);
         }
         !self.blocked
