@@ -12,7 +12,7 @@ use modelgate::config::raw::{ConsumerSpec, KeyHash, ModerationSpec, RateLimitsSp
 use modelgate::config::Problems;
 use modelgate::limit::{now_s, Table, Window};
 use modelgate::moderation::{Policy, ResponseCheck};
-use modelgate::usage::UsageScan;
+use modelgate::observe::Usage;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -70,10 +70,10 @@ fn bench(c: &mut Criterion) {
 
     c.bench_function("usage/scan_event", |b| {
         b.iter(|| {
-            let mut u = UsageScan::default();
-            u.whole(black_box(EVENT));
-            u.whole(black_box(USAGE_EVENT));
-            black_box(u.total())
+            let mut u = Usage::default();
+            u.scan_event(black_box(EVENT));
+            u.scan_event(black_box(USAGE_EVENT));
+            black_box(u)
         })
     });
 

@@ -8,13 +8,19 @@ use crate::http::head::{self, ParseError, RequestHead};
 use crate::http::write;
 use crate::worker::Worker;
 use monoio::buf::{IoBufMut, SliceMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt, CancelableAsyncReadRent, Canceller};
+use monoio::io::{AsyncWriteRentExt, CancelableAsyncReadRent, Canceller};
 use monoio::net::TcpStream;
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-const READ_CHUNK: usize = 16 * 1024;
+/// A new connection's read buffer: room for a typical LLM request head and
+/// body; it grows (doubling) for larger ones.
+const INITIAL_BUFFER: usize = 4 * 1024;
+/// Idle connections keep at most this much buffer.
+const MAX_IDLE_BUFFER: usize = 64 * 1024;
+/// The least room a read is given.
+const MIN_READ: usize = 1024;
 
 pub struct Client {
     pub stream: TcpStream,
@@ -22,12 +28,14 @@ pub struct Client {
     /// request's head and body prefix, then any pipelined requests.
     pub inbuf: Vec<u8>,
     pub peer: SocketAddr,
+    /// Set on connections accepted by a TLS listener.
+    pub tls: Option<Box<crate::tls::Session>>,
 }
 
 /// Gives `buf` room to read into and returns the slice to read into.
 fn spare(mut buf: Vec<u8>) -> SliceMut<Vec<u8>> {
-    if buf.capacity() - buf.len() < READ_CHUNK / 2 {
-        buf.reserve(READ_CHUNK);
+    if buf.capacity() - buf.len() < MIN_READ {
+        buf.reserve(buf.capacity().max(INITIAL_BUFFER));
     }
     let (len, cap) = (buf.len(), buf.capacity());
     buf.slice_mut(len..cap)
@@ -35,43 +43,113 @@ fn spare(mut buf: Vec<u8>) -> SliceMut<Vec<u8>> {
 
 impl Client {
     /// Appends what the client sends next to `inbuf`, waiting at most
-    /// `timeout`. Ok(0) is end of stream.
+    /// `timeout`. Ok(0) is end of stream. The read is cancelled cleanly on
+    /// timeout, so bytes that raced in are kept, never lost with the buffer.
     pub async fn read_more(&mut self, timeout: Duration) -> io::Result<usize> {
-        let buf = spare(std::mem::take(&mut self.inbuf));
-        match monoio::time::timeout(timeout, self.stream.read(buf)).await {
-            Ok((res, buf)) => {
-                self.inbuf = buf.into_inner();
-                res
+        self.read_cancelable(timeout, None).await
+    }
+
+    /// Like `read_more`, but also gives up when the worker starts draining
+    /// (reported as end of stream).
+    async fn read_idle(&mut self, w: &Worker, timeout: Duration) -> io::Result<usize> {
+        self.read_cancelable(timeout, Some(w)).await
+    }
+
+    async fn read_cancelable(
+        &mut self,
+        timeout: Duration,
+        drain: Option<&Worker>,
+    ) -> io::Result<usize> {
+        if self.tls.is_none() {
+            let buf = std::mem::take(&mut self.inbuf);
+            let (res, buf) = self.read_socket(buf, timeout, drain).await;
+            self.inbuf = buf;
+            return res;
+        }
+        // TLS: read ciphertext until rustls has plaintext for `inbuf`.
+        let deadline = Instant::now() + timeout;
+        loop {
+            let tls = self.tls.as_mut().expect("tls session");
+            if let Some(n) = tls.plaintext_into(&mut self.inbuf)? {
+                return Ok(n);
             }
-            Err(_) => Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "client read timed out",
-            )),
+            if tls.cipher_in.is_empty() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let cipher = std::mem::take(&mut tls.cipher_in);
+                let (res, cipher) = self.read_socket(cipher, left, drain).await;
+                self.tls.as_mut().expect("tls session").cipher_in = cipher;
+                if res? == 0 {
+                    return Ok(0);
+                }
+            }
+            self.tls.as_mut().expect("tls session").feed()?;
+            self.flush_tls().await?;
         }
     }
 
-    /// Like `read_more`, but also gives up (cleanly, keeping any bytes that
-    /// raced in) when the worker starts draining.
-    async fn read_idle(&mut self, w: &Worker, timeout: Duration) -> io::Result<usize> {
+    /// One read from the socket into `buf`, cancelled cleanly on timeout
+    /// (an error) or drain (end of stream).
+    async fn read_socket(
+        &mut self,
+        buf: Vec<u8>,
+        timeout: Duration,
+        drain: Option<&Worker>,
+    ) -> (io::Result<usize>, Vec<u8>) {
         let canceller = Canceller::new();
-        let buf = spare(std::mem::take(&mut self.inbuf));
-        let read = self.stream.cancelable_read(buf, canceller.handle());
+        let read = self.stream.cancelable_read(spare(buf), canceller.handle());
         let mut read = std::pin::pin!(read);
+        let draining = async {
+            match drain {
+                Some(w) => w.shutdown.wait().await,
+                None => std::future::pending().await,
+            }
+        };
+        let mut timed_out = false;
         let (res, buf) = monoio::select! {
             r = &mut read => r,
-            _ = monoio::time::sleep(timeout) => { canceller.cancel(); read.await }
-            _ = w.shutdown.wait() => { canceller.cancel(); read.await }
+            _ = monoio::time::sleep(timeout) => { timed_out = true; canceller.cancel(); read.await }
+            _ = draining => { canceller.cancel(); read.await }
         };
-        self.inbuf = buf.into_inner();
-        match res {
+        let res = match res {
+            Err(e) if e.raw_os_error() == Some(libc::ECANCELED) && timed_out => Err(
+                io::Error::new(io::ErrorKind::TimedOut, "client read timed out"),
+            ),
             Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => Ok(0),
             other => other,
+        };
+        (res, buf.into_inner())
+    }
+
+    /// Writes what the TLS session has to send (handshake, sealed data).
+    async fn flush_tls(&mut self) -> io::Result<()> {
+        let mut out = Vec::new();
+        if let Some(tls) = self.tls.as_mut() {
+            tls.output(&mut out)?;
         }
+        if out.is_empty() {
+            return Ok(());
+        }
+        let (res, _) = self.stream.write_all(out).await;
+        res.map(|_| ())
     }
 
     pub async fn write(&mut self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
-        let (res, buf) = self.stream.write_all(buf).await;
-        (res.map(|_| ()), buf)
+        if self.tls.is_none() {
+            let (res, buf) = self.stream.write_all(buf).await;
+            return (res.map(|_| ()), buf);
+        }
+        let mut sent = 0;
+        while sent < buf.len() {
+            let sealed = self.tls.as_mut().expect("tls session").seal(&buf[sent..]);
+            match sealed {
+                Ok(n) => sent += n,
+                Err(e) => return (Err(e), buf),
+            }
+            if let Err(e) = self.flush_tls().await {
+                return (Err(e), buf);
+            }
+        }
+        (Ok(()), buf)
     }
 
     /// Closes after a final answer without losing it to a reset: stop
@@ -79,6 +157,10 @@ impl Client {
     /// nginx's lingering close does).
     pub async fn linger_close(&mut self) {
         use monoio::io::AsyncWriteRent;
+        if let Some(tls) = self.tls.as_mut() {
+            tls.close_notify();
+            let _ = self.flush_tls().await;
+        }
         let _ = self.stream.shutdown().await;
         let deadline = Instant::now() + Duration::from_millis(500);
         let mut discarded = 0;
@@ -90,6 +172,30 @@ impl Client {
                 _ => return,
             }
         }
+    }
+
+    /// Awaits `upstream` (a read from the service) while watching this
+    /// client: `None` when the client hangs up first, so the caller drops
+    /// the upstream connection at once instead of at its next write. Bytes
+    /// the client sends meanwhile (a pipelined request) stay in `inbuf`.
+    pub async fn unless_gone<F: std::future::Future>(&mut self, upstream: F) -> Option<F::Output> {
+        const WATCH_LIMIT: usize = 64 * 1024;
+        let mut upstream = std::pin::pin!(upstream);
+        while self.inbuf.len() < WATCH_LIMIT {
+            let woke = monoio::select! {
+                r = &mut upstream => Ok(r),
+                _ = self.stream.readable(false) => Err(()),
+            };
+            match woke {
+                Ok(r) => return Some(r),
+                Err(()) => match self.read_more(Duration::from_millis(100)).await {
+                    Ok(0) => return None,
+                    Err(e) if e.kind() != io::ErrorKind::TimedOut => return None,
+                    _ => {}
+                },
+            }
+        }
+        Some(upstream.await)
     }
 
     /// Drops the first `n` bytes of `inbuf` (a finished request).
@@ -167,11 +273,20 @@ pub fn parse_error(e: ParseError) -> Error {
 }
 
 /// Serves one client connection until it closes, errs, or the worker drains.
-pub async fn serve(w: &Worker, stream: TcpStream, peer: SocketAddr) {
+pub async fn serve(w: &Worker, stream: TcpStream, peer: SocketAddr, tls: bool) {
+    let session = match (tls, &w.snapshot().tls) {
+        (false, _) => None,
+        (true, Some(config)) => match crate::tls::Session::new(config.clone()) {
+            Ok(s) => Some(Box::new(s)),
+            Err(_) => return,
+        },
+        (true, None) => return,
+    };
     let mut c = Client {
         stream,
-        inbuf: Vec::with_capacity(READ_CHUNK),
+        inbuf: Vec::with_capacity(INITIAL_BUFFER),
         peer,
+        tls: session,
     };
     let mut scratch = Vec::with_capacity(32);
     loop {
@@ -182,6 +297,9 @@ pub async fn serve(w: &Worker, stream: TcpStream, peer: SocketAddr) {
             HeadRead::Refuse(e) => {
                 // No Model API is known yet: OpenAI's shape, the common one.
                 let id = w.new_request_id();
+                let mut rec = crate::observe::Record::start(head::Method::Other, None);
+                rec.status = e.status();
+                rec.error = Some(e.code());
                 let mut out = Vec::new();
                 write::simple_response(
                     &mut out,
@@ -191,13 +309,23 @@ pub async fn serve(w: &Worker, stream: TcpStream, peer: SocketAddr) {
                     true,
                     &e.body(Protocol::Openai, &id),
                 );
-                if c.write(out).await.0.is_ok() {
+                let written = c.write(out).await.0.is_ok();
+                w.observe.finish(&snap, &id, &mut rec);
+                if written {
                     c.linger_close().await;
                 }
                 return;
             }
         };
-        let keep_alive = crate::proxy::handle(w, &mut c, &snap, head).await;
+        // Boxed: the pipeline's state lives only while a request is in
+        // flight, so an idle keep-alive connection stays small (a few KiB).
+        let keep_alive = Box::pin(crate::proxy::handle(w, &mut c, &snap, &head)).await;
+        head.recycle(&mut scratch);
+        // A connection that once carried a large body goes back to a small
+        // buffer: idle keep-alive connections should cost little memory.
+        if c.inbuf.is_empty() && c.inbuf.capacity() > MAX_IDLE_BUFFER {
+            c.inbuf = Vec::with_capacity(INITIAL_BUFFER);
+        }
         if !keep_alive {
             c.linger_close().await;
             return;
@@ -261,6 +389,12 @@ impl Client {
         use crate::http::body::ChunkedDecoder;
         use crate::http::head::Framing;
         let start = head.head_len;
+        // The request is routed: a client waiting to be told (large
+        // uploads, curl) may send its body now.
+        if head.expect_continue && head.has_body() && self.inbuf.len() == start {
+            let (res, _) = self.write(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()).await;
+            res.map_err(client_gone)?;
+        }
         match head.framing {
             Framing::None | Framing::UntilClose => Ok((RequestBody::None, start)),
             Framing::Length(0) => Ok((RequestBody::None, start)),
@@ -283,7 +417,8 @@ impl Client {
                         start + len,
                     ));
                 }
-                let held = self.inbuf.len() - start;
+                // (A pipelined next request may have come along: not body.)
+                let held = (self.inbuf.len() - start).min(n as usize);
                 let prefix = BodyBytes::InBuf { start, len: held };
                 let rest = Rest::Length(n - held as u64);
                 Ok((RequestBody::Streaming { prefix, rest }, start + held))
@@ -340,5 +475,28 @@ fn client_gone(e: io::Error) -> Error {
         Error::new(Kind::HeadTimeout, "request body not received in time")
     } else {
         Error::new(Kind::BadRequest, format!("request body incomplete: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::worker::Worker;
+
+    fn size_of_return<F, A, B, C, D, R>(_: F) -> usize
+    where
+        F: Fn(A, B, C, D) -> R,
+    {
+        std::mem::size_of::<R>()
+    }
+
+    /// An idle keep-alive connection holds this future: keep it small (the
+    /// pipeline's own state is boxed per request).
+    #[test]
+    fn idle_connection_state_stays_small() {
+        type Stream = monoio::net::TcpStream;
+        let size = size_of_return::<_, &'static Worker, Stream, std::net::SocketAddr, bool, _>(
+            super::serve,
+        );
+        assert!(size <= 4096, "connection future is {size} bytes");
     }
 }

@@ -174,28 +174,31 @@ pub fn model_extract(data: &[u8]) {
     }
 }
 
-/// The usage scanner: the first byte picks a piece size; the numbers read
-/// from a body fed in pieces are the ones read from it whole (for a body
-/// that does not end inside a number), and moderation's event check never
-/// panics on the same bytes.
+/// The usage scanners (`observe::usage`): the first byte picks a piece
+/// size; a JSON body's tail kept from pieces reads the same usage as the
+/// body pushed whole, scanning never panics, and moderation's event check
+/// never panics on the same bytes.
 pub fn usage_scan(data: &[u8]) {
+    use crate::observe::usage::{BodyTail, Usage};
     let Some((&ctl, body)) = data.split_first() else {
         return;
     };
-    let mut whole = crate::usage::UsageScan::default();
-    whole.whole(body);
-    if !body.last().is_some_and(u8::is_ascii_digit) {
-        let mut pieces = crate::usage::UsageScan::default();
-        for part in body.chunks(1 + ctl as usize) {
-            pieces.piece(part);
-        }
-        assert_eq!(
-            (pieces.input, pieces.output),
-            (whole.input, whole.output),
-            "piece size {}",
-            1 + ctl as usize
-        );
+    let mut whole = Usage::default();
+    whole.scan_json(body);
+    whole.scan_event(body);
+    whole.scan_tail(body);
+    let mut once = BodyTail::default();
+    once.push(body);
+    let mut pieces = BodyTail::default();
+    for part in body.chunks(1 + ctl as usize) {
+        pieces.push(part);
     }
+    assert_eq!(
+        pieces.usage(),
+        once.usage(),
+        "piece size {}",
+        1 + ctl as usize
+    );
     static POLICY: std::sync::OnceLock<std::sync::Arc<crate::moderation::Policy>> =
         std::sync::OnceLock::new();
     let policy = POLICY.get_or_init(|| {

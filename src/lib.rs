@@ -2,8 +2,9 @@
 //!
 //! Data plane: `runtime` → `worker` → `conn` → `proxy` (route, body,
 //! model, guard (`auth`, `limit`, `moderation`), attempts via `upstream`,
-//! `relay` with `watch` (usage, answer moderation)). Control plane: `runtime`'s
-//! tokio thread with `admin`. Shared: `config` snapshots and `error`.
+//! `relay` with `watch` (answer moderation, token charge), `observe`'s
+//! record). Control plane: `runtime`'s tokio thread with `admin`. Shared:
+//! `config` snapshots and `error`.
 
 pub mod admin;
 pub mod auth;
@@ -16,13 +17,15 @@ pub mod fuzzing;
 pub mod http;
 pub mod limit;
 pub mod moderation;
+pub mod observe;
 pub mod protocol;
 pub mod provider;
 pub mod proxy;
 pub mod relay;
 pub mod route;
 pub mod runtime;
+pub mod scenario;
+pub mod tls;
 pub mod upstream;
-pub mod usage;
 pub mod watch;
 pub mod worker;

@@ -1,10 +1,11 @@
 //! The request pipeline, one phase after another:
 //!
 //! route → body → model → consumer → limits → moderation → attempt order
-//! → (attempt → first packet)* → relay
+//! → (attempt → first packet)* → relay → finish
 //!
 //! Fallback happens only before the first response byte reaches the
 //! client; after that, `relay` ends a broken stream with an in-band error.
+//! Each phase notes what it learned in the request's `observe::Record`.
 
 use crate::config::catalog::{Body, Protocol, RouteDef};
 use crate::config::{ModelApi, Service, Snapshot, Target};
@@ -13,9 +14,14 @@ use crate::error::{Error, Kind};
 use crate::extract;
 use crate::http::head::{self, Method, RequestHead};
 use crate::http::write::{BodyHeader, HeadWriter};
+use crate::observe::trace::{self, SpanId};
+use crate::observe::Record;
+use crate::protocol::translate::{request as translate_request, Direction};
 use crate::provider::{mock, Auth};
-use crate::relay::{self, Reply};
+use crate::relay::{self, Reply, Reshape};
 use crate::route::{api, select};
+use crate::scenario::multipart::{self, MultipartModel};
+use crate::scenario::{tasks, websocket};
 use crate::upstream::exchange::{exchange, Request};
 use crate::watch::Watch;
 use crate::worker::Worker;
@@ -24,15 +30,39 @@ use std::borrow::Cow;
 
 /// Handles one request whose head is parsed at the start of `c.inbuf`.
 /// Returns whether the connection may serve another request.
-pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: RequestHead) -> bool {
+pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: &RequestHead) -> bool {
+    let mut rec = Record::start(head.method, head.header(&c.inbuf, "traceparent"));
     let mut reply = Reply {
-        request_id: request_id(w, c, &head),
+        request_id: request_id(w, c, head),
         protocol: Protocol::Openai,
         fallbacks: 0,
         keep_alive: head.keep_alive && !w.shutdown.is_fired(),
         http10: head.minor_version == 0,
         head_only: head.method == Method::Head,
+        reshape: Reshape::None,
+        service: None,
     };
+    let mut watch = Watch::default();
+    let keep_alive = pipeline(w, c, snap, head, &mut reply, &mut rec, &mut watch).await;
+    // Finish: the tokens used count against token limits; metrics delta,
+    // access log line, spans.
+    watch.finish(&rec.usage);
+    w.observe.finish(snap, &reply.request_id, &mut rec);
+    keep_alive
+}
+
+async fn pipeline(
+    w: &Worker,
+    c: &mut Client,
+    snap: &Snapshot,
+    head: &RequestHead,
+    reply: &mut Reply,
+    rec: &mut Record,
+    watch: &mut Watch,
+) -> bool {
+    let debug = head
+        .header(&c.inbuf, crate::runtime::DEBUG_HEADER)
+        .is_some_and(|v| w.shared.trusts_debug(v));
 
     // 1. Route: host → Model API → base path → route.
     let routed = {
@@ -49,41 +79,67 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: RequestHe
             if let Some(i) = api {
                 reply.protocol = snap.apis[i].protocol;
             }
-            return refuse_unread(c, &head, &mut reply, e).await;
+            rec.api = api;
+            return refuse_unread(c, head, reply, e, rec).await;
         }
     };
     let model_api = &snap.apis[api_index];
     reply.protocol = model_api.protocol;
+    rec.api = Some(api_index);
+    rec.route = Some(route);
 
     // 2. Body: held whole when it fits the buffer, else its prefix.
-    let (body, consumed) = match c.read_body(&head, &snap.edge).await {
+    let (body, consumed) = match c.read_body(head, &snap.edge).await {
         Ok(b) => b,
         Err(e) => {
             reply.keep_alive = false;
-            return relay::error(c, &reply, &e).await;
+            return relay::error(c, reply, &e, rec).await;
         }
     };
+    let monitoring = &model_api.spec.monitoring;
+    if monitoring.enabled && (monitoring.log_request_body || monitoring.log_response_body) {
+        let request_body = monitoring.log_request_body.then(|| body.held(&c.inbuf));
+        rec.log_bodies(
+            request_body,
+            monitoring.log_response_body,
+            w.observe.body_max_bytes,
+        );
+    }
 
-    // 3. Model and stream flag, without a full parse.
-    let request = match read_model(route, body.held(&c.inbuf), body.is_whole()) {
-        Ok(r) => r,
-        Err(e) => return refuse_read(c, &body, consumed, &mut reply, e).await,
+    // 3. Model and stream flag, without a full parse (or the multipart
+    // form's `model` field).
+    let read = match route.body {
+        Body::Multipart => {
+            read_multipart(head, c, &body, model_api, &snap.edge).map(|(r, form)| (r, Some(form)))
+        }
+        _ => read_model(route, body.held(&c.inbuf), body.is_whole()).map(|r| (r, None)),
     };
+    let (request, form) = match read {
+        Ok(r) => r,
+        Err(e) => {
+            c.consume(consumed);
+            // The rest of a large body is still unread: close after.
+            reply.keep_alive &= body.is_whole();
+            return relay::error(c, reply, &e, rec).await;
+        }
+    };
+    rec.model = request.model.clone();
+    rec.stream = request.stream;
 
     // 4. Consumer: who calls (401/403 on a Model API with auth).
-    let debug = auth::is_debug(&head, &c.inbuf, &w.shared.debug_marker);
     let consumer = auth::authenticate(
         &snap.consumers,
         &model_api.auth,
         &model_api.name,
-        &head,
+        head,
         &c.inbuf,
         debug,
     );
     let consumer = match consumer {
         Ok(consumer) => consumer,
-        Err(e) => return refuse_read(c, &body, consumed, &mut reply, e).await,
+        Err(e) => return refuse_read(c, &body, consumed, reply, e, rec).await,
     };
+    rec.consumer = consumer.map(|i| snap.consumers.list[i].name.clone());
 
     // 5. Limits: this request counts now, its tokens when it ends.
     let charge = limit::admit(
@@ -99,7 +155,7 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: RequestHe
     );
     let charge = match charge {
         Ok(charge) => charge,
-        Err(e) => return refuse_read(c, &body, consumed, &mut reply, e).await,
+        Err(e) => return refuse_read(c, &body, consumed, reply, e, rec).await,
     };
 
     // 6. Moderation of the prompt, before anything is forwarded.
@@ -116,9 +172,9 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: RequestHe
     )
     .await;
     if let Err(e) = checked {
-        return refuse_read(c, &body, consumed, &mut reply, e).await;
+        return refuse_read(c, &body, consumed, reply, e, rec).await;
     }
-    let mut watch = Watch::new(
+    *watch = Watch::new(
         charge,
         model_api
             .moderation
@@ -127,18 +183,54 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: RequestHe
             .map(|m| moderation::ResponseCheck::new(m.clone(), model_api.protocol)),
     );
 
-    // 7. Attempt order: the service mode's pick, then the fallbacks.
-    let order = {
+    // 7. Attempt order: the service mode's pick, then the fallbacks; a poll
+    // of a known DashScope task goes to the service that accepted it.
+    let sticky = tasks::poll_target(&w.shared.tasks, snap, api_index, route, &forward_path);
+    let order = if let Some(t) = &sticky {
+        Ok(vec![t])
+    } else {
         let mut state = w.select.borrow_mut();
-        select::attempt_order(snap, api_index, request.model.as_deref(), &mut state)
+        let now = std::time::Instant::now();
+        let ejected = |s: usize| w.health.is_ejected(&snap.services[s], now);
+        select::attempt_order(
+            snap,
+            api_index,
+            request.model.as_deref(),
+            &mut state,
+            ejected,
+        )
     };
     let order = match order {
         Ok(o) => o,
-        Err(e) => return refuse_read(c, &body, consumed, &mut reply, e).await,
+        Err(e) => {
+            c.consume(consumed);
+            reply.keep_alive &= body.is_whole();
+            return relay::error(c, reply, &e, rec).await;
+        }
     };
+
+    // WebSocket routes: the upgrade goes upstream, then a byte tunnel.
+    if route.websocket {
+        return websocket::proxy(
+            w,
+            c,
+            snap,
+            head,
+            &body,
+            consumed,
+            route,
+            model_api,
+            &forward_path,
+            &order,
+            reply,
+            rec,
+        )
+        .await;
+    }
 
     // 8. Attempts, each before any byte reached the client.
     let query = head.query(&c.inbuf).map(str::to_string);
+    let task_submit = tasks::is_async_submit(model_api, head, &c.inbuf);
     let mut body = body;
     let mut last_error = None;
     for (n, target) in order.iter().enumerate() {
@@ -146,32 +238,70 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: RequestHe
         let replayable = body.is_whole();
         let last = n + 1 == order.len() || !replayable;
         reply.fallbacks = n;
+        if debug {
+            reply.service = Some(svc.name.clone());
+        }
         let model = target
             .model
             .as_deref()
             .or(request.model.as_deref())
             .unwrap_or("");
-        let send_body = outgoing_body(body.held(&c.inbuf), &request, target);
-        let path = upstream_target(svc, model_api, &forward_path, query.as_deref(), model);
+        // The body and path this service gets: the client's, or translated
+        // into the protocol the service speaks.
+        let sent = match &form {
+            Some(form) => Ok(Outgoing {
+                body: multipart::outgoing_body(body.held(&c.inbuf), form, target.model.as_deref()),
+                path: upstream_target(
+                    svc,
+                    model_api.protocol,
+                    &forward_path,
+                    query.as_deref(),
+                    model,
+                ),
+                reshape: Reshape::None,
+            }),
+            None => outgoing(
+                svc,
+                model_api,
+                route,
+                &forward_path,
+                query.as_deref(),
+                body.held(&c.inbuf),
+                body.is_whole(),
+                &request,
+                target,
+                model,
+            ),
+        };
+        let Outgoing {
+            body: send_body,
+            path,
+            reshape,
+        } = match sent {
+            Ok(o) => o,
+            Err(NotSent::Skip(e)) => {
+                last_error = Some(e);
+                if last {
+                    break;
+                }
+                continue;
+            }
+            Err(NotSent::Refuse(e)) => {
+                if body.is_whole() {
+                    c.consume(consumed);
+                } else {
+                    reply.keep_alive = false;
+                }
+                return relay::error(c, reply, &e, rec).await;
+            }
+        };
+        reply.reshape = reshape;
 
         if svc.provider.is_mock() {
+            rec.attempt(target.service, target.model.as_deref());
             let answer = mock::answer(&path, &send_body);
             c.consume(consumed);
-            return relay::mock(c, &reply, answer, &mut watch).await;
-        }
-        if !svc.provider.speaks(model_api.protocol) {
-            last_error = Some(Error::new(
-                Kind::BadRequest,
-                format!(
-                    "service {} speaks no {} protocol and translation is not available yet",
-                    svc.name,
-                    model_api.protocol.as_str()
-                ),
-            ));
-            if last {
-                break;
-            }
-            continue;
+            return relay::mock(c, reply, answer, rec, watch).await;
         }
         let framing = match &body {
             RequestBody::None if head.framing == head::Framing::None => BodyHeader::Omit,
@@ -187,9 +317,10 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: RequestHe
         };
         let mut bytes = Vec::with_capacity(512 + send_body.len());
         let key = w.next_key();
+        let span = rec.attempt(target.service, target.model.as_deref());
         request_head(
             &mut bytes,
-            &head,
+            head,
             c,
             svc,
             route,
@@ -197,6 +328,7 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: RequestHe
             &reply.request_id,
             key,
             framing,
+            (&rec.trace, span),
         );
         if framing == BodyHeader::Chunked && !send_body.is_empty() {
             crate::http::body::write_chunk_header(send_body.len(), &mut bytes);
@@ -238,19 +370,30 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: RequestHe
                 exchange(w, svc, &mut req).await
             }
         };
+        match &result {
+            Ok(resp) => w.health.record(svc, resp.head.status < 500),
+            Err(e) if e.retryable() => w.health.record(svc, false),
+            Err(_) => {}
+        }
         match result {
             Ok(resp) if !last && retry_status(resp.head.status) => {
                 tracing::debug!(service = %svc.name, status = resp.head.status, "attempt failed; falling back");
+                rec.attempt_answered(resp.head.status, true);
                 resp.conn.close().await;
             }
-            Ok(resp) => {
+            Ok(mut resp) => {
                 if body.is_whole() {
                     c.consume(consumed);
                 }
-                return relay::response(w, c, &reply, svc, resp, &mut watch).await;
+                if task_submit {
+                    tasks::remember_submit(&w.shared.tasks, svc, &mut resp).await;
+                }
+                rec.attempt_answered(resp.head.status, false);
+                return relay::response(w, c, reply, svc, resp, rec, watch).await;
             }
             Err(e) => {
                 tracing::debug!(service = %svc.name, error = %e, "attempt failed");
+                rec.attempt_failed(&e);
                 last_error = Some(e);
                 if last {
                     break;
@@ -264,18 +407,24 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: RequestHe
         reply.keep_alive = false;
     }
     let e = last_error.unwrap_or_else(|| Error::new(Kind::Internal, "no attempt was made"));
-    relay::error(c, &reply, &e).await
+    relay::error(c, reply, &e, rec).await
 }
 
 /// Refuses a request whose body was not read: the connection closes
 /// unless there is no body to skip.
-async fn refuse_unread(c: &mut Client, head: &RequestHead, reply: &mut Reply, e: Error) -> bool {
+async fn refuse_unread(
+    c: &mut Client,
+    head: &RequestHead,
+    reply: &mut Reply,
+    e: Error,
+    rec: &mut Record,
+) -> bool {
     if head.framing == head::Framing::None || head.framing == head::Framing::Length(0) {
         c.consume(head.head_len);
     } else {
         reply.keep_alive = false;
     }
-    relay::error(c, reply, &e).await
+    relay::error(c, reply, &e, rec).await
 }
 
 /// Refuses a request whose body was read (whole, or its prefix: then the
@@ -286,13 +435,14 @@ async fn refuse_read(
     consumed: usize,
     reply: &mut Reply,
     e: Error,
+    rec: &mut Record,
 ) -> bool {
     if body.is_whole() {
         c.consume(consumed);
     } else {
         reply.keep_alive = false;
     }
-    relay::error(c, reply, &e).await
+    relay::error(c, reply, &e, rec).await
 }
 
 /// What the gateway read from the request body.
@@ -300,6 +450,31 @@ struct ModelRequest {
     model: Option<String>,
     stream: bool,
     fields: Option<extract::Fields>,
+}
+
+/// Multipart routes: the form's `model` field. ComfyUI uploads carry none;
+/// elsewhere a large form must show it within the held bytes.
+fn read_multipart(
+    head: &RequestHead,
+    c: &Client,
+    body: &RequestBody,
+    api: &ModelApi,
+    edge: &crate::config::compile::EdgeLimits,
+) -> Result<(ModelRequest, MultipartModel), Error> {
+    let form = multipart::read_model(
+        head,
+        &c.inbuf,
+        body.held(&c.inbuf),
+        body.is_whole(),
+        api.protocol != Protocol::Comfyui,
+        edge.body_buffer_bytes,
+    )?;
+    let request = ModelRequest {
+        model: form.model.clone(),
+        stream: false,
+        fields: None,
+    };
+    Ok((request, form))
 }
 
 fn read_model(route: &RouteDef, body: &[u8], whole: bool) -> Result<ModelRequest, Error> {
@@ -346,39 +521,149 @@ fn read_model(route: &RouteDef, body: &[u8], whole: bool) -> Result<ModelRequest
     })
 }
 
-/// The body to send for `target`: the client's, with `model` rewritten
-/// when the target names one.
-fn outgoing_body<'a>(body: &'a [u8], request: &ModelRequest, target: &Target) -> Cow<'a, [u8]> {
-    match (
-        &target.model,
-        request.fields.as_ref().and_then(|f| f.model.as_ref()),
-    ) {
-        (Some(m), Some(field)) if request.model.as_deref() != Some(m.as_str()) => {
-            Cow::Owned(extract::rewrite_model(body, field, m))
-        }
-        _ => Cow::Borrowed(body),
+/// What one attempt sends, and how its answer is reshaped for the client.
+struct Outgoing<'a> {
+    body: Cow<'a, [u8]>,
+    path: String,
+    reshape: Reshape,
+}
+
+/// Why an attempt sends nothing.
+enum NotSent {
+    /// This service cannot serve the request: the next attempt may.
+    Skip(Error),
+    /// The client's request is bad: answer it now.
+    Refuse(Error),
+}
+
+/// The body and upstream path for one attempt at `svc`: the client's own
+/// (byte-spliced, never parsed) when the service speaks the Model API's
+/// protocol, else translated (PRODUCT.md §6).
+#[allow(clippy::too_many_arguments)]
+fn outgoing<'a>(
+    svc: &Service,
+    api: &ModelApi,
+    route: &RouteDef,
+    forward_path: &str,
+    query: Option<&str>,
+    held: &'a [u8],
+    whole: bool,
+    request: &ModelRequest,
+    target: &Target,
+    model: &str,
+) -> Result<Outgoing<'a>, NotSent> {
+    let direction = Direction::for_attempt(api.protocol, route, svc.provider, &svc.name)
+        .map_err(NotSent::Skip)?;
+    let Some(direction) = direction else {
+        let (body, reshape) = native_body(held, whole, request, target, svc, api);
+        let path = upstream_target(svc, api.protocol, forward_path, query, model);
+        return Ok(Outgoing {
+            body,
+            path,
+            reshape,
+        });
+    };
+    if !whole {
+        return Err(NotSent::Refuse(Error::new(
+            Kind::BodyTooLarge,
+            "a request translated between protocols must fit in body_buffer_bytes",
+        )));
     }
+    let (body, client_usage) = match direction {
+        Direction::AnthropicToOpenai => {
+            let to = translate_request::OpenaiTarget::for_provider(svc.provider);
+            translate_request::anthropic_to_openai(held, model, to).map(|b| (b, false))
+        }
+        Direction::OpenaiToAnthropic => {
+            translate_request::openai_to_anthropic(held, model).map(|t| (t.body, t.client_usage))
+        }
+    }
+    .map_err(NotSent::Refuse)?;
+    let path = upstream_target(
+        svc,
+        direction.upstream(),
+        &direction.upstream_path(forward_path),
+        query,
+        model,
+    );
+    Ok(Outgoing {
+        body: Cow::Owned(body),
+        path,
+        reshape: Reshape::Translate {
+            direction,
+            client_usage,
+        },
+    })
+}
+
+/// The client's body for a service that speaks its protocol: `model`
+/// rewritten when the target names one, and OpenAI streams asked for usage
+/// (PRODUCT.md §7) — the extra usage chunk is then hidden from a client
+/// that did not ask for it.
+fn native_body<'a>(
+    held: &'a [u8],
+    whole: bool,
+    request: &ModelRequest,
+    target: &Target,
+    svc: &Service,
+    api: &ModelApi,
+) -> (Cow<'a, [u8]>, Reshape) {
+    let Some(fields) = request.fields.as_ref() else {
+        return (Cow::Borrowed(held), Reshape::None);
+    };
+    let model = target
+        .model
+        .as_deref()
+        .filter(|m| request.model.as_deref() != Some(*m) && fields.model.is_some());
+    let ask_usage =
+        whole && request.stream && api.protocol == Protocol::Openai && svc.provider.stream_usage;
+    if model.is_none() && !ask_usage {
+        return (Cow::Borrowed(held), Reshape::None);
+    }
+    let mut out = Vec::new();
+    let rewrite = extract::Rewrite {
+        model,
+        include_usage: ask_usage,
+    };
+    let client_asked = extract::rewrite_into(held, fields, &rewrite, &mut out);
+    let reshape = if ask_usage && !client_asked {
+        Reshape::HideUsageChunk
+    } else {
+        Reshape::None
+    };
+    (Cow::Owned(out), reshape)
 }
 
 /// Upstream request-target: base URL path + the provider's layout + query.
-fn upstream_target(
+pub(crate) fn upstream_target(
     svc: &Service,
-    api: &ModelApi,
+    protocol: Protocol,
     forward_path: &str,
     query: Option<&str>,
     model: &str,
 ) -> String {
-    let mapped = svc.provider.upstream_path(
-        api.protocol,
-        forward_path,
-        model,
-        svc.api_version.as_deref(),
-    );
+    let mapped =
+        svc.provider
+            .upstream_path(protocol, forward_path, model, svc.api_version.as_deref());
     let base = svc
         .upstream
         .as_ref()
         .map(|u| u.base_path.as_str())
         .unwrap_or("");
+    // A base URL that already ends where the provider's layout begins
+    // (`https://host/v1`, `.../compatible-mode/v1`) is not repeated.
+    let within = |p: &str| {
+        mapped
+            .strip_prefix(p)
+            .is_some_and(|r| r.is_empty() || r.starts_with('/') || r.starts_with('?'))
+    };
+    let base = if within(base) {
+        ""
+    } else {
+        base.strip_suffix("/v1")
+            .filter(|_| within("/v1"))
+            .unwrap_or(base)
+    };
     let mut target = String::with_capacity(base.len() + mapped.len() + 32);
     target.push_str(base);
     target.push_str(&mapped);
@@ -389,14 +674,16 @@ fn upstream_target(
     target
 }
 
-fn retry_status(status: u16) -> bool {
+pub(crate) fn retry_status(status: u16) -> bool {
     status == 429 || status >= 500
 }
 
 /// Client headers never forwarded: framing (rewritten), the client's own
 /// credentials (the service's key replaces them), ones the gateway sets.
 fn dropped(name: &[u8]) -> bool {
-    const DROP: [&[u8]; 9] = [
+    const DROP: [&[u8]; 10] = [
+        // The admin debug marker is for this gateway only.
+        crate::runtime::DEBUG_HEADER.as_bytes(),
         b"host",
         b"content-length",
         b"authorization",
@@ -405,13 +692,13 @@ fn dropped(name: &[u8]) -> bool {
         b"x-request-id",
         b"expect",
         b"x-forwarded-for",
-        auth::DEBUG_HEADER.as_bytes(),
+        b"traceparent",
     ];
     head::is_hop_by_hop(name) || DROP.iter().any(|d| d.eq_ignore_ascii_case(name))
 }
 
 #[allow(clippy::too_many_arguments)]
-fn request_head(
+pub(crate) fn request_head(
     out: &mut Vec<u8>,
     head: &RequestHead,
     c: &Client,
@@ -421,6 +708,7 @@ fn request_head(
     request_id: &str,
     key_index: usize,
     framing: BodyHeader,
+    (trace, span): (&trace::Context, SpanId),
 ) {
     let up = svc.upstream.as_ref().expect("remote service");
     let inbuf = &c.inbuf[..];
@@ -433,7 +721,11 @@ fn request_head(
             || head::connection_lists(inbuf, &head.headers, name)
             // LLM answers are read for usage and events: keep them plain.
             || (json && name.eq_ignore_ascii_case(b"accept-encoding"))
+            // The service's own headers win over the client's copies.
             || svc.headers.iter().any(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
+            || svc.provider.fixed_headers.iter().any(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
+            // A trace the client's traceparent could not join: its state neither.
+            || (trace.restarted && name.eq_ignore_ascii_case(b"tracestate"))
         {
             continue;
         }
@@ -456,6 +748,7 @@ fn request_head(
         h.header(name.as_bytes(), value.as_bytes());
     }
     h.header(b"x-request-id", request_id.as_bytes());
+    h.header(b"traceparent", &trace.traceparent(span));
     h.header_fmt(b"x-forwarded-for", format_args!("{}", c.peer.ip()));
     h.body(framing);
     h.finish();
@@ -485,6 +778,7 @@ mod tests {
             "Transfer-Encoding",
             "Connection",
             "Host",
+            "traceparent",
         ] {
             assert!(dropped(name.as_bytes()), "{name}");
         }

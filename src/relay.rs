@@ -10,9 +10,14 @@ use crate::http::body::{write_chunk_header, ChunkedDecoder, LAST_CHUNK};
 use crate::http::head::{self, Framing};
 use crate::http::sse::SseSplitter;
 use crate::http::write::{BodyHeader, HeadWriter};
+use crate::observe::usage::BodyTail;
+use crate::observe::{Record, Usage};
 use crate::protocol;
+use crate::protocol::openai::is_usage_only_chunk;
+use crate::protocol::translate::{self, stream::StreamTranslator, Direction};
 use crate::provider::mock::MockAnswer;
 use crate::upstream::exchange::Response;
+use crate::upstream::whole::read_whole;
 use crate::watch::Watch;
 use crate::worker::Worker;
 use monoio::buf::IoBufMut;
@@ -26,6 +31,28 @@ pub struct Reply {
     pub keep_alive: bool,
     pub http10: bool,
     pub head_only: bool,
+    pub reshape: Reshape,
+    /// The service that answered, told (`x-modelgate-service`) only to the
+    /// admin's debug request.
+    pub service: Option<String>,
+}
+
+/// What the relay does to the upstream's answer before the client sees it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Reshape {
+    /// Relayed as it comes, never parsed.
+    #[default]
+    None,
+    /// An OpenAI stream the gateway asked usage of: the usage-only chunk
+    /// is dropped (the client did not ask for it).
+    HideUsageChunk,
+    /// Translated into the client's protocol: whole answers and errors
+    /// re-framed, streams event by event. `client_usage`: an OpenAI client
+    /// asked for the usage chunk.
+    Translate {
+        direction: Direction,
+        client_usage: bool,
+    },
 }
 
 impl Reply {
@@ -34,6 +61,9 @@ impl Reply {
         h.header(b"x-request-id", self.request_id.as_bytes());
         let mut n = itoa::Buffer::new();
         h.header(b"x-modelgate-fallback", n.format(self.fallbacks).as_bytes());
+        if let Some(s) = &self.service {
+            h.header(b"x-modelgate-service", s.as_bytes());
+        }
         if !self.keep_alive {
             h.header(b"connection", b"close");
         } else if self.http10 {
@@ -44,7 +74,9 @@ impl Reply {
 }
 
 /// A gateway error in the client's protocol shape.
-pub async fn error(c: &mut Client, reply: &Reply, e: &Error) -> bool {
+pub async fn error(c: &mut Client, reply: &Reply, e: &Error, rec: &mut Record) -> bool {
+    rec.status = e.status();
+    rec.error = Some(e.code());
     let body = e.body(reply.protocol, &reply.request_id);
     let mut out = Vec::with_capacity(256 + body.len());
     let mut h = reply.head(&mut out, e.status());
@@ -70,23 +102,38 @@ pub async fn mock(
     c: &mut Client,
     reply: &Reply,
     mut answer: MockAnswer,
+    rec: &mut Record,
     watch: &mut Watch,
 ) -> bool {
+    rec.status = answer.status;
+    // Usage is read before the hidden usage chunk is dropped.
     if answer.events.is_empty() {
-        watch.usage_whole(&answer.body);
-        if !watch.allows_whole(&answer.body) {
-            return error(c, reply, &watch.blocked_error()).await;
-        }
-    } else if let Some(cut) = answer.events.iter().position(|e| {
-        watch.usage_event(e);
-        !watch.allows_event(e)
-    }) {
-        answer.events.truncate(cut);
-        answer.events.push(protocol::stream_error_event(
-            reply.protocol,
-            &watch.blocked_error(),
-        ));
+        rec.usage.scan_json(&answer.body);
     }
+    for event in &answer.events {
+        rec.usage.scan_event(event);
+    }
+    if reply.reshape == Reshape::HideUsageChunk {
+        answer.events.retain(|e| !is_usage_only_chunk(e));
+    }
+    // Moderation sees what the client would get.
+    if answer.events.is_empty() {
+        if !watch.allows_whole(&answer.body) {
+            return error(c, reply, &watch.blocked_error(), rec).await;
+        }
+    } else if let Some(cut) = answer.events.iter().position(|e| !watch.allows_event(e)) {
+        let e = watch.blocked_error();
+        rec.error = Some(e.code());
+        answer.events.truncate(cut);
+        answer
+            .events
+            .push(protocol::stream_error_event(reply.protocol, &e));
+    }
+    rec.relayed(&answer.body);
+    for event in &answer.events {
+        rec.relayed(event);
+    }
+    rec.first_packet();
     let mut out = Vec::with_capacity(
         512 + answer.body.len() + answer.events.iter().map(Vec::len).sum::<usize>(),
     );
@@ -127,7 +174,8 @@ fn copied(name: &[u8]) -> bool {
     !(head::is_hop_by_hop(name)
         || name.eq_ignore_ascii_case(b"content-length")
         || name.eq_ignore_ascii_case(b"x-request-id")
-        || name.eq_ignore_ascii_case(b"x-modelgate-fallback"))
+        || name.eq_ignore_ascii_case(b"x-modelgate-fallback")
+        || name.eq_ignore_ascii_case(b"x-modelgate-service"))
 }
 
 /// Relays an upstream response: head, then body as it arrives.
@@ -137,12 +185,10 @@ pub async fn response(
     reply: &Reply,
     svc: &Service,
     resp: Response,
+    rec: &mut Record,
     watch: &mut Watch,
 ) -> bool {
-    let content_type = resp.head.header(&resp.buf, "content-type");
-    if watch.holds_whole(content_type) && !reply.head_only {
-        return held(w, c, reply, svc, resp, watch).await;
-    }
+    rec.status = resp.head.status;
     let Response {
         mut conn,
         head: rh,
@@ -152,6 +198,33 @@ pub async fn response(
     let is_sse = rh
         .header(&buf, "content-type")
         .is_some_and(|v| v.len() >= 17 && v[..17].eq_ignore_ascii_case(b"text/event-stream"));
+    // Translated answers that are not open-ended streams are read whole,
+    // and so are JSON answers that response moderation must see whole.
+    let translate = match reply.reshape {
+        Reshape::Translate {
+            direction,
+            client_usage,
+        } => {
+            let open_ended = matches!(rh.framing, Framing::Chunked | Framing::UntilClose);
+            (rh.status >= 400 || !is_sse || !open_ended)
+                .then_some((direction, is_sse.then_some(client_usage)))
+        }
+        _ => None,
+    };
+    let held = !reply.head_only && watch.holds_whole(rh.header(&buf, "content-type"));
+    if translate.is_some() || held {
+        let resp = Response {
+            conn,
+            head: rh,
+            buf,
+        };
+        return whole_answer(w, c, reply, svc, resp, translate, rec, watch).await;
+    }
+    // A JSON answer's usage is read from its last bytes.
+    let json_answer = rh.status < 300
+        && rh
+            .header(&buf, "content-type")
+            .is_some_and(|v| memchr::memmem::find(v, b"json").is_some());
     let mut reply_keep_alive = reply.keep_alive;
     let framing_out = match rh.framing {
         Framing::None => BodyHeader::Omit,
@@ -189,39 +262,52 @@ pub async fn response(
             res.is_ok() && reply.keep_alive
         }
         Framing::Length(n) => {
+            let mut tail = json_answer.then(BodyTail::default);
             let mut left = n;
             let take = (left as usize).min(buf.len());
-            watch.usage_piece(&buf[..take]);
             out.extend_from_slice(&buf[..take]);
+            if take > 0 {
+                tail.iter_mut().for_each(|t| t.push(&buf[..take]));
+                rec.relayed(&buf[..take]);
+                rec.first_packet();
+            }
             left -= take as u64;
             let extra = buf.len() > take;
             let (res, _) = c.write(out).await;
             if res.is_err() {
+                rec.error = Some("client_closed");
                 return false;
             }
             while left > 0 {
                 buf.clear();
                 let n = match read(&mut conn, buf, svc.timeout).await {
-                    (Ok(n), b) if n > 0 => {
+                    (Ok(n), b) if n > 0 && n as u64 <= left => {
                         buf = b;
                         n
                     }
-                    // The body was cut: the client can only tell by a close.
-                    _ => return false,
+                    // The body was cut (or overran): the client can only
+                    // tell by a close.
+                    _ => {
+                        rec.stream_failed(&Error::new(Kind::UpstreamProtocol, "body cut"));
+                        return false;
+                    }
                 };
-                if n as u64 > left {
-                    return false;
-                }
                 left -= n as u64;
-                watch.usage_piece(&buf);
+                tail.iter_mut().for_each(|t| t.push(&buf[..n]));
+                rec.relayed(&buf[..n]);
+                rec.first_packet();
                 let (res, b) = c.write(buf).await;
                 buf = b;
                 if res.is_err() {
+                    rec.error = Some("client_closed");
                     return false;
                 }
             }
             if rh.keep_alive && !extra {
                 w.pool.put(pool_key, conn);
+            }
+            if let Some(t) = tail {
+                rec.usage = t.usage();
             }
             reply.keep_alive
         }
@@ -230,12 +316,19 @@ pub async fn response(
                 protocol: reply.protocol,
                 decoder: (rh.framing == Framing::Chunked).then(|| ChunkedDecoder::new(u64::MAX)),
                 events: is_sse.then(SseSplitter::default),
+                map: EventMap::new(reply.reshape),
                 chunked_out: !reply.http10,
                 payload: Vec::with_capacity(16 * 1024),
+                usage: Usage::default(),
+                tail: (json_answer && !is_sse).then(BodyTail::default),
             };
             let outcome = stream
-                .relay(c, &mut conn, buf, out, svc.timeout, watch)
+                .relay(c, &mut conn, buf, out, svc.timeout, rec, watch)
                 .await;
+            rec.usage = match &stream.tail {
+                Some(t) => t.usage(),
+                None => stream.usage,
+            };
             match outcome {
                 Outcome::Done { reusable } => {
                     if reusable && rh.keep_alive && rh.framing == Framing::Chunked {
@@ -243,76 +336,38 @@ pub async fn response(
                     }
                     reply.keep_alive
                 }
-                Outcome::ClientGone => false,
+                Outcome::ClientGone => {
+                    rec.error = Some("client_closed");
+                    false
+                }
                 // Ended with a moderation error event; the upstream
                 // connection is dropped, cancelling the rest.
                 Outcome::Blocked => reply.keep_alive,
                 Outcome::UpstreamFailed(e) if is_sse && !reply.http10 => {
+                    rec.stream_failed(&e);
                     // Whole events only reached the client: end the stream
-                    // with one error event in its protocol.
+                    // with one error event in its protocol (unless a
+                    // translated stream was already complete).
                     tracing::warn!(service = %svc.name, "stream failed: {e}");
-                    let event = protocol::stream_error_event(reply.protocol, &e);
-                    let mut out = Vec::with_capacity(event.len() + 16);
-                    write_chunk_header(event.len(), &mut out);
-                    out.extend_from_slice(&event);
-                    out.extend_from_slice(b"\r\n");
+                    let mut out = Vec::with_capacity(256);
+                    if !stream.map.client_done() {
+                        let event = protocol::stream_error_event(reply.protocol, &e);
+                        write_chunk_header(event.len(), &mut out);
+                        out.extend_from_slice(&event);
+                        out.extend_from_slice(b"\r\n");
+                    }
                     out.extend_from_slice(LAST_CHUNK);
                     let (res, _) = c.write(out).await;
                     res.is_ok() && reply.keep_alive
                 }
                 Outcome::UpstreamFailed(e) => {
+                    rec.stream_failed(&e);
                     tracing::warn!(service = %svc.name, "response body failed: {e}");
                     false
                 }
             }
         }
     }
-}
-
-/// A non-streamed answer that moderation must see whole: read it all,
-/// then send it, or the moderation error in its place.
-async fn held(
-    w: &Worker,
-    c: &mut Client,
-    reply: &Reply,
-    svc: &Service,
-    resp: Response,
-    watch: &mut Watch,
-) -> bool {
-    let up = svc.upstream.as_ref().expect("remote service");
-    let cap = 32 * 1024 * 1024;
-    let answer = match crate::upstream::whole::read_whole(resp, &svc.name, svc.timeout, cap).await {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::warn!(service = %svc.name, "response body failed: {e}");
-            return error(c, reply, &e).await;
-        }
-    };
-    if answer.reusable {
-        w.pool.put(&up.pool_key, answer.conn);
-    }
-    watch.usage_whole(&answer.body);
-    if !watch.allows_whole(&answer.body) {
-        return error(c, reply, &watch.blocked_error()).await;
-    }
-    let (rh, head_bytes) = (&answer.head, &answer.head_bytes);
-    let mut out = Vec::with_capacity(1024 + answer.body.len());
-    let mut h = reply.head(&mut out, rh.status);
-    for hp in &rh.headers {
-        let name = &head_bytes[hp.name.clone()];
-        if copied(name) && !head::connection_lists(head_bytes, &rh.headers, name) {
-            h.header(name, &head_bytes[hp.value.clone()]);
-        }
-    }
-    h.body(if rh.framing == Framing::None {
-        BodyHeader::Omit
-    } else {
-        BodyHeader::Length(answer.body.len() as u64)
-    });
-    h.finish();
-    out.extend_from_slice(&answer.body);
-    let (res, _) = c.write(out).await;
-    res.is_ok() && reply.keep_alive
 }
 
 fn clone_reply(r: &Reply) -> Reply {
@@ -323,7 +378,141 @@ fn clone_reply(r: &Reply) -> Reply {
         keep_alive: r.keep_alive,
         http10: r.http10,
         head_only: r.head_only,
+        reshape: r.reshape,
+        service: r.service.clone(),
     }
+}
+
+/// Largest upstream answer read whole for translation.
+const MAX_TRANSLATED_BODY: usize = 16 * 1024 * 1024;
+/// Largest upstream answer held whole for response moderation.
+const MAX_HELD_BODY: usize = 32 * 1024 * 1024;
+
+/// An answer read whole before the client gets any of it: translated into
+/// the client's protocol (`translate`: the direction, and for a complete
+/// SSE body whether an OpenAI client asked for the usage chunk), then
+/// seen whole by response moderation (`watch`), and re-framed with its
+/// length — or the moderation error in its place.
+#[allow(clippy::too_many_arguments)]
+async fn whole_answer(
+    w: &Worker,
+    c: &mut Client,
+    reply: &Reply,
+    svc: &Service,
+    resp: Response,
+    translate: Option<(Direction, Option<bool>)>,
+    rec: &mut Record,
+    watch: &mut Watch,
+) -> bool {
+    let pool_key = &svc.upstream.as_ref().expect("remote service").pool_key;
+    if translate.is_some()
+        && resp
+            .head
+            .header(&resp.buf, "content-encoding")
+            .is_some_and(|v| !v.eq_ignore_ascii_case(b"identity"))
+    {
+        let e = Error::new(
+            Kind::UpstreamProtocol,
+            format!(
+                "service {} sent an encoded answer that cannot be translated",
+                svc.name
+            ),
+        );
+        return error(c, reply, &e, rec).await;
+    }
+    let cap = match translate {
+        Some(_) => MAX_TRANSLATED_BODY,
+        None => MAX_HELD_BODY,
+    };
+    let answer = match read_whole(resp, &svc.name, svc.timeout, cap).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(service = %svc.name, "response body failed: {e}");
+            return error(c, reply, &e, rec).await;
+        }
+    };
+    if answer.reusable {
+        w.pool.put(pool_key, answer.conn);
+    }
+    let (rh, buf, body) = (&answer.head, &answer.head_bytes, answer.body);
+    let events = translate.and_then(|(_, events)| events);
+    // Usage as the upstream reported it, before translation.
+    if rh.status < 300 {
+        match events {
+            Some(_) => SseSplitter::new().push(&body, |e| rec.usage.scan_event(e)),
+            None => rec.usage.scan_json(&body),
+        }
+    }
+    let (status, body) = match translate {
+        None => (rh.status, body),
+        Some((direction, _)) if rh.status >= 400 => {
+            translate::response::error(direction, rh.status, &body)
+        }
+        Some((direction, Some(client_usage))) => {
+            let mut map = EventMap::new(Reshape::Translate {
+                direction,
+                client_usage,
+            });
+            let mut splitter = SseSplitter::new();
+            let mut out = Vec::with_capacity(body.len() + 256);
+            splitter.push(&body, |e| map.event(e, &mut out));
+            map.end(splitter.pending(), &mut out);
+            (rh.status, out)
+        }
+        Some((direction, None)) => match translate::response::translate(direction, &body) {
+            Ok(b) => (rh.status, b),
+            Err(e) => {
+                tracing::warn!(service = %svc.name, "{e}");
+                return error(c, reply, &e, rec).await;
+            }
+        },
+    };
+    // Moderation sees what the client would get.
+    let allowed = match events {
+        Some(_) => watch.allows_event(&body),
+        None => watch.allows_whole(&body),
+    };
+    if !allowed {
+        return error(c, reply, &watch.blocked_error(), rec).await;
+    }
+
+    let translated = translate.is_some();
+    let mut out = Vec::with_capacity(1024 + body.len());
+    let mut h = reply.head(&mut out, status);
+    for hp in &rh.headers {
+        let name = &buf[hp.name.clone()];
+        if copied(name)
+            && !(translated && name.eq_ignore_ascii_case(b"content-type"))
+            && !head::connection_lists(buf, &rh.headers, name)
+        {
+            h.header(name, &buf[hp.value.clone()]);
+        }
+    }
+    if translated {
+        let content_type: &[u8] = if events.is_some() && rh.status < 400 {
+            b"text/event-stream"
+        } else {
+            b"application/json"
+        };
+        h.header(b"content-type", content_type);
+    }
+    h.body(if rh.framing == Framing::None && !translated {
+        BodyHeader::Omit
+    } else {
+        BodyHeader::Length(body.len() as u64)
+    });
+    h.finish();
+    rec.status = status;
+    if !reply.head_only {
+        out.extend_from_slice(&body);
+        rec.relayed(&body);
+        rec.first_packet();
+    }
+    let (res, _) = c.write(out).await;
+    if res.is_err() {
+        rec.error = Some("client_closed");
+    }
+    res.is_ok() && reply.keep_alive
 }
 
 async fn read(
@@ -348,24 +537,85 @@ async fn read(
 }
 
 enum Outcome {
-    Done { reusable: bool },
+    Done {
+        reusable: bool,
+    },
+    /// Response moderation refused an event; the stream ended with an
+    /// error event.
     Blocked,
     ClientGone,
     UpstreamFailed(Error),
 }
 
+/// What happens to each whole SSE event on its way to the client.
+enum EventMap {
+    Pass,
+    HideUsageChunk,
+    Translate(Box<StreamTranslator>),
+}
+
+impl EventMap {
+    fn new(reshape: Reshape) -> Self {
+        match reshape {
+            Reshape::None => EventMap::Pass,
+            Reshape::HideUsageChunk => EventMap::HideUsageChunk,
+            Reshape::Translate {
+                direction,
+                client_usage,
+            } => EventMap::Translate(Box::new(StreamTranslator::new(direction, client_usage))),
+        }
+    }
+
+    fn event(&mut self, event: &[u8], out: &mut Vec<u8>) {
+        match self {
+            EventMap::Pass => out.extend_from_slice(event),
+            EventMap::HideUsageChunk => {
+                if !is_usage_only_chunk(event) {
+                    out.extend_from_slice(event)
+                }
+            }
+            EventMap::Translate(t) => t.event(event, out),
+        }
+    }
+
+    /// The upstream stream ended cleanly; `pending` holds bytes of an event
+    /// that never got its blank line.
+    fn end(&mut self, pending: &[u8], out: &mut Vec<u8>) {
+        match self {
+            EventMap::Translate(t) => {
+                if !pending.is_empty() {
+                    t.event(pending, out);
+                }
+                t.finish(out);
+            }
+            _ => out.extend_from_slice(pending),
+        }
+    }
+
+    /// A translated stream already wrote its last event.
+    fn client_done(&self) -> bool {
+        matches!(self, EventMap::Translate(t) if t.is_done())
+    }
+}
+
 /// A chunked or close-delimited body relayed piece by piece.
 struct Stream {
-    protocol: crate::config::catalog::Protocol,
+    protocol: Protocol,
     decoder: Option<ChunkedDecoder>,
     events: Option<SseSplitter>,
+    map: EventMap,
     chunked_out: bool,
     payload: Vec<u8>,
+    /// Usage seen in the upstream's events so far (before `map`).
+    usage: Usage,
+    /// A chunked JSON answer's last bytes, for its usage.
+    tail: Option<BodyTail>,
 }
 
 impl Stream {
     /// Relays until the body ends. `raw` holds body bytes already read;
     /// `out` holds the response head not yet written.
+    #[allow(clippy::too_many_arguments)]
     async fn relay(
         &mut self,
         c: &mut Client,
@@ -373,6 +623,7 @@ impl Stream {
         mut raw: Vec<u8>,
         mut out: Vec<u8>,
         timeout: Duration,
+        rec: &mut Record,
         watch: &mut Watch,
     ) -> Outcome {
         let mut head_sent = false;
@@ -395,11 +646,13 @@ impl Stream {
                     (false, 0)
                 }
             };
-            let blocked = !self.emit(&mut out, done, watch);
+            let blocked = !self.emit(&mut out, done, rec, watch);
             if blocked {
                 // Whole events only were sent: end with one error event.
-                let event = protocol::stream_error_event(self.protocol, &watch.blocked_error());
-                self.put(&mut out, &event);
+                let e = watch.blocked_error();
+                rec.error = Some(e.code());
+                let event = protocol::stream_error_event(self.protocol, &e);
+                self.put(&mut out, &event, rec);
             }
             if done || blocked {
                 self.finish(&mut out);
@@ -422,18 +675,22 @@ impl Stream {
                 };
             }
             raw.clear();
-            match read(conn, raw, timeout).await {
+            let Some(next) = c.unless_gone(read(conn, raw, timeout)).await else {
+                return Outcome::ClientGone;
+            };
+            match next {
                 (Ok(0), _) if self.decoder.is_none() => {
                     // Close-delimited body: the close is its end.
-                    if let Some(pending) = self.events.as_ref().map(|e| e.pending().to_vec()) {
-                        watch.usage_event(&pending);
-                        if watch.allows_event(&pending) {
-                            self.put(&mut out, &pending);
-                        } else {
-                            let event =
-                                protocol::stream_error_event(self.protocol, &watch.blocked_error());
-                            self.put(&mut out, &event);
+                    if let Some(events) = &self.events {
+                        let mut last = Vec::new();
+                        self.usage.scan_event(events.pending());
+                        self.map.end(events.pending(), &mut last);
+                        if !watch.allows_event(&last) {
+                            let e = watch.blocked_error();
+                            rec.error = Some(e.code());
+                            last = protocol::stream_error_event(self.protocol, &e);
                         }
+                        self.put(&mut out, &last, rec);
                     }
                     self.finish(&mut out);
                     let (res, _) = c.write(out).await;
@@ -454,45 +711,53 @@ impl Stream {
         }
     }
 
-    /// Moves complete events (or any payload, for non-SSE bodies) to `out`.
-    /// False when `watch` refused an event: it and all after it are held.
-    fn emit(&mut self, out: &mut Vec<u8>, done: bool, watch: &mut Watch) -> bool {
+    /// Moves complete events (or any payload, for non-SSE bodies) to `out`,
+    /// reading each upstream event's usage before it is mapped, and letting
+    /// moderation see each mapped event as the client would get it. False
+    /// when moderation refused one: it and all after it are held back.
+    fn emit(&mut self, out: &mut Vec<u8>, done: bool, rec: &mut Record, watch: &mut Watch) -> bool {
         let payload = std::mem::take(&mut self.payload);
         let mut allowed = true;
         match &mut self.events {
             Some(events) => {
                 let mut whole = Vec::new();
+                let map = &mut self.map;
+                let usage = &mut self.usage;
                 events.push(&payload, |e| {
-                    watch.usage_event(e);
-                    if allowed && watch.allows_event(e) {
-                        whole.extend_from_slice(e);
-                    } else {
-                        allowed = false;
+                    usage.scan_event(e);
+                    if allowed {
+                        let start = whole.len();
+                        map.event(e, &mut whole);
+                        allowed = checked(watch, &mut whole, start);
                     }
                 });
-                if done && allowed && !events.pending().is_empty() {
-                    watch.usage_event(events.pending());
-                    if watch.allows_event(events.pending()) {
-                        whole.extend_from_slice(events.pending());
-                    } else {
-                        allowed = false;
+                if done {
+                    usage.scan_event(events.pending());
+                    if allowed {
+                        let start = whole.len();
+                        map.end(events.pending(), &mut whole);
+                        allowed = checked(watch, &mut whole, start);
                     }
                 }
-                self.put(out, &whole);
+                self.put(out, &whole, rec);
             }
             None => {
-                watch.usage_piece(&payload);
-                self.put(out, &payload);
+                if let Some(t) = &mut self.tail {
+                    t.push(&payload);
+                }
+                self.put(out, &payload, rec)
             }
         }
         self.payload = payload;
         allowed
     }
 
-    fn put(&self, out: &mut Vec<u8>, data: &[u8]) {
+    fn put(&self, out: &mut Vec<u8>, data: &[u8], rec: &mut Record) {
         if data.is_empty() {
             return;
         }
+        rec.first_packet();
+        rec.relayed(data);
         if self.chunked_out {
             write_chunk_header(data.len(), out);
             out.extend_from_slice(data);
@@ -524,4 +789,14 @@ impl Stream {
         }
         Outcome::UpstreamFailed(Error::new(Kind::UpstreamProtocol, why))
     }
+}
+
+/// Whether moderation allows what was mapped into `out` from `start` (whole
+/// events); if not, it is taken back out.
+fn checked(watch: &mut Watch, out: &mut Vec<u8>, start: usize) -> bool {
+    if watch.allows_event(&out[start..]) {
+        return true;
+    }
+    out.truncate(start);
+    false
 }

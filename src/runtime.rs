@@ -2,10 +2,11 @@
 //! own SO_REUSEPORT listeners) and runs the control plane on this thread:
 //! admin listener, reloads on SIGHUP, drain on SIGTERM/SIGINT.
 
+use crate::admin::store::{Resources, Store};
 use crate::config::compile::{compile, Mode};
 use crate::config::raw::{IoMode, RawConfig};
 use crate::config::{self, Snapshot};
-use crate::{admin, worker};
+use crate::{admin, observe, worker};
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -25,10 +26,24 @@ pub struct Shared {
     pub config_path: String,
     /// Rate-limit windows, kept across snapshots.
     pub limits: crate::limit::Registry,
-    /// Secret value of `x-modelgate-debug` that lets the admin debug
-    /// endpoint's requests bypass auth; random per process.
-    pub debug_marker: String,
+    /// Metrics registry, access log writer, span export.
+    pub observe: observe::Observe,
+    /// The config file's resources and the admin store: together the
+    /// effective config. Held while a change is compiled and published,
+    /// so changes (admin writes, reloads) apply one at a time.
+    pub resources: tokio::sync::Mutex<Resources>,
+    /// A data-plane address reachable over loopback (admin debug requests).
+    pub data_addr: SocketAddr,
+    /// Per-process secret carried in [`DEBUG_HEADER`] by the admin debug
+    /// request, so it passes consumer auth. Never leaves the process.
+    pub debug_token: String,
+    /// DashScope task id → service that accepted it; outlives snapshots.
+    pub tasks: crate::scenario::tasks::TaskMap,
 }
+
+/// Header that marks the admin's own debug request; the data plane never
+/// forwards it and trusts it only with the exact [`Shared::debug_token`].
+pub const DEBUG_HEADER: &str = "x-modelgate-debug";
 
 impl Shared {
     pub fn ready(&self) -> bool {
@@ -44,19 +59,58 @@ impl Shared {
         self.generation.store(generation, Ordering::Release);
     }
 
-    /// Re-reads the config file; on any error keeps the running snapshot.
-    pub fn reload(&self) -> Result<(), Vec<String>> {
-        let raw = config::load_file(&self.config_path).map_err(|e| vec![e.to_string()])?;
+    /// Whether a request's [`DEBUG_HEADER`] value is this process's own.
+    pub fn trusts_debug(&self, value: &[u8]) -> bool {
+        let want = self.debug_token.as_bytes();
+        value.len() == want.len()
+            && value
+                .iter()
+                .zip(want)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+    }
+
+    /// Re-resolves service hosts (workers never do) and, when an address
+    /// changed, recompiles the running resources and publishes them.
+    pub async fn refresh_dns(&self) {
+        let snap = self.snapshot.load_full();
+        let changed =
+            tokio::task::spawn_blocking(move || crate::config::compile::dns_changed(&snap));
+        if !changed.await.unwrap_or(false) {
+            return;
+        }
+        let res = self.resources.lock().await;
+        let merged = res.store.state.merged_with(&res.file);
         let generation = self.generation.load(Ordering::Acquire) + 1;
-        match compile(&raw, generation, Mode::Serve) {
+        let compiled =
+            tokio::task::spawn_blocking(move || compile(&merged, generation, Mode::Serve)).await;
+        if let Ok(Ok((snap, _))) = compiled {
+            tracing::info!("service addresses changed; published generation {generation}");
+            self.publish(snap);
+        }
+    }
+
+    /// Re-reads the config file and merges the store's resources; on any
+    /// error keeps the running snapshot.
+    pub async fn reload(&self) -> Result<(), Vec<String>> {
+        let raw = config::load_file(&self.config_path).map_err(|e| vec![e.to_string()])?;
+        let mut res = self.resources.lock().await;
+        let merged = res.store.state.merged_with(&raw);
+        let generation = self.generation.load(Ordering::Acquire) + 1;
+        let compiled =
+            tokio::task::spawn_blocking(move || compile(&merged, generation, Mode::Serve))
+                .await
+                .map_err(|e| vec![e.to_string()])?;
+        match compiled {
             Ok((snap, problems)) => {
                 for w in &problems.warnings {
-                    tracing::warn!("config: {w}");
+                    tracing::warn!("config: {}", res.describe(w));
                 }
                 self.publish(snap);
+                res.set_file(raw);
                 Ok(())
             }
-            Err(p) => Err(p.errors.iter().map(|e| e.to_string()).collect()),
+            Err(p) => Err(p.errors.iter().map(|e| res.describe(e)).collect()),
         }
     }
 }
@@ -64,12 +118,16 @@ impl Shared {
 /// Binds one listener per worker per address, all on the same port
 /// (SO_REUSEPORT); port 0 is resolved by the first bind.
 fn bind_listeners(
-    addrs: &[String],
+    plain: &[String],
+    tls: &[String],
     workers: usize,
-) -> std::io::Result<Vec<Vec<std::net::TcpListener>>> {
-    let mut per_worker: Vec<Vec<std::net::TcpListener>> =
-        (0..workers).map(|_| Vec::new()).collect();
-    for addr in addrs {
+) -> std::io::Result<Vec<Vec<worker::Listener>>> {
+    let mut per_worker: Vec<Vec<worker::Listener>> = (0..workers).map(|_| Vec::new()).collect();
+    let addrs = plain
+        .iter()
+        .map(|a| (a, false))
+        .chain(tls.iter().map(|a| (a, true)));
+    for (addr, is_tls) in addrs {
         let mut addr: SocketAddr = addr
             .parse()
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, addr.clone()))?;
@@ -87,9 +145,16 @@ fn bind_listeners(
             sock.listen(4096)?;
             let l: std::net::TcpListener = sock.into();
             addr = l.local_addr()?;
-            list.push(l);
+            list.push(worker::Listener {
+                socket: l,
+                tls: is_tls,
+            });
         }
-        println!("modelgate listening on {addr}");
+        if is_tls {
+            println!("modelgate listening on {addr} (tls)");
+        } else {
+            println!("modelgate listening on {addr}");
+        }
     }
     Ok(per_worker)
 }
@@ -129,20 +194,30 @@ fn choose_io(mode: IoMode) -> IoMode {
 
 /// Runs the gateway until SIGTERM/SIGINT and the drain that follows.
 pub fn serve(config_path: &str, raw: RawConfig) -> Result<(), String> {
-    let (snap, problems) = compile(&raw, 1, Mode::Serve).map_err(|p| {
+    let store = Store::open(&raw.store.path)?;
+    let resources = Resources::new(raw.clone(), store);
+    let merged = resources.store.state.merged_with(&raw);
+    let (snap, problems) = compile(&merged, 1, Mode::Serve).map_err(|p| {
         p.errors
             .iter()
-            .map(|e| e.to_string())
+            .map(|e| resources.describe(e))
             .collect::<Vec<_>>()
             .join("\n")
     })?;
     for w in &problems.warnings {
-        tracing::warn!("config: {w}");
+        tracing::warn!("config: {}", resources.describe(w));
     }
+    let observe = observe::Settings::from_raw(&raw).and_then(observe::Observe::start)?;
     let workers = worker_count(raw.server.workers);
     let io = choose_io(raw.server.io);
-    let listeners =
-        bind_listeners(&raw.server.listen, workers).map_err(|e| format!("listen: {e}"))?;
+    let listeners = bind_listeners(&raw.server.listen, &raw.server.tls.listen, workers)
+        .map_err(|e| format!("listen: {e}"))?;
+    let data_addr = loopback(
+        listeners[0][0]
+            .socket
+            .local_addr()
+            .map_err(|e| e.to_string())?,
+    );
     let mut snap = snap;
     let limits = crate::limit::Registry::default();
     limits.adopt(&mut snap.limits);
@@ -150,12 +225,16 @@ pub fn serve(config_path: &str, raw: RawConfig) -> Result<(), String> {
         generation: AtomicU64::new(snap.generation),
         snapshot: ArcSwap::from_pointee(snap),
         limits,
-        debug_marker: crate::auth::new_debug_marker(),
         shutdown: AtomicBool::new(false),
         connections: AtomicUsize::new(0),
         workers,
         workers_ready: AtomicUsize::new(0),
         config_path: config_path.to_string(),
+        observe,
+        resources: tokio::sync::Mutex::new(resources),
+        data_addr,
+        debug_token: admin::auth::random_hex(32),
+        tasks: Default::default(),
     });
 
     let cores = core_ids();
@@ -187,8 +266,22 @@ pub fn serve(config_path: &str, raw: RawConfig) -> Result<(), String> {
             let _ = t.join();
         }
     }
+    rt.block_on(shared.observe.shutdown());
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The address to reach a listener bound to `addr` from this host.
+fn loopback(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(a) if a.ip().is_unspecified() => {
+            (std::net::Ipv4Addr::LOCALHOST, a.port()).into()
+        }
+        SocketAddr::V6(a) if a.ip().is_unspecified() => {
+            (std::net::Ipv6Addr::LOCALHOST, a.port()).into()
+        }
+        a => a,
+    }
 }
 
 fn core_ids() -> Vec<usize> {
@@ -206,6 +299,9 @@ fn core_ids() -> Vec<usize> {
 }
 
 /// The control plane: admin listener and signals. Returns on SIGTERM/SIGINT.
+/// How often service host names are resolved again.
+const DNS_REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
+
 async fn control(shared: Arc<Shared>, raw: RawConfig) -> Result<(), String> {
     use tokio::signal::unix::{signal, SignalKind};
     let admin = tokio::net::TcpListener::bind(&raw.admin.listen)
@@ -216,13 +312,17 @@ async fn control(shared: Arc<Shared>, raw: RawConfig) -> Result<(), String> {
         admin.local_addr().map_err(|e| e.to_string())?
     );
     tokio::spawn(admin::serve(admin, shared.clone()));
+    tokio::spawn(observe::control_loop(shared.clone()));
 
     let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
     let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let mut dns = tokio::time::interval(DNS_REFRESH);
+    dns.tick().await;
     loop {
         tokio::select! {
-            _ = hup.recv() => match shared.reload() {
+            _ = dns.tick() => shared.refresh_dns().await,
+            _ = hup.recv() => match shared.reload().await {
                 Ok(()) => tracing::info!("config reloaded (generation {})", shared.generation.load(Ordering::Acquire)),
                 Err(errors) => {
                     for e in errors {

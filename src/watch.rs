@@ -1,18 +1,17 @@
-//! What the gateway watches in an answer while relaying it: the usage,
-//! for token limits (charged when the request ends, however it ends), and
-//! the text, for response moderation. `relay` feeds it; it knows nothing
-//! of sockets. Usage is read from what the upstream sent; moderation sees
-//! what the client would get (after any reshaping of events).
+//! What the gateway watches in an answer while relaying it: the text, for
+//! response moderation (what the client would get, after any reshaping of
+//! events), and — when the request is over — its usage, for token limits.
+//! `relay` feeds it; it knows nothing of sockets. The usage itself is read
+//! by `observe` into the request's `Record`.
 
 use crate::error::Error;
 use crate::limit::Charge;
 use crate::moderation::{self, ResponseCheck};
-use crate::usage::UsageScan;
+use crate::observe::Usage;
 
 #[derive(Default)]
 pub struct Watch {
     charge: Charge,
-    usage: Option<UsageScan>,
     check: Option<ResponseCheck>,
     blocked: bool,
 }
@@ -20,7 +19,6 @@ pub struct Watch {
 impl Watch {
     pub fn new(charge: Charge, check: Option<ResponseCheck>) -> Self {
         Watch {
-            usage: charge.wants_tokens().then(UsageScan::default),
             charge,
             check,
             blocked: false,
@@ -35,33 +33,12 @@ impl Watch {
                 .is_some_and(|t| t.len() >= 16 && t[..16].eq_ignore_ascii_case(b"application/json"))
     }
 
-    /// One whole upstream SSE event, before any reshaping (its usage).
-    pub fn usage_event(&mut self, event: &[u8]) {
-        if let Some(u) = &mut self.usage {
-            u.whole(event);
-        }
-    }
-
-    /// A piece of a body relayed as it comes (its usage).
-    pub fn usage_piece(&mut self, bytes: &[u8]) {
-        if let Some(u) = &mut self.usage {
-            u.piece(bytes);
-        }
-    }
-
-    /// A whole upstream answer (its usage).
-    pub fn usage_whole(&mut self, body: &[u8]) {
-        if let Some(u) = &mut self.usage {
-            u.whole(body);
-        }
-    }
-
-    /// One whole SSE event as the client would get it: whether it may be
+    /// Whole SSE events as the client would get them: whether they may be
     /// sent. After a refusal the stream must end with
     /// [`Watch::blocked_error`], and nothing more is allowed.
-    pub fn allows_event(&mut self, event: &[u8]) -> bool {
+    pub fn allows_event(&mut self, events: &[u8]) -> bool {
         if let (false, Some(c)) = (self.blocked, &mut self.check) {
-            self.blocked = !c.event(event);
+            self.blocked = !c.event(events);
         }
         !self.blocked
     }
@@ -78,13 +55,17 @@ impl Watch {
     pub fn blocked_error(&self) -> Error {
         moderation::answer_blocked()
     }
-}
 
-impl Drop for Watch {
-    /// The request is over: its tokens count from now on.
-    fn drop(&mut self) {
-        if let Some(u) = &self.usage {
-            self.charge.tokens(u.total());
+    /// The request is over: its tokens (as the upstream reported them)
+    /// count against its token limits from now on.
+    pub fn finish(&mut self, usage: &Usage) {
+        let charge = std::mem::take(&mut self.charge);
+        if charge.wants_tokens() {
+            let n = usage
+                .input
+                .unwrap_or(0)
+                .saturating_add(usage.output.unwrap_or(0));
+            charge.tokens(n);
         }
     }
 }

@@ -5,6 +5,7 @@ use crate::config::raw::IoMode;
 use crate::config::Snapshot;
 use crate::route::select::SelectState;
 use crate::runtime::Shared;
+use crate::upstream::health::Health;
 use crate::upstream::Pool;
 use monoio::net::TcpListener;
 use std::cell::{Cell, RefCell};
@@ -15,6 +16,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
+
+/// A listening socket handed to a worker; `tls` listeners terminate TLS.
+pub struct Listener {
+    pub socket: std::net::TcpListener,
+    pub tls: bool,
+}
 
 /// A worker-local shutdown signal that connection tasks can await.
 #[derive(Default)]
@@ -61,6 +68,7 @@ pub struct Worker {
     #[allow(clippy::redundant_allocation)]
     snapshot: RefCell<Rc<Arc<Snapshot>>>,
     pub pool: Pool,
+    pub health: Health,
     pub select: RefCell<SelectState>,
     /// Round-robin positions for service keys and for addresses.
     pub key_rr: Cell<usize>,
@@ -70,6 +78,8 @@ pub struct Worker {
     pub active: Cell<usize>,
     request_seq: Cell<u64>,
     request_seed: u64,
+    /// This core's metrics, access log lines and spans.
+    pub observe: crate::observe::Shard,
 }
 
 impl Worker {
@@ -136,12 +146,12 @@ pub fn run(
     core: Option<usize>,
     io: IoMode,
     shared: Arc<Shared>,
-    listeners: Vec<std::net::TcpListener>,
+    listeners: Vec<Listener>,
 ) {
     if let Some(core) = core {
         pin_to(core);
     }
-    let start = move |shared: Arc<Shared>, listeners: Vec<std::net::TcpListener>| async move {
+    let start = move |shared: Arc<Shared>, listeners: Vec<Listener>| async move {
         main(id, shared, listeners).await;
     };
     if io == IoMode::IoUring {
@@ -167,13 +177,14 @@ pub fn run(
     }
 }
 
-async fn main(id: usize, shared: Arc<Shared>, listeners: Vec<std::net::TcpListener>) {
+async fn main(id: usize, shared: Arc<Shared>, listeners: Vec<Listener>) {
     let snap = Rc::new(shared.snapshot.load_full());
     let worker = Rc::new(Worker {
         id,
         shared: shared.clone(),
         snapshot: RefCell::new(snap),
         pool: Pool::default(),
+        health: Health::default(),
         select: RefCell::new(SelectState::default()),
         key_rr: Cell::new(0),
         addr_rr: Cell::new(id),
@@ -181,11 +192,12 @@ async fn main(id: usize, shared: Arc<Shared>, listeners: Vec<std::net::TcpListen
         active: Cell::new(0),
         request_seq: Cell::new(0),
         request_seed: fastrand::u64(..) ^ ((id as u64) << 56),
+        observe: shared.observe.shard(),
     });
     let mut accepting = Vec::new();
-    for l in listeners {
-        match TcpListener::from_std(l) {
-            Ok(l) => accepting.push(monoio::spawn(accept_loop(worker.clone(), l))),
+    for Listener { socket, tls } in listeners {
+        match TcpListener::from_std(socket) {
+            Ok(l) => accepting.push(monoio::spawn(accept_loop(worker.clone(), l, tls))),
             Err(e) => tracing::error!("worker {id}: listener: {e}"),
         }
     }
@@ -194,6 +206,7 @@ async fn main(id: usize, shared: Arc<Shared>, listeners: Vec<std::net::TcpListen
     // Cross-thread shutdown arrives as a flag; turn it into a local wakeup.
     while !shared.shutdown.load(Ordering::Acquire) {
         monoio::time::sleep(Duration::from_millis(50)).await;
+        worker.observe.flush(false);
     }
     worker.shutdown.fire();
     for a in accepting {
@@ -202,7 +215,9 @@ async fn main(id: usize, shared: Arc<Shared>, listeners: Vec<std::net::TcpListen
     let deadline = Instant::now() + worker.snapshot().drain_timeout;
     while worker.active.get() > 0 && Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(10)).await;
+        worker.observe.flush(false);
     }
+    worker.observe.flush(true);
     if worker.active.get() > 0 {
         tracing::warn!(
             "worker {id}: drain timeout with {} connections open",
@@ -211,7 +226,7 @@ async fn main(id: usize, shared: Arc<Shared>, listeners: Vec<std::net::TcpListen
     }
 }
 
-async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
+async fn accept_loop(w: Rc<Worker>, listener: TcpListener, tls: bool) {
     loop {
         let accepted = monoio::select! {
             r = listener.accept() => r,
@@ -236,7 +251,7 @@ async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
         w.active.set(w.active.get() + 1);
         let w2 = w.clone();
         monoio::spawn(async move {
-            crate::conn::serve(&w2, stream, peer).await;
+            crate::conn::serve(&w2, stream, peer, tls).await;
             w2.active.set(w2.active.get() - 1);
             w2.shared.connections.fetch_sub(1, Ordering::AcqRel);
         });

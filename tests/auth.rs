@@ -256,3 +256,58 @@ fn a_listed_consumer_created_later_is_admitted_after_reload() {
     // Not listed on the Anthropic API.
     assert_eq!(msgs(&g, key).status, 403);
 }
+
+#[test]
+fn a_consumer_made_through_the_admin_api_authenticates_with_its_key() {
+    const ROOT: &str = "root-admin-token";
+    let up = MockLlm::start("up");
+    let dir = TempDir::new();
+    let store = dir.0.join("state.json");
+    let g = Gateway::start_raw(&format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nworkers = 2\n\
+         [admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{ROOT}\"\n\
+         [store]\npath = \"{}\"\n[log]\nlevel = \"warn\"\n{}\n\
+         [[model_apis]]\nname = \"made-chat\"\nscenario = \"text\"\nprotocol = \"openai\"\n\
+         domains = [\"made.example.com\"]\n\
+         service = {{ mode = \"single\", target = {{ service = \"up\" }} }}\n\
+         auth = {{ enabled = true, consumers = [\"made\"] }}\n",
+        store.display(),
+        config(&up.url(), false),
+    ));
+    assert_eq!(chat(&g, "made.example.com", None).status, 401);
+
+    let admin = format!("Bearer {ROOT}");
+    let r = request(
+        g.admin,
+        "POST",
+        "/admin/v1/consumers",
+        &[
+            ("authorization", admin.as_str()),
+            ("content-type", "application/json"),
+        ],
+        br#"{"name":"made"}"#,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let key = r.json()["keys"][0]["key"].as_str().unwrap().to_string();
+
+    // The store keeps only the key's hash; the data plane takes the key.
+    let b = bearer(&key);
+    let r = chat(&g, "made.example.com", Some(("authorization", &b)));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = chat(&g, "made.example.com", Some(("x-api-key", &key)));
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Another consumer's key is known but not listed; a near miss is unknown.
+    let a = bearer(KEY_A);
+    assert_eq!(
+        chat(&g, "made.example.com", Some(("authorization", &a))).status,
+        403
+    );
+    let wrong = bearer(&format!("{key}0"));
+    assert_eq!(
+        chat(&g, "made.example.com", Some(("authorization", &wrong))).status,
+        401
+    );
+    // The upstream never sees the consumer's key.
+    let seen = serde_json::Value::from(up.requests()).to_string();
+    assert!(!seen.contains(&key), "consumer key forwarded: {seen}");
+}

@@ -71,6 +71,14 @@ protocol = "openai"
 domains = ["off.example.com"]
 service = {{ mode = "single", target = {{ service = "up" }} }}
 moderation = {{ enabled = false, deny = ["forbidden phrase"] }}
+
+[[model_apis]]
+name = "msg-translated"
+scenario = "text"
+protocol = "anthropic"
+domains = ["msg-translated.example.com"]
+service = {{ mode = "single", target = {{ service = "up" }} }}
+moderation = {{ enabled = true, deny = ["re:mock-[a-z]+"], check_response = true }}
 "#
     )
 }
@@ -295,5 +303,51 @@ fn bad_moderation_rules_are_config_errors() {
     assert!(
         err.contains("model_apis[4].moderation.service: unknown service \"nope\""),
         "{err}"
+    );
+}
+
+#[test]
+fn translated_answers_are_moderated_as_the_client_gets_them() {
+    // An Anthropic client in front of an OpenAI service: the answer is
+    // checked after translation, in the client's protocol.
+    let up = MockLlm::start("up");
+    let g = Gateway::start(&config(&up.url(), "http://127.0.0.1:9"));
+    let body = serde_json::json!({"model": "m", "max_tokens": 3, "messages": [{"role": "user", "content": "hi"}]});
+    let r = post(&g, "msg-translated.example.com", &body);
+    assert_eq!(r.status, 400, "{}", r.text());
+    assert_eq!(r.json()["type"], "error");
+    assert_eq!(r.json()["error"]["type"], "invalid_request_error");
+    assert!(!r.text().contains("mock-llm"));
+    // Two tokens pass, translated.
+    let body = serde_json::json!({"model": "m", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]});
+    let r = post(&g, "msg-translated.example.com", &body);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.json()["content"][0]["text"], "Hello from");
+
+    let body = serde_json::json!({"model": "m", "stream": true, "max_tokens": 3, "messages": [{"role": "user", "content": "hi"}]});
+    let r = post(&g, "msg-translated.example.com", &body);
+    assert_eq!(r.status, 200);
+    let text = r.text();
+    assert!(text.ends_with("\n\n"), "{text:?}");
+    assert!(text.starts_with("event: message_start"), "{text}");
+    let blocks: Vec<&str> = text.trim_end().split("\n\n").collect();
+    assert!(
+        blocks.last().unwrap().starts_with("event: error\ndata: "),
+        "{text}"
+    );
+    assert_eq!(
+        blocks
+            .iter()
+            .filter(|b| b.starts_with("event: error"))
+            .count(),
+        1
+    );
+    assert!(!text.contains("mock-llm"));
+    assert!(text.contains("\"text\":\" from\""), "{text}");
+    // The upstream was asked in its own protocol.
+    let seen = up.requests();
+    assert!(
+        seen.iter().all(|r| r["path"] == "/v1/chat/completions"),
+        "{seen:?}"
     );
 }

@@ -297,6 +297,7 @@ service = {{ mode = "single", target = {{ service = "ds" }} }}
             ("x-api-key", "client-secret"),
             ("authorization", "Bearer client-secret"),
             ("x-request-id", "rid-123"),
+            ("anthropic-version", "2023-01-01"),
         ];
         s.write_all(&raw_request(
             "POST",
@@ -321,6 +322,7 @@ service = {{ mode = "single", target = {{ service = "ds" }} }}
                     .map(|p| p[1].as_str().unwrap().to_string())
             };
             assert_eq!(get("anthropic-version").as_deref(), Some("2023-06-01"));
+            assert_eq!(h.iter().filter(|p| p[0] == "anthropic-version").count(), 1);
             assert_eq!(get("x-team").as_deref(), Some("blue"));
             assert_eq!(get("x-request-id").as_deref(), Some("rid-123"));
             assert_eq!(get("authorization"), None, "client credential forwarded");

@@ -508,6 +508,106 @@ fn anthropic_messages() {
 }
 
 #[test]
+fn tool_calls_when_forced() {
+    let srv = Server::start(&[]);
+    let mut c = srv.conn();
+    let args = r#"{"city":"Paris","days":3}"#;
+    // OpenAI: tool_choice names a function.
+    let body = chat_body(
+        "weather?",
+        json!({"tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {}}}],
+               "tool_choice": {"type": "function", "function": {"name": "get_weather"}}}),
+    );
+    let v = c.post("/v1/chat/completions", &[], &body).json();
+    let call = &v["choices"][0]["message"]["tool_calls"][0];
+    assert!(call["id"]
+        .as_str()
+        .unwrap()
+        .starts_with("call_chatcmpl-mock-"));
+    assert_eq!(call["function"]["name"], "get_weather");
+    assert_eq!(call["function"]["arguments"], args);
+    assert_eq!(v["choices"][0]["message"]["content"], Value::Null);
+    assert_eq!(v["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(v["usage"]["completion_tokens"], 3);
+
+    // Streamed: the header names the tool; arguments come in fragments.
+    let mut body = chat_body(
+        "x",
+        json!({"tools": [{"type": "function", "function": {"name": "a"}}], "stream": true}),
+    );
+    body["tool_choice"] = json!("auto");
+    let r = c.post(
+        "/v1/chat/completions",
+        &[("x-mock-tool-call", "lookup")],
+        &body,
+    );
+    let evs: Vec<Value> = r.events().iter().map(|e| data_of(e)).collect();
+    assert_eq!(evs.len(), 6);
+    let first = &evs[0]["choices"][0]["delta"]["tool_calls"][0];
+    assert_eq!(first["function"]["name"], "lookup");
+    assert_eq!(first["function"]["arguments"], "");
+    let joined: String = evs[1..4]
+        .iter()
+        .map(|e| {
+            e["choices"][0]["delta"]["tool_calls"][0]["function"]["arguments"]
+                .as_str()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(joined, args);
+    assert_eq!(evs[4]["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(evs[5], "[DONE]");
+
+    // No tools declared: the header alone changes nothing.
+    let v = c
+        .post(
+            "/v1/chat/completions",
+            &[("x-mock-tool-call", "f")],
+            &chat_body("x", json!({})),
+        )
+        .json();
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+
+    // Anthropic: {"type":"any"} calls the first tool.
+    let body = json!({"model": "claude-x", "max_tokens": 5, "tool_choice": {"type": "any"},
+        "tools": [{"name": "get_weather", "input_schema": {"type": "object"}}],
+        "messages": [{"role": "user", "content": "weather?"}]});
+    let v = c.post("/v1/messages", &[], &body).json();
+    assert_eq!(v["stop_reason"], "tool_use");
+    assert_eq!(v["content"][0]["type"], "tool_use");
+    assert_eq!(v["content"][0]["name"], "get_weather");
+    assert_eq!(
+        v["content"][0]["input"],
+        json!({"city": "Paris", "days": 3})
+    );
+    let mut body = body;
+    body["stream"] = json!(true);
+    let r = c.post("/v1/messages", &[], &body);
+    let evs: Vec<(String, Value)> = r.events().iter().map(|e| named_of(e)).collect();
+    let names: Vec<&str> = evs.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "message_start",
+            "content_block_start",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_delta",
+            "content_block_stop",
+            "message_delta",
+            "message_stop"
+        ]
+    );
+    assert_eq!(evs[1].1["content_block"]["type"], "tool_use");
+    let joined: String = evs[2..5]
+        .iter()
+        .map(|(_, d)| d["delta"]["partial_json"].as_str().unwrap())
+        .collect();
+    assert_eq!(joined, args);
+    assert_eq!(evs[6].1["delta"]["stop_reason"], "tool_use");
+}
+
+#[test]
 fn dashscope_async_task_and_rerank() {
     let srv = Server::start(&["--name", "ds1"]);
     let mut c = srv.conn();
@@ -801,7 +901,20 @@ fn timing_faults() {
     assert!(head_at < Duration::from_millis(250), "{head_at:?}");
     assert!(t.elapsed() >= Duration::from_millis(300));
 
-    // --itl-ms between events: 3 tokens + finish + [DONE] = 4 gaps.
+    // x-mock-chunk-delay-ms before every event: 3 tokens + finish +
+    // [DONE] = 4 gaps.
+    let t = Instant::now();
+    let r = c.post(
+        "/v1/chat/completions",
+        &[("x-mock-chunk-delay-ms", "40"), ("x-mock-itl-ms", "0")],
+        &chat_body("x", json!({"stream": true})),
+    );
+    assert_eq!(r.chunks.len(), 5);
+    assert!(t.elapsed() >= Duration::from_millis(160));
+
+    // --chunk-delay-ms sets the same for every request.
+    let srv = Server::start(&["--chunk-delay-ms", "40"]);
+    let mut c = srv.conn();
     let t = Instant::now();
     let r = c.post(
         "/v1/chat/completions",
@@ -809,15 +922,94 @@ fn timing_faults() {
         &chat_body("x", json!({"stream": true})),
     );
     assert_eq!(r.chunks.len(), 5);
-    assert!(t.elapsed() >= Duration::from_millis(120));
-    // The header overrides the CLI value.
+    assert!(t.elapsed() >= Duration::from_millis(160));
+}
+
+/// Reads a chunked SSE response, noting when each chunk arrived.
+fn timed_chunks(c: &mut Conn, t: Instant) -> Vec<(Duration, String)> {
+    let head = c.read_head().unwrap();
+    assert_eq!(head.status, 200);
+    let mut out = Vec::new();
+    while let Some(ch) = c.next_chunk().unwrap() {
+        out.push((t.elapsed(), String::from_utf8(ch).unwrap()));
+    }
+    out
+}
+
+#[test]
+fn token_pacing() {
+    let srv = Server::start(&["--ttft-ms", "150", "--itl-ms", "30"]);
+    let mut c = srv.conn();
+    // Streamed: first token at TTFT, one token per ITL, the finish and
+    // [DONE] events right after the last token.
     let t = Instant::now();
-    c.post(
-        "/v1/chat/completions",
-        &[("x-mock-chunk-delay-ms", "0")],
-        &chat_body("x", json!({"stream": true})),
+    let body = chat_body("x", json!({"stream": true, "max_tokens": 5}));
+    c.send_request("POST", "/v1/chat/completions", &[], &body.to_string());
+    let chunks = timed_chunks(&mut c, t);
+    assert_eq!(chunks.len(), 7);
+    let at: Vec<u64> = chunks.iter().map(|(d, _)| d.as_millis() as u64).collect();
+    assert!((150..250).contains(&at[0]), "{at:?}");
+    for w in at[..5].windows(2) {
+        assert!((20..80).contains(&(w[1] - w[0])), "{at:?}");
+    }
+    assert!(at[6] - at[4] < 20, "{at:?}");
+
+    // Per-request overrides; Anthropic's preamble comes at once.
+    let t = Instant::now();
+    let body = json!({"model": "m", "max_tokens": 3, "stream": true,
+                      "messages": [{"role": "user", "content": "hi"}]});
+    c.send_request(
+        "POST",
+        "/v1/messages",
+        &[("x-mock-ttft-ms", "300"), ("x-mock-itl-ms", "0")],
+        &body.to_string(),
     );
-    assert!(t.elapsed() < Duration::from_millis(120));
+    let chunks = timed_chunks(&mut c, t);
+    assert!(chunks[0].1.contains("message_start"));
+    assert!(chunks[0].0 < Duration::from_millis(150), "{chunks:?}");
+    let first_delta = chunks
+        .iter()
+        .find(|(_, e)| e.contains("content_block_delta"))
+        .unwrap();
+    assert!(first_delta.0 >= Duration::from_millis(300), "{chunks:?}");
+
+    // Not streamed: the answer comes when its last token would.
+    let t = Instant::now();
+    let r = c.post(
+        "/v1/chat/completions",
+        &[("x-mock-itl-ms", "50")],
+        &chat_body("x", json!({"max_tokens": 4})),
+    );
+    assert_eq!(r.json()["usage"]["completion_tokens"], 4);
+    assert!(
+        t.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        t.elapsed()
+    );
+    // Not a generation: not paced.
+    let t = Instant::now();
+    c.request("GET", "/v1/models", &[], "");
+    assert!(t.elapsed() < Duration::from_millis(100));
+}
+
+#[test]
+fn max_concurrency_queues_generations() {
+    let srv = Server::start(&["--ttft-ms", "200", "--max-concurrency", "2"]);
+    let t = Instant::now();
+    let mut conns: Vec<Conn> = (0..4).map(|_| srv.conn()).collect();
+    let body = chat_body("x", json!({"max_tokens": 1})).to_string();
+    for c in &mut conns {
+        c.send_request("POST", "/v1/chat/completions", &[], &body);
+    }
+    let mut done = Vec::new();
+    for c in &mut conns {
+        assert_eq!(c.read_response().unwrap().status(), 200);
+        done.push(t.elapsed());
+    }
+    done.sort();
+    // Two at a time: two answers at ~200 ms, two at ~400 ms.
+    assert!(done[1] < Duration::from_millis(350), "{done:?}");
+    assert!(done[2] >= Duration::from_millis(390), "{done:?}");
 }
 
 #[test]

@@ -1,26 +1,156 @@
-//! The admin listener (control thread, axum): health and readiness now;
-//! the admin API, console and metrics are added here.
+//! The admin listener (control thread, axum): health and readiness, the
+//! admin API under `/admin/v1` (PRODUCT.md §4) and the web console under
+//! `/console/` (§4b).
+//!
+//! Every admin API request passes `authorize` first: it decides the
+//! request's [`auth::Access`] from its bearer token and peer address.
+
+mod apply;
+pub mod auth;
+mod catalog;
+mod console;
+mod consumers;
+mod debug;
+pub mod error;
+mod groups;
+mod model_apis;
+mod openapi;
+mod resources;
+mod services;
+pub mod store;
 
 use crate::runtime::Shared;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use error::ApiError;
 use serde_json::json;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub fn router(shared: Arc<Shared>) -> Router {
+    let api = Router::new()
+        .merge(services::routes())
+        .merge(model_apis::routes())
+        .merge(consumers::routes())
+        .merge(groups::routes())
+        .route("/catalog", get(catalog::catalog))
+        .fallback(unknown_endpoint)
+        .layer(middleware::from_fn_with_state(shared.clone(), authorize))
+        .layer(middleware::map_response(json_errors));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(crate::observe::metrics::handler))
+        .route("/admin/v1/openapi.json", get(openapi::openapi_json))
+        .nest("/admin/v1", api)
+        .merge(console::routes())
         .with_state(shared)
 }
 
 pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
-    if let Err(e) = axum::serve(listener, router(shared)).await {
+    let app = router(shared).into_make_service_with_connect_info::<SocketAddr>();
+    if let Err(e) = axum::serve(listener, app).await {
         tracing::error!("admin listener: {e}");
     }
+}
+
+/// Bearer token (or loopback) → access, kept in the request's extensions.
+async fn authorize(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let (origin, host, bearer) = (
+        header_text(&req, header::ORIGIN),
+        header_text(&req, header::HOST),
+        header_text(&req, header::AUTHORIZATION),
+    );
+    let bearer = bearer.map(|v| v.strip_prefix("Bearer ").unwrap_or(&v).trim().to_string());
+    if auth::cross_origin(origin.as_deref(), host.as_deref()) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "cross-origin requests are refused",
+        )
+        .into_response();
+    }
+    if bearer.is_none() && !auth::loopback_host(host.as_deref()) {
+        return ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "without a token, the admin API is reached only as localhost or by IP address",
+        )
+        .into_response();
+    }
+    let access = shared
+        .resources
+        .lock()
+        .await
+        .tokens
+        .access(bearer.as_deref(), peer.ip());
+    match access {
+        Ok(a) => {
+            req.extensions_mut().insert(a);
+            next.run(req).await
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+/// A header's value, owned: the request (not Sync) must not stay borrowed
+/// across an await.
+fn header_text(req: &Request, name: header::HeaderName) -> Option<String> {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// Errors axum answers itself (a wrong method, a path or query that does
+/// not parse) take the API's error shape too.
+async fn json_errors(res: Response) -> Response {
+    let status = res.status();
+    let json = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if json || !(status.is_client_error() || status.is_server_error()) {
+        return res;
+    }
+    let allow = res.headers().get(header::ALLOW).cloned();
+    let body = axum::body::to_bytes(res.into_body(), 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&body).trim().to_string();
+    let code = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::NOT_FOUND => "not_found",
+        s if s.is_server_error() => "internal",
+        _ => "invalid_request",
+    };
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_string()
+    } else {
+        text
+    };
+    let mut out = ApiError::new(status, code, message).into_response();
+    if let Some(allow) = allow {
+        out.headers_mut().insert(header::ALLOW, allow);
+    }
+    out
+}
+
+async fn unknown_endpoint(req: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no admin endpoint {} {}", req.method(), req.uri().path()),
+    )
 }
 
 async fn healthz() -> impl IntoResponse {

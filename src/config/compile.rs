@@ -6,6 +6,7 @@ use super::catalog::{self, Protocol, RouteDef, Scenario};
 use super::raw::{ModelApiSpec, RawConfig, SelectionSpec, ServiceSpec, TargetSpec};
 use super::{resolve_secret, valid_name, Problems};
 use crate::provider::{self, Provider};
+use crate::upstream::health::OutlierPolicy;
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
@@ -30,6 +31,7 @@ pub struct Upstream {
     pub authority: String,
     /// Path of the base URL, no trailing `/` (may be empty).
     pub base_path: String,
+    pub port: u16,
     pub addrs: Vec<SocketAddr>,
     /// Pools are keyed by this, so they outlive snapshots.
     pub pool_key: Arc<str>,
@@ -46,6 +48,7 @@ pub struct Service {
     pub timeout: Duration,
     pub api_version: Option<String>,
     pub resource_group: String,
+    pub outlier: Option<OutlierPolicy>,
     pub spec: ServiceSpec,
 }
 
@@ -103,6 +106,8 @@ pub struct Snapshot {
     /// Rate-limit windows; `runtime::Shared::publish` swaps in the ones
     /// that outlive snapshots.
     pub limits: crate::limit::Table,
+    /// For connections accepted on `server.tls.listen`.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl HostIndex {
@@ -251,6 +256,12 @@ fn compile_service(i: usize, s: &ServiceSpec, mode: Mode, p: &mut Problems) -> O
             "must be 1-64 letters, digits, '_' or '-'",
         );
     }
+    if !valid_name(&s.resource_group) {
+        p.error(
+            format!("{at}.resource_group"),
+            "must be 1-64 letters, digits, '_' or '-'",
+        );
+    }
     let Some(provider) = provider::by_kind(&s.provider) else {
         let kinds: Vec<&str> = provider::KINDS.iter().map(|k| k.kind).collect();
         p.error(
@@ -263,6 +274,16 @@ fn compile_service(i: usize, s: &ServiceSpec, mode: Mode, p: &mut Problems) -> O
         );
         return None;
     };
+    for (field, ms) in [
+        ("connect_timeout_ms", s.connect_timeout_ms),
+        ("timeout_ms", s.timeout_ms),
+        (
+            "outlier_detection.ejection_ms",
+            s.outlier_detection.ejection_ms,
+        ),
+    ] {
+        check_timeout(&format!("{at}.{field}"), ms, p);
+    }
     if s.connect_timeout_ms == 0 || s.timeout_ms == 0 {
         let field = if s.connect_timeout_ms == 0 {
             "connect_timeout_ms"
@@ -366,6 +387,7 @@ fn compile_service(i: usize, s: &ServiceSpec, mode: Mode, p: &mut Problems) -> O
             host: base.host,
             authority,
             base_path: base.path,
+            port: base.port,
             addrs,
         })
     };
@@ -379,8 +401,56 @@ fn compile_service(i: usize, s: &ServiceSpec, mode: Mode, p: &mut Problems) -> O
         timeout: Duration::from_millis(s.timeout_ms),
         api_version: s.api_version.clone(),
         resource_group: s.resource_group.clone(),
+        outlier: (s.outlier_detection.consecutive_failures > 0).then(|| OutlierPolicy {
+            consecutive_failures: s.outlier_detection.consecutive_failures,
+            ejection: Duration::from_millis(s.outlier_detection.ejection_ms.max(1)),
+        }),
         spec: s.clone(),
     })
+}
+
+/// Longest timeout accepted (7 days): a deadline far past it would
+/// overflow `Instant` arithmetic.
+pub const MAX_TIMEOUT_MS: u64 = 7 * 24 * 3600 * 1000;
+
+fn check_timeout(at: &str, ms: u64, p: &mut Problems) {
+    if ms > MAX_TIMEOUT_MS {
+        p.error(at, format!("must be at most {MAX_TIMEOUT_MS} (7 days)"));
+    }
+}
+
+/// Limits are JSON integers: at most i64::MAX.
+fn check_limits(at: &str, l: &super::raw::RateLimitsSpec, p: &mut Problems) {
+    for (field, v) in [
+        ("requests_per_minute", l.requests_per_minute),
+        ("tokens_per_minute", l.tokens_per_minute),
+    ] {
+        if v.is_some_and(|v| v > i64::MAX as u64) {
+            p.error(format!("{at}.{field}"), "too large");
+        }
+    }
+}
+
+/// Whether resolving the hosts of `snap`'s services again gives other
+/// addresses than the snapshot holds (blocking: control thread only).
+pub fn dns_changed(snap: &Snapshot) -> bool {
+    snap.services
+        .iter()
+        .filter_map(|s| s.upstream.as_ref())
+        .any(|u| {
+            if u.host.parse::<std::net::IpAddr>().is_ok() {
+                return false;
+            }
+            match resolve(&u.host, u.port) {
+                Ok(mut now) => {
+                    let mut was = u.addrs.clone();
+                    now.sort();
+                    was.sort();
+                    now != was
+                }
+                Err(_) => false,
+            }
+        })
 }
 
 /// Resolves a host once; IP literals need no lookup.
@@ -569,6 +639,12 @@ fn compile_api(at: &str, a: &ModelApiSpec, ctx: &ApiContext, p: &mut Problems) -
             }
         }
     }
+    check_timeout(
+        &field("first_packet_timeout_ms"),
+        a.first_packet_timeout_ms,
+        p,
+    );
+    check_limits(&field("limits"), &a.limits, p);
     if !valid_name(&a.resource_group) {
         p.error(
             field("resource_group"),
@@ -624,6 +700,31 @@ pub fn compile(
             );
         }
     }
+    for (i, l) in s.tls.listen.iter().enumerate() {
+        if l.parse::<SocketAddr>().is_err() {
+            p.error(
+                format!("server.tls.listen[{i}]"),
+                format!("{l:?} is not an IP:port address"),
+            );
+        }
+    }
+    let tls = if s.tls.listen.is_empty() && s.tls.certs.is_empty() {
+        None
+    } else if s.tls.certs.is_empty() {
+        p.error(
+            "server.tls.certs",
+            "TLS listeners need at least one certificate",
+        );
+        None
+    } else {
+        if s.tls.listen.is_empty() {
+            p.warn(
+                "server.tls.listen",
+                "certificates are configured but no TLS listener",
+            );
+        }
+        crate::tls::server_config(&s.tls.certs, "server.tls", &mut p)
+    };
     if raw.admin.listen.parse::<SocketAddr>().is_err() {
         p.error(
             "admin.listen",
@@ -640,12 +741,13 @@ pub fn compile(
     if l.max_connections == 0 {
         p.error("server.limits.max_connections", "must be at least 1");
     }
+    crate::observe::check(raw, &mut p);
 
     let mut services = Vec::new();
     let mut by_name: HashMap<&str, (usize, Option<&'static Provider>)> = HashMap::new();
     for (i, spec) in raw.services.iter().enumerate() {
         if by_name.contains_key(spec.name.as_str()) {
-            p.error(
+            p.conflict(
                 format!("services[{i}].name"),
                 format!("duplicate service {:?}", spec.name),
             );
@@ -673,7 +775,7 @@ pub fn compile(
     for (i, spec) in raw.model_apis.iter().enumerate() {
         let at = format!("model_apis[{i}]");
         if apis.iter().any(|a| a.name == spec.name) {
-            p.error(
+            p.conflict(
                 format!("{at}.name"),
                 format!("duplicate Model API {:?}", spec.name),
             );
@@ -681,7 +783,7 @@ pub fn compile(
         for (d, domain) in spec.domains.iter().enumerate() {
             let key = (domain.to_ascii_lowercase(), normalize_base(&spec.base_path));
             if let Some(holder) = holders.get(&key) {
-                p.error(
+                p.conflict(
                     format!("{at}.domains[{d}]"),
                     format!("domain {domain:?} with base path {:?} is already held by Model API {holder:?}", spec.base_path),
                 );
@@ -692,6 +794,26 @@ pub fn compile(
         if let Some(mut api) = compile_api(&at, spec, &ctx, &mut p) {
             guard_api(&at, &mut api, &consumers, &mut limits, &mut p);
             apis.push(api);
+        }
+    }
+    for (i, c) in raw.consumers.iter().enumerate() {
+        if !valid_name(&c.name) {
+            p.error(
+                format!("consumers[{i}].name"),
+                "must be 1-64 letters, digits, '_' or '-'",
+            );
+        } else if raw.consumers[..i].iter().any(|o| o.name == c.name) {
+            p.conflict(
+                format!("consumers[{i}].name"),
+                format!("duplicate consumer {:?}", c.name),
+            );
+        }
+        check_limits(&format!("consumers[{i}].limits"), &c.limits, &mut p);
+        if !valid_name(&c.resource_group) {
+            p.error(
+                format!("consumers[{i}].resource_group"),
+                "must be 1-64 letters, digits, '_' or '-'",
+            );
         }
     }
     if !p.errors.is_empty() {
@@ -718,6 +840,7 @@ pub fn compile(
         drain_timeout: Duration::from_millis(s.drain_timeout_ms),
         consumers,
         limits,
+        tls,
     };
     Ok((snapshot, p))
 }
@@ -759,6 +882,7 @@ fn placeholder_service(spec: &ServiceSpec) -> Service {
         timeout: Duration::from_secs(1),
         api_version: None,
         resource_group: spec.resource_group.clone(),
+        outlier: None,
         spec: spec.clone(),
     }
 }
@@ -967,5 +1091,30 @@ mod tests {
         assert!(parse_base_url("ftp://x").is_err());
         assert!(parse_base_url("http://x:99999").is_err());
         assert!(parse_base_url("http:///v1").is_err());
+    }
+
+    #[test]
+    fn dns_refresh_notices_changed_addresses() {
+        let text = r#"
+            [[services]]
+            name = "named"
+            provider = "openai_compatible"
+            base_url = "http://localhost:9"
+            [[services]]
+            name = "literal"
+            provider = "openai_compatible"
+            base_url = "http://127.0.0.1:9"
+        "#;
+        let (mut snap, _) = compile(&parse(text), 1, Mode::Serve).unwrap();
+        assert!(!snap.services[0].upstream.as_ref().unwrap().addrs.is_empty());
+        assert!(!dns_changed(&snap));
+        // As if the name had pointed elsewhere when the snapshot was made.
+        snap.services[0].upstream.as_mut().unwrap().addrs = vec!["10.9.9.9:9".parse().unwrap()];
+        assert!(dns_changed(&snap));
+        // IP literals are never looked up.
+        snap.services[0].upstream.as_mut().unwrap().addrs.clear();
+        snap.services.remove(0);
+        snap.services[0].upstream.as_mut().unwrap().addrs = vec!["10.9.9.9:9".parse().unwrap()];
+        assert!(!dns_changed(&snap));
     }
 }

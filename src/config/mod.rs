@@ -15,6 +15,19 @@ use std::fmt;
 pub struct FieldError {
     pub path: String,
     pub message: String,
+    /// `invalid_field`, or `conflict` when the value is fine but another
+    /// resource already holds it (the admin API answers 409).
+    pub code: &'static str,
+}
+
+impl FieldError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        FieldError {
+            path: path.into(),
+            message: message.into(),
+            code: "invalid_field",
+        }
+    }
 }
 
 impl fmt::Display for FieldError {
@@ -32,30 +45,26 @@ pub struct Problems {
 
 impl Problems {
     pub fn error(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(FieldError::new(path, message));
+    }
+    /// An error about a value another resource already holds.
+    pub fn conflict(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.errors.push(FieldError {
-            path: path.into(),
-            message: message.into(),
+            code: "conflict",
+            ..FieldError::new(path, message)
         });
     }
     pub fn warn(&mut self, path: impl Into<String>, message: impl Into<String>) {
-        self.warnings.push(FieldError {
-            path: path.into(),
-            message: message.into(),
-        });
+        self.warnings.push(FieldError::new(path, message));
     }
 }
 
 /// Reads and parses a config file; a syntax or type error is one FieldError
 /// whose path is the file (toml's message carries line and key).
 pub fn load_file(path: &str) -> Result<raw::RawConfig, FieldError> {
-    let text = std::fs::read_to_string(path).map_err(|e| FieldError {
-        path: path.to_string(),
-        message: format!("cannot read: {e}"),
-    })?;
-    toml::from_str(&text).map_err(|e| FieldError {
-        path: path.to_string(),
-        message: e.to_string().trim_end().to_string(),
-    })
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| FieldError::new(path, format!("cannot read: {e}")))?;
+    toml::from_str(&text).map_err(|e| FieldError::new(path, e.to_string().trim_end()))
 }
 
 /// Resolves a secret field: `env:NAME`, `file:PATH`, or the literal value.

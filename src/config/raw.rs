@@ -16,6 +16,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub log: LogRaw,
     #[serde(default)]
+    pub trace: TraceRaw,
+    #[serde(default)]
     pub services: Vec<ServiceSpec>,
     #[serde(default)]
     pub model_apis: Vec<ModelApiSpec>,
@@ -40,6 +42,25 @@ pub struct ServerRaw {
     pub io: IoMode,
     pub drain_timeout_ms: u64,
     pub limits: LimitsRaw,
+    pub tls: TlsRaw,
+}
+
+/// Listeners that speak TLS, and the certificate for each domain (SNI).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsRaw {
+    pub listen: Vec<String>,
+    pub certs: Vec<CertRaw>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertRaw {
+    pub domains: Vec<String>,
+    /// PEM certificate chain file.
+    pub cert: String,
+    /// PEM private key file.
+    pub key: String,
 }
 
 impl Default for ServerRaw {
@@ -50,6 +71,7 @@ impl Default for ServerRaw {
             io: IoMode::Auto,
             drain_timeout_ms: 30_000,
             limits: LimitsRaw::default(),
+            tls: TlsRaw::default(),
         }
     }
 }
@@ -127,6 +149,8 @@ impl Default for StoreRaw {
 pub struct LogRaw {
     pub access: String,
     pub level: String,
+    /// Cap on `request_body` / `response_body` in access log lines.
+    pub body_max_bytes: usize,
 }
 
 impl Default for LogRaw {
@@ -134,6 +158,24 @@ impl Default for LogRaw {
         LogRaw {
             access: "stdout".into(),
             level: "info".into(),
+            body_max_bytes: 8192,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TraceRaw {
+    /// OTLP/HTTP endpoint spans are exported to; unset: no export.
+    pub otlp_endpoint: Option<String>,
+    pub service_name: String,
+}
+
+impl Default for TraceRaw {
+    fn default() -> Self {
+        TraceRaw {
+            otlp_endpoint: None,
+            service_name: "modelgate".into(),
         }
     }
 }
@@ -155,9 +197,10 @@ fn yes() -> bool {
 }
 
 /// An AI service: one upstream provider endpoint.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceSpec {
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub name: String,
     pub provider: String,
     #[serde(default)]
@@ -167,10 +210,13 @@ pub struct ServiceSpec {
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     #[serde(default = "default_connect_timeout")]
+    #[schema(maximum = 604_800_000)]
     pub connect_timeout_ms: u64,
     #[serde(default = "default_timeout")]
+    #[schema(maximum = 604_800_000)]
     pub timeout_ms: u64,
     #[serde(default = "default_group")]
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub resource_group: String,
     /// PEM file of CA certificates to trust instead of the webpki roots.
     #[serde(default)]
@@ -178,9 +224,30 @@ pub struct ServiceSpec {
     /// `api-version` query parameter (Azure OpenAI).
     #[serde(default)]
     pub api_version: Option<String>,
+    #[serde(default)]
+    pub outlier_detection: OutlierSpec,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+/// Outlier ejection: after `consecutive_failures` connect failures or 5xx
+/// in a row (per worker), the service is skipped for `ejection_ms` (growing
+/// with repeated ejections) while other targets can serve. 0 turns it off.
+#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutlierSpec {
+    pub consecutive_failures: u32,
+    pub ejection_ms: u64,
+}
+
+impl Default for OutlierSpec {
+    fn default() -> Self {
+        OutlierSpec {
+            consecutive_failures: 5,
+            ejection_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TargetSpec {
     pub service: String,
@@ -188,7 +255,7 @@ pub struct TargetSpec {
     pub model: Option<String>,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {
     pub pattern: String,
@@ -197,7 +264,7 @@ pub struct RuleSpec {
     pub model: Option<String>,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WeightedTargetSpec {
     pub service: String,
@@ -206,7 +273,7 @@ pub struct WeightedTargetSpec {
     pub model: Option<String>,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SelectionSpec {
     Single { target: TargetSpec },
@@ -214,14 +281,14 @@ pub enum SelectionSpec {
     ByWeight { targets: Vec<WeightedTargetSpec> },
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct FallbackSpec {
     pub enabled: bool,
     pub targets: Vec<TargetSpec>,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct MonitoringSpec {
     pub enabled: bool,
@@ -239,14 +306,14 @@ impl Default for MonitoringSpec {
     }
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSpec {
     pub enabled: bool,
     pub consumers: Vec<String>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModerationSpec {
     pub enabled: bool,
@@ -255,7 +322,7 @@ pub struct ModerationSpec {
     pub service: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct RateLimitsSpec {
     pub requests_per_minute: Option<u64>,
@@ -263,9 +330,10 @@ pub struct RateLimitsSpec {
 }
 
 /// A Model API: what clients call.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelApiSpec {
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub name: String,
     pub scenario: String,
     pub protocol: String,
@@ -280,8 +348,10 @@ pub struct ModelApiSpec {
     #[serde(default)]
     pub fallback: FallbackSpec,
     #[serde(default)]
+    #[schema(maximum = 604_800_000)]
     pub first_packet_timeout_ms: u64,
     #[serde(default = "default_group")]
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub resource_group: String,
     #[serde(default)]
     pub auth: AuthSpec,

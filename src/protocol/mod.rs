@@ -1,5 +1,11 @@
 //! Wire shapes of the protocols clients speak: error bodies and in-band
-//! stream error events.
+//! stream error events; the Anthropic and OpenAI wire types and the
+//! translation between them.
+
+pub mod anthropic;
+mod json;
+pub mod openai;
+pub mod translate;
 
 use crate::config::catalog::Protocol;
 use crate::error::{Error, Kind};

@@ -25,12 +25,15 @@ impl SelectState {
     }
 }
 
-/// The targets to try, in order. `model` is the client's model name.
+/// The targets to try, in order. `model` is the client's model name;
+/// `ejected` tells which services outlier detection skips for now: they
+/// are left out while another target remains.
 pub fn attempt_order<'s>(
     snap: &'s Snapshot,
     api_index: usize,
     model: Option<&str>,
     state: &mut SelectState,
+    ejected: impl Fn(usize) -> bool,
 ) -> Result<Vec<&'s Target>, Error> {
     let api: &ModelApi = &snap.apis[api_index];
     let primary = match &api.selection {
@@ -48,11 +51,16 @@ pub fn attempt_order<'s>(
             }
         }
         Selection::ByWeight { targets, weights } => {
-            &targets[state.swrr(snap, api_index, weights).next()]
+            let swrr = state.swrr(snap, api_index, weights);
+            let pick = swrr.next_excluding(|i| ejected(targets[i].service));
+            &targets[pick.unwrap_or_else(|| swrr.next())]
         }
     };
     let mut order = Vec::with_capacity(1 + api.fallback.len());
     order.push(primary);
     order.extend(api.fallback.iter());
+    if order.iter().any(|t| !ejected(t.service)) {
+        order.retain(|t| !ejected(t.service));
+    }
     Ok(order)
 }

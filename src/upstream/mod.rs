@@ -3,6 +3,7 @@
 
 pub mod connect;
 pub mod exchange;
+pub mod health;
 pub mod pool;
 pub mod whole;
 

@@ -2,6 +2,8 @@
 //! on port 0, spoken to over real TCP with a small HTTP/1.1 client.
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -207,6 +209,8 @@ impl Gateway {
         std::fs::write(&config_path, config).unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_modelgate"));
         cmd.args(["serve", "--config", config_path.to_str().unwrap()]);
+        // Relative paths (the default `store.path`) land in the test's own dir.
+        cmd.current_dir(&dir.0);
         let proc = Proc::spawn(cmd);
         let addr = proc.wait_line("modelgate listening on ").parse().unwrap();
         let admin = proc.wait_line("admin listening on ").parse().unwrap();
@@ -426,4 +430,14 @@ pub fn sse_data(body: &[u8]) -> Vec<String> {
         .lines()
         .filter_map(|l| l.strip_prefix("data:").map(|d| d.trim().to_string()))
         .collect()
+}
+
+/// An address that refuses connections for as long as the returned socket
+/// lives: bound but never listening, so no other test can take the port.
+pub fn refusing_addr() -> (socket2::Socket, SocketAddr) {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    let addr = s.local_addr().unwrap().as_socket().unwrap();
+    (s, addr)
 }

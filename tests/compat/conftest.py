@@ -110,6 +110,24 @@ strip_base_path = true
 service = {{ mode = "single", target = {{ service = "claude" }} }}
 
 [[model_apis]]
+name = "translated-messages"
+scenario = "text"
+protocol = "anthropic"
+domains = ["*"]
+base_path = "/translated"
+strip_base_path = true
+service = {{ mode = "single", target = {{ service = "up" }} }}
+
+[[model_apis]]
+name = "chat-via-claude"
+scenario = "text"
+protocol = "openai"
+domains = ["*"]
+base_path = "/via-claude"
+strip_base_path = true
+service = {{ mode = "single", target = {{ service = "claude" }} }}
+
+[[model_apis]]
 name = "builtin"
 scenario = "text"
 protocol = "openai"

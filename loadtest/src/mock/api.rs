@@ -1,5 +1,8 @@
 //! What each endpoint answers: deterministic OpenAI, Anthropic, DashScope
-//! and vLLM-shaped bodies, and protocol-shaped errors.
+//! and vLLM-shaped bodies, and protocol-shaped errors. Chat and Messages
+//! requests that declare tools answer with a tool call when
+//! `x-mock-tool-call: NAME` or their `tool_choice` forces one
+//! ([`forced_tool`]).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -23,6 +26,18 @@ pub struct Reply {
     pub content_type: &'static str,
     pub headers: Vec<(String, String)>,
     pub body: Body,
+    /// Set on generations: where the output tokens are, for token pacing.
+    pub tokens: Option<Tokens>,
+}
+
+/// The output tokens of a generation: `count` tokens, one per stream event
+/// from event `first_event` on (events before it are preamble such as
+/// Anthropic's `message_start`; events after them are the finish, usage
+/// and end events).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tokens {
+    pub count: u64,
+    pub first_event: usize,
 }
 
 pub const JSON: &str = "application/json";
@@ -35,6 +50,7 @@ impl Reply {
             content_type: JSON,
             headers: Vec::new(),
             body: Body::Full(serde_json::to_vec(v).unwrap_or_default()),
+            tokens: None,
         }
     }
 
@@ -44,7 +60,15 @@ impl Reply {
             content_type: SSE,
             headers: vec![("cache-control".to_string(), "no-cache".to_string())],
             body: Body::Stream(events.into_iter().map(String::into_bytes).collect()),
+            tokens: None,
         }
+    }
+
+    /// Marks this reply as a generation of `count` tokens starting at
+    /// stream event `first_event`.
+    fn generated(mut self, count: u64, first_event: usize) -> Reply {
+        self.tokens = Some(Tokens { count, first_event });
+        self
     }
 
     pub fn is_stream(&self) -> bool {
@@ -250,8 +274,44 @@ fn named_event(name: &str, v: &Value) -> String {
 
 const DONE: &str = "data: [DONE]\n\n";
 
+/// The arguments of every mock tool call, streamed as these fragments.
+pub const TOOL_ARGS: [&str; 3] = ["{\"city\":", "\"Paris\",", "\"days\":3}"];
+
+/// The tool a request makes the mock call, if it declares tools: the one
+/// named by `x-mock-tool-call`, or forced by `tool_choice` (OpenAI
+/// `{"type":"function","function":{"name"}}` / `"required"`, Anthropic
+/// `{"type":"tool","name"}` / `{"type":"any"}`: the first tool).
+pub fn forced_tool(req: &Request, body: &Value) -> Option<String> {
+    let tools = body.get("tools")?.as_array().filter(|t| !t.is_empty())?;
+    if let Some(name) = req.header("x-mock-tool-call") {
+        return Some(name.trim().to_string());
+    }
+    let choice = body.get("tool_choice")?;
+    let named = choice
+        .pointer("/function/name")
+        .or_else(|| choice.get("name"))
+        .and_then(Value::as_str);
+    if let Some(n) = named {
+        return Some(n.to_string());
+    }
+    let any = choice.as_str() == Some("required")
+        || choice.get("type").and_then(Value::as_str) == Some("any");
+    if !any {
+        return None;
+    }
+    let first = &tools[0];
+    first
+        .pointer("/function/name")
+        .or_else(|| first.get("name"))
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
 /// Answers a (non-`/_mock`) request with faults not yet applied.
 pub fn handle(state: &State, req: &Request) -> Reply {
+    if let Some(r) = super::scenarios::handle(state, req) {
+        return r;
+    }
     let p = req.path.as_str();
     let post = req.method == "POST";
     let get = req.method == "GET";
@@ -316,6 +376,9 @@ fn chat_completion(state: &State, req: &Request, body: &Value) -> Reply {
     let model = model_of(body);
     let id = format!("chatcmpl-mock-{}", state.next_id());
     let created = now();
+    if let Some(tool) = forced_tool(req, body) {
+        return chat_tool_call(body, p, &id, created, &model, &tool);
+    }
     let usage = json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c});
     if !wants_stream(body) {
         return Reply::json(
@@ -326,7 +389,8 @@ fn chat_completion(state: &State, req: &Request, body: &Value) -> Reply {
                              "finish_reason": "stop"}],
                 "usage": usage,
             }),
-        );
+        )
+        .generated(c, 0);
     }
     let chunk = |choices: Value| {
         json!({"id": id, "object": "chat.completion.chunk", "created": created,
@@ -352,6 +416,53 @@ fn chat_completion(state: &State, req: &Request, body: &Value) -> Reply {
         events.push(data_event(&u));
     }
     events.push(DONE.to_string());
+    Reply::sse(events).generated(c, 0)
+}
+
+/// A chat answer that calls `tool` with [`TOOL_ARGS`], streamed one
+/// argument fragment per chunk.
+fn chat_tool_call(body: &Value, p: u64, id: &str, created: u64, model: &str, tool: &str) -> Reply {
+    let c = TOOL_ARGS.len() as u64;
+    let usage = json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c});
+    let call_id = format!("call_{id}");
+    if !wants_stream(body) {
+        return Reply::json(
+            200,
+            &json!({
+                "id": id, "object": "chat.completion", "created": created, "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": null,
+                    "tool_calls": [{"id": call_id, "type": "function",
+                                    "function": {"name": tool, "arguments": TOOL_ARGS.concat()}}]},
+                    "finish_reason": "tool_calls"}],
+                "usage": usage,
+            }),
+        );
+    }
+    let chunk = |delta: Value, finish: Value| {
+        data_event(
+            &json!({"id": id, "object": "chat.completion.chunk", "created": created,
+            "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}),
+        )
+    };
+    let mut events = vec![chunk(
+        json!({"role": "assistant", "content": null, "tool_calls": [{"index": 0, "id": call_id,
+            "type": "function", "function": {"name": tool, "arguments": ""}}]}),
+        Value::Null,
+    )];
+    for frag in TOOL_ARGS {
+        events.push(chunk(
+            json!({"tool_calls": [{"index": 0, "function": {"arguments": frag}}]}),
+            Value::Null,
+        ));
+    }
+    events.push(chunk(json!({}), json!("tool_calls")));
+    if include_usage(body) {
+        events.push(data_event(
+            &json!({"id": id, "object": "chat.completion.chunk",
+            "created": created, "model": model, "choices": [], "usage": usage}),
+        ));
+    }
+    events.push(DONE.to_string());
     Reply::sse(events)
 }
 
@@ -371,7 +482,8 @@ fn text_completion(state: &State, req: &Request, body: &Value) -> Reply {
                              "finish_reason": "stop"}],
                 "usage": usage,
             }),
-        );
+        )
+        .generated(c, 0);
     }
     let chunk = |text: &str, finish: Value| {
         json!({"id": id, "object": "text_completion", "created": created, "model": model,
@@ -388,7 +500,7 @@ fn text_completion(state: &State, req: &Request, body: &Value) -> Reply {
         events.push(data_event(&u));
     }
     events.push(DONE.to_string());
-    Reply::sse(events)
+    Reply::sse(events).generated(c, 0)
 }
 
 /// FNV-1a then splitmix64: 8 deterministic floats in [-1, 1] per input.
@@ -447,6 +559,9 @@ fn anthropic_messages(state: &State, req: &Request, body: &Value) -> Reply {
     let c = output_tokens(req, body);
     let model = model_of(body);
     let id = format!("msg_mock_{}", state.next_id());
+    if let Some(tool) = forced_tool(req, body) {
+        return anthropic_tool_use(body, p, &id, &model, &tool);
+    }
     if !wants_stream(body) {
         return Reply::json(
             200,
@@ -456,7 +571,8 @@ fn anthropic_messages(state: &State, req: &Request, body: &Value) -> Reply {
                 "stop_reason": "end_turn", "stop_sequence": null,
                 "usage": {"input_tokens": p, "output_tokens": c},
             }),
-        );
+        )
+        .generated(c, 0);
     }
     let mut events = Vec::with_capacity(c as usize + 6);
     events.push(named_event(
@@ -487,6 +603,61 @@ fn anthropic_messages(state: &State, req: &Request, body: &Value) -> Reply {
         "message_delta",
         &json!({"type": "message_delta",
                 "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+                "usage": {"output_tokens": c}}),
+    ));
+    events.push(named_event(
+        "message_stop",
+        &json!({"type": "message_stop"}),
+    ));
+    Reply::sse(events).generated(c, 3)
+}
+
+/// A Messages answer that calls `tool` with [`TOOL_ARGS`], streamed as
+/// one `input_json_delta` per fragment.
+fn anthropic_tool_use(body: &Value, p: u64, id: &str, model: &str, tool: &str) -> Reply {
+    let c = TOOL_ARGS.len() as u64;
+    let tool_id = format!("toolu_{id}");
+    if !wants_stream(body) {
+        let input: Value = serde_json::from_str(&TOOL_ARGS.concat()).unwrap_or_default();
+        return Reply::json(
+            200,
+            &json!({
+                "id": id, "type": "message", "role": "assistant", "model": model,
+                "content": [{"type": "tool_use", "id": tool_id, "name": tool, "input": input}],
+                "stop_reason": "tool_use", "stop_sequence": null,
+                "usage": {"input_tokens": p, "output_tokens": c},
+            }),
+        );
+    }
+    let mut events = vec![
+        named_event(
+            "message_start",
+            &json!({"type": "message_start", "message": {
+                "id": id, "type": "message", "role": "assistant", "model": model,
+                "content": [], "stop_reason": null, "stop_sequence": null,
+                "usage": {"input_tokens": p, "output_tokens": 1}}}),
+        ),
+        named_event(
+            "content_block_start",
+            &json!({"type": "content_block_start", "index": 0,
+                    "content_block": {"type": "tool_use", "id": tool_id, "name": tool, "input": {}}}),
+        ),
+    ];
+    for frag in TOOL_ARGS {
+        events.push(named_event(
+            "content_block_delta",
+            &json!({"type": "content_block_delta", "index": 0,
+                    "delta": {"type": "input_json_delta", "partial_json": frag}}),
+        ));
+    }
+    events.push(named_event(
+        "content_block_stop",
+        &json!({"type": "content_block_stop", "index": 0}),
+    ));
+    events.push(named_event(
+        "message_delta",
+        &json!({"type": "message_delta",
+                "delta": {"stop_reason": "tool_use", "stop_sequence": null},
                 "usage": {"output_tokens": c}}),
     ));
     events.push(named_event(
@@ -654,7 +825,8 @@ fn dashscope_aigc(state: &State, req: &Request, body: &Value) -> Reply {
         return Reply::json(
             200,
             &json!({"output": output, "usage": usage, "request_id": request_id(state)}),
-        );
+        )
+        .generated(c, 0);
     }
     let task_id = format!("{}-task-{}", state.cfg.name, state.next_id());
     state.add_task(task_id.clone());
@@ -742,6 +914,7 @@ fn audio_speech() -> Reply {
                 .map(<[u8]>::to_vec)
                 .collect(),
         ),
+        tokens: None,
     }
 }
 

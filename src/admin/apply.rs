@@ -1,0 +1,204 @@
+//! Applying one admin change: the candidate store state is merged with the
+//! config file and compiled by the same validator `modelgate check` runs;
+//! if valid, the store is written durably and the new snapshot published,
+//! all before the handler answers.
+
+use super::error::ApiError;
+use super::store::{Resources, StoreState};
+use crate::config::compile::{compile, Mode};
+use crate::config::raw::RawConfig;
+use crate::config::{FieldError, Problems};
+use crate::runtime::Shared;
+use axum::http::StatusCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+/// The kinds of resource the store holds, as the merged config lists them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Service,
+    ModelApi,
+    Consumer,
+}
+
+impl Kind {
+    /// The list in `RawConfig` (and the field path prefix of its items).
+    pub fn list(self) -> &'static str {
+        match self {
+            Kind::Service => "services",
+            Kind::ModelApi => "model_apis",
+            Kind::Consumer => "consumers",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Kind::Service => "service",
+            Kind::ModelApi => "Model API",
+            Kind::Consumer => "consumer",
+        }
+    }
+
+    fn names(self, raw: &RawConfig) -> Vec<&str> {
+        match self {
+            Kind::Service => raw.services.iter().map(|s| s.name.as_str()).collect(),
+            Kind::ModelApi => raw.model_apis.iter().map(|s| s.name.as_str()).collect(),
+            Kind::Consumer => raw.consumers.iter().map(|s| s.name.as_str()).collect(),
+        }
+    }
+
+    fn from_list(list: &str) -> Option<Kind> {
+        [Kind::Service, Kind::ModelApi, Kind::Consumer]
+            .into_iter()
+            .find(|k| k.list() == list)
+    }
+}
+
+/// Validates `next`, persists it, publishes the new snapshot. `subject`
+/// is the resource the request made or changed: its problems are answered
+/// with paths relative to the request body.
+pub async fn apply(
+    shared: &Shared,
+    res: &mut Resources,
+    next: StoreState,
+    subject: Option<(Kind, &str)>,
+) -> Result<(), ApiError> {
+    let mut merged = next.merged_with(&res.file);
+    // The changed resource goes last, so a value two resources share is
+    // reported on it, naming the one that already held it.
+    let subject_at = subject.map(|(kind, name)| (kind, move_last(&mut merged, kind, name)));
+    let merged = Arc::new(merged);
+    let generation = shared.generation.load(Ordering::Acquire) + 1;
+    let m = merged.clone();
+    let compiled = tokio::task::spawn_blocking(move || compile(&m, generation, Mode::Serve))
+        .await
+        .map_err(|e| ApiError::internal(format!("compile: {e}")))?;
+    let (snapshot, problems) = match compiled {
+        Ok(ok) => ok,
+        Err(problems) => return Err(answer(&problems, subject_at, &merged)),
+    };
+    res.store
+        .save_async(next)
+        .await
+        .map_err(|e| ApiError::internal(format!("store {}: {e}", res.store.path().display())))?;
+    for w in &problems.warnings {
+        tracing::warn!("config: {}", res.describe(w));
+    }
+    shared.publish(snapshot);
+    Ok(())
+}
+
+fn move_last(raw: &mut RawConfig, kind: Kind, name: &str) -> usize {
+    fn to_end<T>(v: &mut Vec<T>, at: Option<usize>) -> usize {
+        if let Some(i) = at {
+            let item = v.remove(i);
+            v.push(item);
+        }
+        v.len().saturating_sub(1)
+    }
+    match kind {
+        Kind::Service => {
+            let at = raw.services.iter().rposition(|s| s.name == name);
+            to_end(&mut raw.services, at)
+        }
+        Kind::ModelApi => {
+            let at = raw.model_apis.iter().rposition(|s| s.name == name);
+            to_end(&mut raw.model_apis, at)
+        }
+        Kind::Consumer => {
+            let at = raw.consumers.iter().rposition(|s| s.name == name);
+            to_end(&mut raw.consumers, at)
+        }
+    }
+}
+
+/// `model_apis[3].service.rules[0]` → (`model_apis`, 3, `service.rules[0]`).
+fn split_path(path: &str) -> Option<(&str, usize, &str)> {
+    let (list, rest) = path.split_once('[')?;
+    let (index, tail) = rest.split_once(']')?;
+    Some((
+        list,
+        index.parse().ok()?,
+        tail.strip_prefix('.').unwrap_or(tail),
+    ))
+}
+
+/// The answer for a candidate that failed to compile: problems of the
+/// subject first (400, or 409 for a value another resource holds), then
+/// problems it causes in other resources (409).
+fn answer(p: &Problems, subject: Option<(Kind, usize)>, merged: &RawConfig) -> ApiError {
+    let mut own: Vec<(&FieldError, &str)> = Vec::new();
+    let mut others: Vec<String> = Vec::new();
+    let mut global: Vec<&FieldError> = Vec::new();
+    for e in &p.errors {
+        let place = split_path(&e.path).filter(|(list, _, _)| Kind::from_list(list).is_some());
+        match place {
+            Some((list, i, tail)) if subject.is_some_and(|(k, at)| k.list() == list && at == i) => {
+                own.push((e, tail))
+            }
+            Some((list, i, tail)) => {
+                let k = Kind::from_list(list).expect("filtered above");
+                let name = k.names(merged).get(i).copied().unwrap_or("?");
+                others.push(format!("{} {name:?}: {tail}: {}", k.label(), e.message));
+            }
+            None => global.push(e),
+        }
+    }
+    let details = |v: &[(&FieldError, &str)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(e, f)| (f.to_string(), e.message.clone()))
+            .collect()
+    };
+    let invalid: Vec<_> = own
+        .iter()
+        .copied()
+        .filter(|(e, _)| e.code != "conflict")
+        .collect();
+    if let Some((e, field)) = invalid.first() {
+        let mut err = ApiError::invalid(*field, &e.message);
+        if invalid.len() > 1 {
+            err.details = details(&invalid);
+        }
+        return err;
+    }
+    if let Some((e, field)) = own.first() {
+        let mut err = ApiError::conflict("conflict", &e.message);
+        err.field = Some(field.to_string());
+        return err;
+    }
+    if let Some(first) = others.first() {
+        let mut err = ApiError::conflict(
+            "conflict",
+            format!("the change would break another resource: {first}"),
+        );
+        err.details = others
+            .iter()
+            .skip(1)
+            .map(|m| (String::new(), m.clone()))
+            .collect();
+        return err;
+    }
+    match global.first() {
+        Some(e) => ApiError::invalid(&e.path, &e.message),
+        None => ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid",
+            "the change is not valid",
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_split_into_list_index_and_field() {
+        assert_eq!(
+            split_path("model_apis[3].service.rules[0].pattern"),
+            Some(("model_apis", 3, "service.rules[0].pattern"))
+        );
+        assert_eq!(split_path("services[0]"), Some(("services", 0, "")));
+        assert_eq!(split_path("server.listen"), None);
+    }
+}

@@ -1,0 +1,211 @@
+//! Who may use the admin API: the full-access `admin.token`, tokens scoped
+//! to resource groups (`[[admin.tokens]]`), or, when no `admin.token` is
+//! set, any loopback client.
+
+use super::error::ApiError;
+use crate::config::raw::AdminRaw;
+use crate::config::resolve_secret;
+use axum::http::StatusCode;
+use std::net::IpAddr;
+
+/// What one admin request may touch.
+#[derive(Clone, Debug)]
+pub enum Access {
+    Full,
+    Groups(Vec<String>),
+}
+
+impl Access {
+    pub fn allows(&self, group: &str) -> bool {
+        match self {
+            Access::Full => true,
+            Access::Groups(g) => g.iter().any(|x| x == group),
+        }
+    }
+
+    /// 403 unless `group` is in scope.
+    pub fn check(&self, group: &str) -> Result<(), ApiError> {
+        if self.allows(group) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(group))
+        }
+    }
+
+    /// The groups a scoped token names (None: all).
+    pub fn groups(&self) -> Option<&[String]> {
+        match self {
+            Access::Full => None,
+            Access::Groups(g) => Some(g),
+        }
+    }
+}
+
+/// The admin tokens of the config file, resolved.
+#[derive(Clone, Debug, Default)]
+pub struct Tokens {
+    /// `admin.token`: None when not configured; Err when configured but
+    /// unresolvable (then only scoped tokens get in: fail closed).
+    full: Option<Result<String, String>>,
+    scoped: Vec<(String, Vec<String>)>,
+}
+
+impl Tokens {
+    pub fn from_config(admin: &AdminRaw) -> Tokens {
+        let full = admin.token.as_deref().map(|t| {
+            resolve_secret(t).map_err(|e| {
+                tracing::error!("admin.token: {e}; only scoped tokens are accepted");
+                e
+            })
+        });
+        let mut scoped = Vec::new();
+        for (i, t) in admin.tokens.iter().enumerate() {
+            match resolve_secret(&t.token) {
+                Ok(v) if !v.is_empty() => scoped.push((v, t.resource_groups.clone())),
+                Ok(_) => tracing::error!("admin.tokens[{i}].token is empty; ignored"),
+                Err(e) => tracing::error!("admin.tokens[{i}].token: {e}; ignored"),
+            }
+        }
+        Tokens { full, scoped }
+    }
+
+    /// The groups named by scoped tokens (they exist as resource groups).
+    pub fn scoped_groups(&self) -> impl Iterator<Item = &str> {
+        self.scoped
+            .iter()
+            .flat_map(|(_, g)| g.iter().map(String::as_str))
+    }
+
+    /// Decides a request's access from its bearer token and peer address.
+    pub fn access(&self, bearer: Option<&str>, peer: IpAddr) -> Result<Access, ApiError> {
+        let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
+        let Some(token) = bearer else {
+            return match &self.full {
+                None if peer.is_loopback() => Ok(Access::Full),
+                None => Err(unauthorized(
+                    "no admin token is configured: only loopback clients are accepted",
+                )),
+                Some(_) => Err(unauthorized("missing bearer token")),
+            };
+        };
+        if let Some(Ok(full)) = &self.full {
+            if ct_eq(token.as_bytes(), full.as_bytes()) {
+                return Ok(Access::Full);
+            }
+        }
+        // Compare against every scoped token, so timing says nothing of which.
+        let mut found = None;
+        for (t, groups) in &self.scoped {
+            if ct_eq(token.as_bytes(), t.as_bytes()) {
+                found = Some(groups);
+            }
+        }
+        match found {
+            Some(groups) => Ok(Access::Groups(groups.clone())),
+            None => Err(unauthorized("invalid bearer token")),
+        }
+    }
+}
+
+/// Browsers send `Origin` on cross-site requests: a page elsewhere must
+/// not drive the admin API through a user's browser (CSRF). The console is
+/// served by this same listener, so its requests are same-origin.
+pub fn cross_origin(origin: Option<&str>, host: Option<&str>) -> bool {
+    let Some(origin) = origin else {
+        return false;
+    };
+    let authority = origin
+        .strip_prefix("http://")
+        .or_else(|| origin.strip_prefix("https://"))
+        .unwrap_or(origin);
+    host != Some(authority)
+}
+
+/// Whether `host` (the `Host` header) names this machine by an address or
+/// `localhost`: trusting loopback clients without a token must not extend
+/// to a page whose own name was made to resolve to 127.0.0.1 (DNS
+/// rebinding).
+pub fn loopback_host(host: Option<&str>) -> bool {
+    let Some(host) = host else {
+        return true;
+    };
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(h, _)| h),
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<IpAddr>().is_ok()
+}
+
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// `n` random bytes from the OS, hex-encoded.
+pub fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
+    getrandom::getrandom(&mut bytes).expect("OS random source");
+    hex(&bytes)
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// Hex SHA-256, as consumer key hashes are stored.
+pub fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest;
+    hex(&sha2::Sha256::digest(data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::raw::AdminTokenRaw;
+
+    #[test]
+    fn loopback_only_without_a_token_and_scopes_with_one() {
+        let none = Tokens::from_config(&AdminRaw::default());
+        let lo: IpAddr = "127.0.0.1".parse().unwrap();
+        let far: IpAddr = "10.1.2.3".parse().unwrap();
+        assert!(matches!(none.access(None, lo), Ok(Access::Full)));
+        assert_eq!(none.access(None, far).unwrap_err().status, 401);
+        let cfg = AdminRaw {
+            token: Some("root-token".into()),
+            tokens: vec![AdminTokenRaw {
+                token: "team-token".into(),
+                resource_groups: vec!["team-a".into()],
+            }],
+            ..AdminRaw::default()
+        };
+        let t = Tokens::from_config(&cfg);
+        assert_eq!(t.access(None, lo).unwrap_err().status, 401);
+        assert!(matches!(
+            t.access(Some("root-token"), far),
+            Ok(Access::Full)
+        ));
+        let scoped = t.access(Some("team-token"), far).unwrap();
+        assert!(scoped.allows("team-a") && !scoped.allows("default"));
+        assert_eq!(t.access(Some("nope"), lo).unwrap_err().status, 401);
+        assert!(!cross_origin(None, Some("127.0.0.1:9090")));
+        assert!(!cross_origin(
+            Some("http://127.0.0.1:9090"),
+            Some("127.0.0.1:9090")
+        ));
+        assert!(cross_origin(
+            Some("https://evil.example"),
+            Some("127.0.0.1:9090")
+        ));
+        assert!(loopback_host(Some("127.0.0.1:9090")) && loopback_host(Some("[::1]:9090")));
+        assert!(loopback_host(Some("localhost:9090")) && !loopback_host(Some("evil.example:9090")));
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

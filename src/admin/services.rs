@@ -1,0 +1,191 @@
+//! `/services`: AI services. Keys and secret-looking headers are masked on
+//! read; a masked value sent back by PUT keeps the stored secret.
+
+use super::auth::Access;
+use super::error::{ApiError, ErrorBody, JsonBody};
+use super::resources::{self, find_visible, listing, view, ListQuery};
+use crate::config::raw::{ModelApiSpec, SelectionSpec, ServiceSpec};
+use crate::runtime::Shared;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use serde_json::Value;
+use std::sync::Arc;
+
+pub fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/services", get(list).post(create))
+        .route("/services/:name", get(show).put(replace).delete(remove))
+}
+
+/// `sk-proj-abcdef123456` → `sk-...3456`. References to secrets
+/// (`env:NAME`, `file:PATH`) say where the secret is, not what it is.
+pub fn mask(secret: &str) -> String {
+    if secret.starts_with("env:") || secret.starts_with("file:") {
+        return secret.to_string();
+    }
+    let chars: Vec<char> = secret.chars().collect();
+    if chars.len() < 12 {
+        return "...".into();
+    }
+    let head: String = chars[..3].iter().collect();
+    let tail: String = chars[chars.len() - 4..].iter().collect();
+    format!("{head}...{tail}")
+}
+
+fn secret_header(name: &str) -> bool {
+    let n = name.to_ascii_lowercase();
+    ["auth", "key", "token", "secret", "cookie", "password"]
+        .iter()
+        .any(|s| n.contains(s))
+}
+
+fn masked(spec: &ServiceSpec) -> ServiceSpec {
+    let mut s = spec.clone();
+    s.api_keys = s.api_keys.iter().map(|k| mask(k)).collect();
+    for (name, value) in s.headers.iter_mut() {
+        if secret_header(name) {
+            *value = mask(value);
+        }
+    }
+    s
+}
+
+/// A masked value sent back stands for the stored secret it masks.
+fn unmask(old: &ServiceSpec, new: &mut ServiceSpec) {
+    for key in new.api_keys.iter_mut() {
+        if let Some(real) = old.api_keys.iter().find(|o| **o != *key && mask(o) == *key) {
+            *key = real.clone();
+        }
+    }
+    for (name, value) in new.headers.iter_mut() {
+        if let Some(real) = old.headers.get(name) {
+            if secret_header(name) && real != value && mask(real) == *value {
+                *value = real.clone();
+            }
+        }
+    }
+}
+
+fn show_view(spec: &ServiceSpec, managed: bool) -> Value {
+    view(&masked(spec), managed)
+}
+
+#[utoipa::path(get, path = "/admin/v1/services", tag = "services",
+    params(("resource_group" = Option<String>, Query, description = "only this group")),
+    responses((status = 200, body = [super::openapi::ServiceView]), (status = 401, body = ErrorBody)))]
+pub(super) async fn list(
+    State(shared): State<Arc<Shared>>,
+    Extension(access): Extension<Access>,
+    Query(q): Query<ListQuery>,
+) -> Json<Vec<Value>> {
+    let res = shared.resources.lock().await;
+    let items = listing::<ServiceSpec>(&res, &access, &q);
+    Json(items.into_iter().map(|(s, m)| show_view(s, m)).collect())
+}
+
+#[utoipa::path(get, path = "/admin/v1/services/{name}", tag = "services",
+    params(("name" = String, Path)),
+    responses((status = 200, body = super::openapi::ServiceView), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(super) async fn show(
+    State(shared): State<Arc<Shared>>,
+    Extension(access): Extension<Access>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let res = shared.resources.lock().await;
+    let found = find_visible::<ServiceSpec>(&res, &access, &name)?;
+    Ok(Json(show_view(found.spec(), found.managed_by_config())))
+}
+
+#[utoipa::path(post, path = "/admin/v1/services", tag = "services", request_body = ServiceSpec,
+    responses((status = 201, body = super::openapi::ServiceView), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(super) async fn create(
+    State(shared): State<Arc<Shared>>,
+    Extension(access): Extension<Access>,
+    JsonBody(spec): JsonBody<ServiceSpec>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let mut res = shared.resources.lock().await;
+    let out = show_view(&spec, false);
+    resources::create(&shared, &mut res, &access, spec).await?;
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+#[utoipa::path(put, path = "/admin/v1/services/{name}", tag = "services", request_body = ServiceSpec,
+    params(("name" = String, Path)),
+    responses((status = 200, body = super::openapi::ServiceView), (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+pub(super) async fn replace(
+    State(shared): State<Arc<Shared>>,
+    Extension(access): Extension<Access>,
+    Path(name): Path<String>,
+    JsonBody(spec): JsonBody<ServiceSpec>,
+) -> Result<Json<Value>, ApiError> {
+    let mut res = shared.resources.lock().await;
+    resources::replace(&shared, &mut res, &access, &name, spec, unmask).await?;
+    let found = find_visible::<ServiceSpec>(&res, &access, &name)?;
+    Ok(Json(show_view(found.spec(), false)))
+}
+
+/// The Model APIs that name service `name` anywhere.
+pub fn users<'a>(apis: impl Iterator<Item = &'a ModelApiSpec>, name: &str) -> Vec<String> {
+    apis.filter(|a| {
+        let primary = match &a.service {
+            SelectionSpec::Single { target } => target.service == name,
+            SelectionSpec::ByModel { rules } => rules.iter().any(|r| r.service == name),
+            SelectionSpec::ByWeight { targets } => targets.iter().any(|t| t.service == name),
+        };
+        primary
+            || a.fallback.targets.iter().any(|t| t.service == name)
+            || a.moderation.service.as_deref() == Some(name)
+    })
+    .map(|a| a.name.clone())
+    .collect()
+}
+
+/// 409 `in_use` while a Model API names the service.
+#[utoipa::path(delete, path = "/admin/v1/services/{name}", tag = "services",
+    params(("name" = String, Path)),
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+pub(super) async fn remove(
+    State(shared): State<Arc<Shared>>,
+    Extension(access): Extension<Access>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let mut res = shared.resources.lock().await;
+    if find_visible::<ServiceSpec>(&res, &access, &name)?.managed_by_config() {
+        return Err(ApiError::managed_by_config("service", &name));
+    }
+    let users = users(resources::all_model_apis(&res), &name);
+    if !users.is_empty() {
+        return Err(ApiError::conflict(
+            "in_use",
+            format!(
+                "service {name:?} is used by Model API {}",
+                users
+                    .iter()
+                    .map(|u| format!("{u:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    resources::remove::<ServiceSpec>(&shared, &mut res, &access, &name).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_keys_and_keeps_references() {
+        assert_eq!(mask("sk-proj-0123456789abcd"), "sk-...abcd");
+        assert_eq!(mask("short"), "...");
+        assert_eq!(mask("env:OPENAI_API_KEY"), "env:OPENAI_API_KEY");
+    }
+}
