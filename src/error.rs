@@ -39,6 +39,8 @@ pub struct Error {
     pub kind: Kind,
     pub side: Side,
     pub message: String,
+    /// Seconds a refused client should wait (`retry-after`, 429).
+    pub retry_after: Option<u64>,
 }
 
 impl Error {
@@ -56,6 +58,7 @@ impl Error {
             kind,
             side,
             message: message.into(),
+            retry_after: None,
         }
     }
 

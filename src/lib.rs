@@ -1,15 +1,22 @@
 //! modelgate: an io_uring thread-per-core AI gateway.
 //!
 //! Data plane: `runtime` → `worker` → `conn` → `proxy` (route, body,
-//! model, attempts via `upstream`, `relay`). Control plane: `runtime`'s
-//! tokio thread with `admin`. Shared: `config` snapshots and `error`.
+//! model, guard (`auth`, `limit`, `moderation`), attempts via `upstream`,
+//! `relay` with `watch` (answer moderation, token charge), `observe`'s
+//! record). Control plane: `runtime`'s tokio thread with `admin`. Shared:
+//! `config` snapshots and `error`.
 
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod conn;
 pub mod error;
 pub mod extract;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
+pub mod limit;
+pub mod moderation;
 pub mod observe;
 pub mod protocol;
 pub mod provider;
@@ -20,4 +27,5 @@ pub mod runtime;
 pub mod scenario;
 pub mod tls;
 pub mod upstream;
+pub mod watch;
 pub mod worker;

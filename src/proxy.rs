@@ -1,7 +1,7 @@
 //! The request pipeline, one phase after another:
 //!
-//! route → body → model → attempt order → (attempt → first packet)* → relay
-//! → finish
+//! route → body → model → consumer → limits → moderation → attempt order
+//! → (attempt → first packet)* → relay → finish
 //!
 //! Fallback happens only before the first response byte reaches the
 //! client; after that, `relay` ends a broken stream with an in-band error.
@@ -23,7 +23,9 @@ use crate::route::{api, select};
 use crate::scenario::multipart::{self, MultipartModel};
 use crate::scenario::{tasks, websocket};
 use crate::upstream::exchange::{exchange, Request};
+use crate::watch::Watch;
 use crate::worker::Worker;
+use crate::{auth, limit, moderation};
 use std::borrow::Cow;
 
 /// Handles one request whose head is parsed at the start of `c.inbuf`.
@@ -40,8 +42,11 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: &RequestH
         reshape: Reshape::None,
         service: None,
     };
-    let keep_alive = pipeline(w, c, snap, head, &mut reply, &mut rec).await;
-    // Finish: metrics delta, access log line, spans.
+    let mut watch = Watch::default();
+    let keep_alive = pipeline(w, c, snap, head, &mut reply, &mut rec, &mut watch).await;
+    // Finish: the tokens used count against token limits; metrics delta,
+    // access log line, spans.
+    watch.finish(&rec.usage);
     w.observe.finish(snap, &reply.request_id, &mut rec);
     keep_alive
 }
@@ -53,6 +58,7 @@ async fn pipeline(
     head: &RequestHead,
     reply: &mut Reply,
     rec: &mut Record,
+    watch: &mut Watch,
 ) -> bool {
     let debug = head
         .header(&c.inbuf, crate::runtime::DEBUG_HEADER)
@@ -120,7 +126,64 @@ async fn pipeline(
     rec.model = request.model.clone();
     rec.stream = request.stream;
 
-    // 4. Attempt order: the service mode's pick, then the fallbacks; a poll
+    // 4. Consumer: who calls (401/403 on a Model API with auth).
+    let consumer = auth::authenticate(
+        &snap.consumers,
+        &model_api.auth,
+        &model_api.name,
+        head,
+        &c.inbuf,
+        debug,
+    );
+    let consumer = match consumer {
+        Ok(consumer) => consumer,
+        Err(e) => return refuse_read(c, &body, consumed, reply, e, rec).await,
+    };
+    rec.consumer = consumer.map(|i| snap.consumers.list[i].name.clone());
+
+    // 5. Limits: this request counts now, its tokens when it ends.
+    let charge = limit::admit(
+        &snap.limits,
+        consumer.map(|i| {
+            (
+                snap.consumers.list[i].name.as_str(),
+                &snap.consumers.list[i].limits,
+            )
+        }),
+        (&model_api.name, &model_api.limits),
+        consumer,
+    );
+    let charge = match charge {
+        Ok(charge) => charge,
+        Err(e) => return refuse_read(c, &body, consumed, reply, e, rec).await,
+    };
+
+    // 6. Moderation of the prompt, before anything is forwarded.
+    let checked = moderation::check_prompt(
+        w,
+        &snap.services,
+        model_api
+            .moderation
+            .as_deref()
+            .filter(|_| matches!(route.body, Body::Json)),
+        body.held(&c.inbuf),
+        body.is_whole(),
+        &reply.request_id,
+    )
+    .await;
+    if let Err(e) = checked {
+        return refuse_read(c, &body, consumed, reply, e, rec).await;
+    }
+    *watch = Watch::new(
+        charge,
+        model_api
+            .moderation
+            .as_ref()
+            .filter(|m| m.check_response)
+            .map(|m| moderation::ResponseCheck::new(m.clone(), model_api.protocol)),
+    );
+
+    // 7. Attempt order: the service mode's pick, then the fallbacks; a poll
     // of a known DashScope task goes to the service that accepted it.
     let sticky = tasks::poll_target(&w.shared.tasks, snap, api_index, route, &forward_path);
     let order = if let Some(t) = &sticky {
@@ -165,7 +228,7 @@ async fn pipeline(
         .await;
     }
 
-    // 5. Attempts, each before any byte reached the client.
+    // 8. Attempts, each before any byte reached the client.
     let query = head.query(&c.inbuf).map(str::to_string);
     let task_submit = tasks::is_async_submit(model_api, head, &c.inbuf);
     let mut body = body;
@@ -238,7 +301,7 @@ async fn pipeline(
             rec.attempt(target.service, target.model.as_deref());
             let answer = mock::answer(&path, &send_body);
             c.consume(consumed);
-            return relay::mock(c, reply, answer, rec).await;
+            return relay::mock(c, reply, answer, rec, watch).await;
         }
         let framing = match &body {
             RequestBody::None if head.framing == head::Framing::None => BodyHeader::Omit,
@@ -326,7 +389,7 @@ async fn pipeline(
                     tasks::remember_submit(&w.shared.tasks, svc, &mut resp).await;
                 }
                 rec.attempt_answered(resp.head.status, false);
-                return relay::response(w, c, reply, svc, resp, rec).await;
+                return relay::response(w, c, reply, svc, resp, rec, watch).await;
             }
             Err(e) => {
                 tracing::debug!(service = %svc.name, error = %e, "attempt failed");
@@ -358,6 +421,24 @@ async fn refuse_unread(
 ) -> bool {
     if head.framing == head::Framing::None || head.framing == head::Framing::Length(0) {
         c.consume(head.head_len);
+    } else {
+        reply.keep_alive = false;
+    }
+    relay::error(c, reply, &e, rec).await
+}
+
+/// Refuses a request whose body was read (whole, or its prefix: then the
+/// rest is still on the socket and the connection closes).
+async fn refuse_read(
+    c: &mut Client,
+    body: &RequestBody,
+    consumed: usize,
+    reply: &mut Reply,
+    e: Error,
+    rec: &mut Record,
+) -> bool {
+    if body.is_whole() {
+        c.consume(consumed);
     } else {
         reply.keep_alive = false;
     }

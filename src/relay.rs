@@ -17,6 +17,8 @@ use crate::protocol::openai::is_usage_only_chunk;
 use crate::protocol::translate::{self, stream::StreamTranslator, Direction};
 use crate::provider::mock::MockAnswer;
 use crate::upstream::exchange::Response;
+use crate::upstream::whole::read_whole;
+use crate::watch::Watch;
 use crate::worker::Worker;
 use monoio::buf::IoBufMut;
 use std::time::Duration;
@@ -80,7 +82,11 @@ pub async fn error(c: &mut Client, reply: &Reply, e: &Error, rec: &mut Record) -
     let mut h = reply.head(&mut out, e.status());
     h.header(b"content-type", b"application/json");
     if e.kind == Kind::RateLimited {
-        h.header(b"retry-after", b"60");
+        let mut n = itoa::Buffer::new();
+        h.header(
+            b"retry-after",
+            n.format(e.retry_after.unwrap_or(60)).as_bytes(),
+        );
     }
     h.body(BodyHeader::Length(body.len() as u64));
     h.finish();
@@ -92,7 +98,13 @@ pub async fn error(c: &mut Client, reply: &Reply, e: &Error, rec: &mut Record) -
 }
 
 /// An in-process answer of the `mock` provider.
-pub async fn mock(c: &mut Client, reply: &Reply, mut answer: MockAnswer, rec: &mut Record) -> bool {
+pub async fn mock(
+    c: &mut Client,
+    reply: &Reply,
+    mut answer: MockAnswer,
+    rec: &mut Record,
+    watch: &mut Watch,
+) -> bool {
     rec.status = answer.status;
     // Usage is read before the hidden usage chunk is dropped.
     if answer.events.is_empty() {
@@ -103,6 +115,19 @@ pub async fn mock(c: &mut Client, reply: &Reply, mut answer: MockAnswer, rec: &m
     }
     if reply.reshape == Reshape::HideUsageChunk {
         answer.events.retain(|e| !is_usage_only_chunk(e));
+    }
+    // Moderation sees what the client would get.
+    if answer.events.is_empty() {
+        if !watch.allows_whole(&answer.body) {
+            return error(c, reply, &watch.blocked_error(), rec).await;
+        }
+    } else if let Some(cut) = answer.events.iter().position(|e| !watch.allows_event(e)) {
+        let e = watch.blocked_error();
+        rec.error = Some(e.code());
+        answer.events.truncate(cut);
+        answer
+            .events
+            .push(protocol::stream_error_event(reply.protocol, &e));
     }
     rec.relayed(&answer.body);
     for event in &answer.events {
@@ -161,6 +186,7 @@ pub async fn response(
     svc: &Service,
     resp: Response,
     rec: &mut Record,
+    watch: &mut Watch,
 ) -> bool {
     rec.status = resp.head.status;
     let Response {
@@ -172,22 +198,27 @@ pub async fn response(
     let is_sse = rh
         .header(&buf, "content-type")
         .is_some_and(|v| v.len() >= 17 && v[..17].eq_ignore_ascii_case(b"text/event-stream"));
-    // Translated answers that are not open-ended streams are read whole.
-    if let Reshape::Translate {
-        direction,
-        client_usage,
-    } = reply.reshape
-    {
-        let open_ended = matches!(rh.framing, Framing::Chunked | Framing::UntilClose);
-        if rh.status >= 400 || !is_sse || !open_ended {
-            let resp = Response {
-                conn,
-                head: rh,
-                buf,
-            };
-            let events = is_sse.then_some(client_usage);
-            return translated_whole(w, c, reply, svc, resp, direction, events, rec).await;
+    // Translated answers that are not open-ended streams are read whole,
+    // and so are JSON answers that response moderation must see whole.
+    let translate = match reply.reshape {
+        Reshape::Translate {
+            direction,
+            client_usage,
+        } => {
+            let open_ended = matches!(rh.framing, Framing::Chunked | Framing::UntilClose);
+            (rh.status >= 400 || !is_sse || !open_ended)
+                .then_some((direction, is_sse.then_some(client_usage)))
         }
+        _ => None,
+    };
+    let held = !reply.head_only && watch.holds_whole(rh.header(&buf, "content-type"));
+    if translate.is_some() || held {
+        let resp = Response {
+            conn,
+            head: rh,
+            buf,
+        };
+        return whole_answer(w, c, reply, svc, resp, translate, rec, watch).await;
     }
     // A JSON answer's usage is read from its last bytes.
     let json_answer = rh.status < 300
@@ -284,6 +315,7 @@ pub async fn response(
         }
         Framing::Chunked | Framing::UntilClose => {
             let mut stream = Stream {
+                protocol: reply.protocol,
                 decoder: (rh.framing == Framing::Chunked).then(|| ChunkedDecoder::new(u64::MAX)),
                 events: is_sse.then(SseSplitter::default),
                 map: EventMap::new(reply.reshape),
@@ -292,7 +324,9 @@ pub async fn response(
                 usage: Usage::default(),
                 tail: (json_answer && !is_sse).then(BodyTail::default),
             };
-            let outcome = stream.relay(c, &mut conn, buf, out, svc.timeout, rec).await;
+            let outcome = stream
+                .relay(c, &mut conn, buf, out, svc.timeout, rec, watch)
+                .await;
             rec.usage = match &stream.tail {
                 Some(t) => t.usage(),
                 None => stream.usage,
@@ -308,6 +342,9 @@ pub async fn response(
                     rec.error = Some("client_closed");
                     false
                 }
+                // Ended with a moderation error event; the upstream
+                // connection is dropped, cancelling the rest.
+                Outcome::Blocked => reply.keep_alive,
                 Outcome::UpstreamFailed(e) if is_sse && !reply.http10 => {
                     rec.stream_failed(&e);
                     // Whole events only reached the client: end the stream
@@ -349,32 +386,32 @@ fn clone_reply(r: &Reply) -> Reply {
 }
 
 /// Largest upstream answer read whole for translation.
-const MAX_TRANSLATED_BODY: u64 = 16 * 1024 * 1024;
+const MAX_TRANSLATED_BODY: usize = 16 * 1024 * 1024;
+/// Largest upstream answer held whole for response moderation.
+const MAX_HELD_BODY: usize = 32 * 1024 * 1024;
 
-/// A whole answer or error translated into the client's protocol: read
-/// whole, translated, re-framed with its new length. `events`: the body is
-/// a complete SSE stream (sent with a length), translated event by event;
-/// the flag says whether an OpenAI client asked for the usage chunk.
+/// An answer read whole before the client gets any of it: translated into
+/// the client's protocol (`translate`: the direction, and for a complete
+/// SSE body whether an OpenAI client asked for the usage chunk), then
+/// seen whole by response moderation (`watch`), and re-framed with its
+/// length — or the moderation error in its place.
 #[allow(clippy::too_many_arguments)]
-async fn translated_whole(
+async fn whole_answer(
     w: &Worker,
     c: &mut Client,
     reply: &Reply,
     svc: &Service,
     resp: Response,
-    direction: Direction,
-    events: Option<bool>,
+    translate: Option<(Direction, Option<bool>)>,
     rec: &mut Record,
+    watch: &mut Watch,
 ) -> bool {
-    let Response {
-        mut conn,
-        head: rh,
-        mut buf,
-    } = resp;
     let pool_key = &svc.upstream.as_ref().expect("remote service").pool_key;
-    if rh
-        .header(&buf, "content-encoding")
-        .is_some_and(|v| !v.eq_ignore_ascii_case(b"identity"))
+    if translate.is_some()
+        && resp
+            .head
+            .header(&resp.buf, "content-encoding")
+            .is_some_and(|v| !v.eq_ignore_ascii_case(b"identity"))
     {
         let e = Error::new(
             Kind::UpstreamProtocol,
@@ -385,17 +422,22 @@ async fn translated_whole(
         );
         return error(c, reply, &e, rec).await;
     }
-    // `buf` keeps the head (header ranges point into it).
-    let initial = buf.split_off(rh.head_len);
-    let body = match read_whole(&mut conn, initial, rh.framing, svc.timeout).await {
-        Ok((body, reusable)) => {
-            if reusable && rh.keep_alive && rh.framing != Framing::UntilClose {
-                w.pool.put(pool_key, conn);
-            }
-            body
-        }
-        Err(e) => return error(c, reply, &e, rec).await,
+    let cap = match translate {
+        Some(_) => MAX_TRANSLATED_BODY,
+        None => MAX_HELD_BODY,
     };
+    let answer = match read_whole(resp, &svc.name, svc.timeout, cap).await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!(service = %svc.name, "response body failed: {e}");
+            return error(c, reply, &e, rec).await;
+        }
+    };
+    if answer.reusable {
+        w.pool.put(pool_key, answer.conn);
+    }
+    let (rh, buf, body) = (&answer.head, &answer.head_bytes, answer.body);
+    let events = translate.and_then(|(_, events)| events);
     // Usage as the upstream reported it, before translation.
     if rh.status < 300 {
         match events {
@@ -403,46 +445,64 @@ async fn translated_whole(
             None => rec.usage.scan_json(&body),
         }
     }
-    let (status, body) = if rh.status >= 400 {
-        translate::response::error(direction, rh.status, &body)
-    } else if let Some(client_usage) = events {
-        let mut map = EventMap::new(Reshape::Translate {
-            direction,
-            client_usage,
-        });
-        let mut splitter = SseSplitter::new();
-        let mut out = Vec::with_capacity(body.len() + 256);
-        splitter.push(&body, |e| map.event(e, &mut out));
-        map.end(splitter.pending(), &mut out);
-        (rh.status, out)
-    } else {
-        match translate::response::translate(direction, &body) {
+    let (status, body) = match translate {
+        None => (rh.status, body),
+        Some((direction, _)) if rh.status >= 400 => {
+            translate::response::error(direction, rh.status, &body)
+        }
+        Some((direction, Some(client_usage))) => {
+            let mut map = EventMap::new(Reshape::Translate {
+                direction,
+                client_usage,
+            });
+            let mut splitter = SseSplitter::new();
+            let mut out = Vec::with_capacity(body.len() + 256);
+            splitter.push(&body, |e| map.event(e, &mut out));
+            map.end(splitter.pending(), &mut out);
+            (rh.status, out)
+        }
+        Some((direction, None)) => match translate::response::translate(direction, &body) {
             Ok(b) => (rh.status, b),
             Err(e) => {
                 tracing::warn!(service = %svc.name, "{e}");
                 return error(c, reply, &e, rec).await;
             }
-        }
+        },
     };
+    // Moderation sees what the client would get.
+    let allowed = match events {
+        Some(_) => watch.allows_event(&body),
+        None => watch.allows_whole(&body),
+    };
+    if !allowed {
+        return error(c, reply, &watch.blocked_error(), rec).await;
+    }
 
+    let translated = translate.is_some();
     let mut out = Vec::with_capacity(1024 + body.len());
     let mut h = reply.head(&mut out, status);
     for hp in &rh.headers {
         let name = &buf[hp.name.clone()];
         if copied(name)
-            && !name.eq_ignore_ascii_case(b"content-type")
-            && !head::connection_lists(&buf, &rh.headers, name)
+            && !(translated && name.eq_ignore_ascii_case(b"content-type"))
+            && !head::connection_lists(buf, &rh.headers, name)
         {
             h.header(name, &buf[hp.value.clone()]);
         }
     }
-    let content_type: &[u8] = if events.is_some() && rh.status < 400 {
-        b"text/event-stream"
+    if translated {
+        let content_type: &[u8] = if events.is_some() && rh.status < 400 {
+            b"text/event-stream"
+        } else {
+            b"application/json"
+        };
+        h.header(b"content-type", content_type);
+    }
+    h.body(if rh.framing == Framing::None && !translated {
+        BodyHeader::Omit
     } else {
-        b"application/json"
-    };
-    h.header(b"content-type", content_type);
-    h.body(BodyHeader::Length(body.len() as u64));
+        BodyHeader::Length(body.len() as u64)
+    });
     h.finish();
     rec.status = status;
     if !reply.head_only {
@@ -455,74 +515,6 @@ async fn translated_whole(
         rec.error = Some("client_closed");
     }
     res.is_ok() && reply.keep_alive
-}
-
-/// Reads a whole upstream body (bounded). Returns it and whether the
-/// connection ended exactly at its end (reusable).
-async fn read_whole(
-    conn: &mut crate::upstream::Conn,
-    initial: Vec<u8>,
-    framing: Framing,
-    timeout: Duration,
-) -> Result<(Vec<u8>, bool), Error> {
-    let too_large = || {
-        Error::new(
-            Kind::UpstreamProtocol,
-            "the service's answer is too large to translate",
-        )
-    };
-    let cut = |why: String| Error::new(Kind::UpstreamProtocol, why);
-    match framing {
-        Framing::None => Ok((Vec::new(), initial.is_empty())),
-        Framing::Length(n) => {
-            if n > MAX_TRANSLATED_BODY {
-                return Err(too_large());
-            }
-            let mut body = initial;
-            while (body.len() as u64) < n {
-                match read(conn, body, timeout).await {
-                    (Ok(k), b) if k > 0 => body = b,
-                    (Ok(_), _) => return Err(cut("the service's answer was cut short".into())),
-                    (Err(e), _) => return Err(cut(format!("reading the service's answer: {e}"))),
-                }
-            }
-            let exact = body.len() as u64 == n;
-            body.truncate(n as usize);
-            Ok((body, exact))
-        }
-        Framing::Chunked => {
-            let mut decoder = ChunkedDecoder::new(MAX_TRANSLATED_BODY);
-            let mut body = Vec::new();
-            let mut raw = initial;
-            loop {
-                let p = decoder
-                    .decode(&raw, |s| body.extend_from_slice(s))
-                    .map_err(|e| cut(format!("bad chunked framing: {e:?}")))?;
-                if p.done {
-                    return Ok((body, p.consumed == raw.len()));
-                }
-                raw.clear();
-                match read(conn, raw, timeout).await {
-                    (Ok(k), b) if k > 0 => raw = b,
-                    (Ok(_), _) => return Err(cut("the service's answer was cut short".into())),
-                    (Err(e), _) => return Err(cut(format!("reading the service's answer: {e}"))),
-                }
-            }
-        }
-        Framing::UntilClose => {
-            let mut body = initial;
-            loop {
-                if body.len() as u64 > MAX_TRANSLATED_BODY {
-                    return Err(too_large());
-                }
-                match read(conn, body, timeout).await {
-                    (Ok(0), b) => return Ok((b, false)),
-                    (Ok(_), b) => body = b,
-                    (Err(e), _) => return Err(cut(format!("reading the service's answer: {e}"))),
-                }
-            }
-        }
-    }
 }
 
 async fn read(
@@ -547,7 +539,12 @@ async fn read(
 }
 
 enum Outcome {
-    Done { reusable: bool },
+    Done {
+        reusable: bool,
+    },
+    /// Response moderation refused an event; the stream ended with an
+    /// error event.
+    Blocked,
     ClientGone,
     UpstreamFailed(Error),
 }
@@ -605,6 +602,7 @@ impl EventMap {
 
 /// A chunked or close-delimited body relayed piece by piece.
 struct Stream {
+    protocol: Protocol,
     decoder: Option<ChunkedDecoder>,
     events: Option<SseSplitter>,
     map: EventMap,
@@ -619,6 +617,7 @@ struct Stream {
 impl Stream {
     /// Relays until the body ends. `raw` holds body bytes already read;
     /// `out` holds the response head not yet written.
+    #[allow(clippy::too_many_arguments)]
     async fn relay(
         &mut self,
         c: &mut Client,
@@ -627,6 +626,7 @@ impl Stream {
         mut out: Vec<u8>,
         timeout: Duration,
         rec: &mut Record,
+        watch: &mut Watch,
     ) -> Outcome {
         let mut head_sent = false;
         loop {
@@ -648,8 +648,15 @@ impl Stream {
                     (false, 0)
                 }
             };
-            self.emit(&mut out, done, rec);
-            if done {
+            let blocked = !self.emit(&mut out, done, rec, watch);
+            if blocked {
+                // Whole events only were sent: end with one error event.
+                let e = watch.blocked_error();
+                rec.error = Some(e.code());
+                let event = protocol::stream_error_event(self.protocol, &e);
+                self.put(&mut out, &event, rec);
+            }
+            if done || blocked {
                 self.finish(&mut out);
             }
             if !out.is_empty() {
@@ -660,6 +667,9 @@ impl Stream {
                 if res.is_err() {
                     return Outcome::ClientGone;
                 }
+            }
+            if blocked {
+                return Outcome::Blocked;
             }
             if done {
                 return Outcome::Done {
@@ -677,6 +687,11 @@ impl Stream {
                         let mut last = Vec::new();
                         self.usage.scan_event(events.pending());
                         self.map.end(events.pending(), &mut last);
+                        if !watch.allows_event(&last) {
+                            let e = watch.blocked_error();
+                            rec.error = Some(e.code());
+                            last = protocol::stream_error_event(self.protocol, &e);
+                        }
                         self.put(&mut out, &last, rec);
                     }
                     self.finish(&mut out);
@@ -699,9 +714,12 @@ impl Stream {
     }
 
     /// Moves complete events (or any payload, for non-SSE bodies) to `out`,
-    /// reading each upstream event's usage before it is mapped.
-    fn emit(&mut self, out: &mut Vec<u8>, done: bool, rec: &mut Record) {
+    /// reading each upstream event's usage before it is mapped, and letting
+    /// moderation see each mapped event as the client would get it. False
+    /// when moderation refused one: it and all after it are held back.
+    fn emit(&mut self, out: &mut Vec<u8>, done: bool, rec: &mut Record, watch: &mut Watch) -> bool {
         let payload = std::mem::take(&mut self.payload);
+        let mut allowed = true;
         match &mut self.events {
             Some(events) => {
                 let mut whole = Vec::new();
@@ -709,11 +727,19 @@ impl Stream {
                 let usage = &mut self.usage;
                 events.push(&payload, |e| {
                     usage.scan_event(e);
-                    map.event(e, &mut whole)
+                    if allowed {
+                        let start = whole.len();
+                        map.event(e, &mut whole);
+                        allowed = checked(watch, &mut whole, start);
+                    }
                 });
                 if done {
                     usage.scan_event(events.pending());
-                    map.end(events.pending(), &mut whole);
+                    if allowed {
+                        let start = whole.len();
+                        map.end(events.pending(), &mut whole);
+                        allowed = checked(watch, &mut whole, start);
+                    }
                 }
                 self.put(out, &whole, rec);
             }
@@ -725,6 +751,7 @@ impl Stream {
             }
         }
         self.payload = payload;
+        allowed
     }
 
     fn put(&self, out: &mut Vec<u8>, data: &[u8], rec: &mut Record) {
@@ -764,4 +791,14 @@ impl Stream {
         }
         Outcome::UpstreamFailed(Error::new(Kind::UpstreamProtocol, why))
     }
+}
+
+/// Whether moderation allows what was mapped into `out` from `start` (whole
+/// events); if not, it is taken back out.
+fn checked(watch: &mut Watch, out: &mut Vec<u8>, start: usize) -> bool {
+    if watch.allows_event(&out[start..]) {
+        return true;
+    }
+    out.truncate(start);
+    false
 }

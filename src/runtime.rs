@@ -24,6 +24,8 @@ pub struct Shared {
     pub workers: usize,
     pub workers_ready: AtomicUsize,
     pub config_path: String,
+    /// Rate-limit windows, kept across snapshots.
+    pub limits: crate::limit::Registry,
     /// Metrics registry, access log writer, span export.
     pub observe: observe::Observe,
     /// The config file's resources and the admin store: together the
@@ -50,7 +52,8 @@ impl Shared {
     }
 
     /// Publishes a new snapshot to every worker.
-    pub fn publish(&self, snap: Snapshot) {
+    pub fn publish(&self, mut snap: Snapshot) {
+        self.limits.adopt(&mut snap.limits);
         let generation = snap.generation;
         self.snapshot.store(Arc::new(snap));
         self.generation.store(generation, Ordering::Release);
@@ -215,9 +218,13 @@ pub fn serve(config_path: &str, raw: RawConfig) -> Result<(), String> {
             .local_addr()
             .map_err(|e| e.to_string())?,
     );
+    let mut snap = snap;
+    let limits = crate::limit::Registry::default();
+    limits.adopt(&mut snap.limits);
     let shared = Arc::new(Shared {
         generation: AtomicU64::new(snap.generation),
         snapshot: ArcSwap::from_pointee(snap),
+        limits,
         shutdown: AtomicBool::new(false),
         connections: AtomicUsize::new(0),
         workers,

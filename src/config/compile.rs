@@ -79,6 +79,10 @@ pub struct ModelApi {
     pub fallback: Vec<Target>,
     pub first_packet_timeout: Option<Duration>,
     pub resource_group: String,
+    /// Consumers admitted (auth), its own limits, its moderation.
+    pub auth: crate::auth::ApiAuth,
+    pub limits: crate::limit::ApiLimits,
+    pub moderation: Option<Arc<crate::moderation::Policy>>,
     pub spec: ModelApiSpec,
 }
 
@@ -98,6 +102,10 @@ pub struct Snapshot {
     pub apis: Vec<ModelApi>,
     pub hosts: HostIndex,
     pub drain_timeout: Duration,
+    pub consumers: crate::auth::Consumers,
+    /// Rate-limit windows; `runtime::Shared::publish` swaps in the ones
+    /// that outlive snapshots.
+    pub limits: crate::limit::Table,
     /// For connections accepted on `server.tls.listen`.
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
@@ -643,6 +651,17 @@ fn compile_api(at: &str, a: &ModelApiSpec, ctx: &ApiContext, p: &mut Problems) -
             "must be 1-64 letters, digits, '_' or '-'",
         );
     }
+    let moderation = crate::moderation::Policy::compile(
+        &field("moderation"),
+        &a.moderation,
+        |name| {
+            let &(i, provider) = ctx.services.get(name)?;
+            let remote_openai =
+                provider.is_some_and(|p| !p.is_mock() && p.speaks(Protocol::Openai));
+            Some((i, remote_openai))
+        },
+        p,
+    );
     Some(ModelApi {
         name: a.name.clone(),
         scenario,
@@ -655,6 +674,9 @@ fn compile_api(at: &str, a: &ModelApiSpec, ctx: &ApiContext, p: &mut Problems) -
         first_packet_timeout: (a.first_packet_timeout_ms > 0)
             .then(|| Duration::from_millis(a.first_packet_timeout_ms)),
         resource_group: a.resource_group.clone(),
+        auth: Default::default(),
+        limits: Default::default(),
+        moderation,
         spec: a.clone(),
     })
 }
@@ -745,6 +767,8 @@ pub fn compile(
         }
     }
 
+    let mut limits = crate::limit::Table::default();
+    let consumers = crate::auth::Consumers::compile(&raw.consumers, &mut limits, &mut p);
     let ctx = ApiContext { services: &by_name };
     let mut apis: Vec<ModelApi> = Vec::new();
     let mut holders: HashMap<(String, String), String> = HashMap::new();
@@ -767,7 +791,8 @@ pub fn compile(
                 holders.insert(key, spec.name.clone());
             }
         }
-        if let Some(api) = compile_api(&at, spec, &ctx, &mut p) {
+        if let Some(mut api) = compile_api(&at, spec, &ctx, &mut p) {
+            guard_api(&at, &mut api, &consumers, &mut limits, &mut p);
             apis.push(api);
         }
     }
@@ -813,9 +838,37 @@ pub fn compile(
         apis,
         hosts,
         drain_timeout: Duration::from_millis(s.drain_timeout_ms),
+        consumers,
+        limits,
         tls,
     };
     Ok((snapshot, p))
+}
+
+/// A Model API's consumers and limits, which need the snapshot's consumers.
+fn guard_api(
+    at: &str,
+    api: &mut ModelApi,
+    consumers: &crate::auth::Consumers,
+    table: &mut crate::limit::Table,
+    p: &mut Problems,
+) {
+    let spec = &api.spec;
+    api.auth = consumers.api_auth(&format!("{at}.auth"), &spec.auth, p);
+    let admitted: Vec<Option<&str>> = consumers
+        .list
+        .iter()
+        .enumerate()
+        .map(|(i, c)| api.auth.admits(i).then_some(c.name.as_str()))
+        .collect();
+    api.limits = crate::limit::ApiLimits::compile(
+        &format!("{at}.limits"),
+        &spec.limits,
+        &spec.name,
+        spec.auth.enabled.then_some(&admitted[..]),
+        table,
+        p,
+    );
 }
 
 fn placeholder_service(spec: &ServiceSpec) -> Service {

@@ -130,7 +130,7 @@ pub async fn proxy(
             Ok(resp) => {
                 c.consume(consumed);
                 rec.attempt_answered(resp.head.status, false);
-                return relay::response(w, c, reply, svc, resp, rec).await;
+                return relay::response(w, c, reply, svc, resp, rec, &mut Default::default()).await;
             }
             Err(e) => {
                 tracing::debug!(service = %svc.name, error = %e, "upgrade attempt failed");

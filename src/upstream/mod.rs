@@ -5,6 +5,7 @@ pub mod connect;
 pub mod exchange;
 pub mod health;
 pub mod pool;
+pub mod whole;
 
 pub use connect::{connect, Conn};
 pub use pool::Pool;

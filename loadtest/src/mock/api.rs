@@ -331,6 +331,8 @@ pub fn handle(state: &State, req: &Request) -> Reply {
         with_json(state, req, dashscope_aigc)
     } else if p.contains("/api/v1/tasks/") && (get || post) {
         dashscope_task(state, req)
+    } else if post && p.ends_with("/moderations") {
+        with_json(state, req, moderations)
     } else if post && p.ends_with("/audio/speech") {
         audio_speech()
     } else if post && p.ends_with("/images/generations") {
@@ -665,6 +667,43 @@ fn anthropic_tool_use(body: &Value, p: u64, id: &str, model: &str, tool: &str) -
     Reply::sse(events)
 }
 
+/// Words that make `/v1/moderations` flag an input (case-insensitive).
+pub const FLAGGED_WORDS: [&str; 2] = ["violent", "unsafe"];
+
+/// OpenAI's moderation shape: one result per input; flagged (category
+/// `violence`) when the text holds one of [`FLAGGED_WORDS`].
+fn moderations(state: &State, _req: &Request, body: &Value) -> Reply {
+    let texts: Vec<String> = match body.get("input") {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(a)) => a
+            .iter()
+            .map(|v| match v {
+                Value::String(s) => s.clone(),
+                v => v
+                    .get("text")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+            })
+            .collect(),
+        _ => vec![String::new()],
+    };
+    let results: Vec<Value> = texts
+        .iter()
+        .map(|t| {
+            let lower = t.to_lowercase();
+            let flagged = FLAGGED_WORDS.iter().any(|w| lower.contains(w));
+            json!({"flagged": flagged, "categories": {"violence": flagged},
+                   "category_scores": {"violence": if flagged { 0.99 } else { 0.01 }}})
+        })
+        .collect();
+    Reply::json(
+        200,
+        &json!({"id": format!("modr-mock-{}", state.next_id()),
+                "model": "omni-moderation-latest", "results": results}),
+    )
+}
+
 fn doc_text(d: &Value) -> String {
     match d {
         Value::String(s) => s.clone(),
@@ -932,5 +971,31 @@ mod tests {
             proto_of("/compatible-mode/v1/chat/completions"),
             Proto::OpenAi
         );
+    }
+
+    #[test]
+    fn moderations_flag_listed_words() {
+        let state = State::new(super::super::Config::default());
+        let req = Request {
+            method: "POST".into(),
+            target: "/v1/moderations".into(),
+            path: "/v1/moderations".into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            minor_version: 1,
+            conn: 1,
+        };
+        let flags = |input: Value| match moderations(&state, &req, &json!({ "input": input })).body
+        {
+            Body::Full(b) => serde_json::from_slice::<Value>(&b).unwrap()["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["flagged"].as_bool().unwrap())
+                .collect::<Vec<_>>(),
+            Body::Stream(_) => panic!("streamed"),
+        };
+        assert_eq!(flags(json!("a VIOLENT plan")), [true]);
+        assert_eq!(flags(json!(["hello", "unsafe"])), [false, true]);
     }
 }

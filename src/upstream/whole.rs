@@ -1,0 +1,116 @@
+//! Reads a whole upstream response body into memory, bounded: for answers
+//! that must be seen whole before the client gets any of them (moderated
+//! non-streamed answers, the moderation service's verdicts).
+
+use super::exchange::Response;
+use super::Conn;
+use crate::error::{Error, Kind};
+use crate::http::body::ChunkedDecoder;
+use crate::http::head::{Framing, ResponseHead};
+use monoio::buf::IoBufMut;
+use std::time::Duration;
+
+pub struct WholeResponse {
+    pub conn: Conn,
+    pub head: ResponseHead,
+    /// The head's bytes (its header ranges index these).
+    pub head_bytes: Vec<u8>,
+    pub body: Vec<u8>,
+    /// Whether `conn` may go back to the pool.
+    pub reusable: bool,
+}
+
+/// Reads the rest of `resp`'s body, at most `cap` bytes, each read within
+/// `timeout`.
+pub async fn read_whole(
+    resp: Response,
+    service: &str,
+    timeout: Duration,
+    cap: usize,
+) -> Result<WholeResponse, Error> {
+    let Response {
+        mut conn,
+        head,
+        buf: mut head_bytes,
+    } = resp;
+    let mut raw = head_bytes.split_off(head.head_len);
+    let fail = |why: &str| Error::new(Kind::UpstreamProtocol, format!("service {service}: {why}"));
+    let too_large = || fail(&format!("response body over {cap} bytes"));
+    let (body, reusable) = match head.framing {
+        Framing::None => (Vec::new(), head.keep_alive && raw.is_empty()),
+        Framing::Length(n) => {
+            if n > cap as u64 {
+                return Err(too_large());
+            }
+            let n = n as usize;
+            while raw.len() < n {
+                if read(&mut conn, &mut raw, timeout, service).await? == 0 {
+                    return Err(fail("closed mid-body"));
+                }
+            }
+            let reusable = head.keep_alive && raw.len() == n;
+            raw.truncate(n);
+            (raw, reusable)
+        }
+        Framing::Chunked => {
+            let mut decoder = ChunkedDecoder::new(cap as u64);
+            let mut body = Vec::new();
+            loop {
+                let p = decoder
+                    .decode(&raw, |d| body.extend_from_slice(d))
+                    .map_err(|e| fail(&format!("bad chunked body: {e}")))?;
+                if p.done {
+                    break (body, head.keep_alive && p.consumed == raw.len());
+                }
+                raw.clear();
+                if read(&mut conn, &mut raw, timeout, service).await? == 0 {
+                    return Err(fail("closed mid-body"));
+                }
+            }
+        }
+        Framing::UntilClose => {
+            while read(&mut conn, &mut raw, timeout, service).await? > 0 {
+                if raw.len() > cap {
+                    return Err(too_large());
+                }
+            }
+            (raw, false)
+        }
+    };
+    Ok(WholeResponse {
+        conn,
+        head,
+        head_bytes,
+        body,
+        reusable,
+    })
+}
+
+/// Appends what `conn` sends next to `buf`; 0 at end of stream.
+async fn read(
+    conn: &mut Conn,
+    buf: &mut Vec<u8>,
+    timeout: Duration,
+    service: &str,
+) -> Result<usize, Error> {
+    if buf.capacity() - buf.len() < 4096 {
+        buf.reserve(16 * 1024);
+    }
+    let (len, cap) = (buf.len(), buf.capacity());
+    let slice = std::mem::take(buf).slice_mut(len..cap);
+    match monoio::time::timeout(timeout, conn.read(slice)).await {
+        Ok((res, slice)) => {
+            *buf = slice.into_inner();
+            res.map_err(|e| {
+                Error::new(
+                    Kind::UpstreamProtocol,
+                    format!("service {service}: read: {e}"),
+                )
+            })
+        }
+        Err(_) => Err(Error::new(
+            Kind::UpstreamTimeout,
+            format!("service {service}: response body stalled"),
+        )),
+    }
+}
