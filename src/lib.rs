@@ -5,6 +5,7 @@
 //! tokio thread with `admin`. Shared: `config` snapshots and `error`.
 
 pub mod admin;
+pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod error;

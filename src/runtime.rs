@@ -33,6 +33,9 @@ pub struct Shared {
     /// Per-process secret carried in [`DEBUG_HEADER`] by the admin debug
     /// request, so it passes consumer auth. Never leaves the process.
     pub debug_token: String,
+    /// Cluster mode: the Redis link (control thread only; workers never
+    /// touch it).
+    pub cluster: Option<Arc<crate::cluster::Link>>,
 }
 
 /// Header that marks the admin's own debug request; the data plane never
@@ -176,7 +179,14 @@ fn choose_io(mode: IoMode) -> IoMode {
 
 /// Runs the gateway until SIGTERM/SIGINT and the drain that follows.
 pub fn serve(config_path: &str, raw: RawConfig) -> Result<(), String> {
-    let store = Store::open(&raw.store.path)?;
+    let cluster = crate::cluster::Settings::from_raw(&raw.cluster)
+        .map_err(|e| e.to_string())?
+        .map(|s| crate::cluster::Link::new(&s, admin::auth::random_hex(8)).map(Arc::new))
+        .transpose()?;
+    let store = match &cluster {
+        Some(link) => Store::redis(link.clone()),
+        None => Store::open(&raw.store.path)?,
+    };
     let resources = Resources::new(raw.clone(), store);
     let merged = resources.store.state.merged_with(&raw);
     let (snap, problems) = compile(&merged, 1, Mode::Serve).map_err(|p| {
@@ -205,6 +215,7 @@ pub fn serve(config_path: &str, raw: RawConfig) -> Result<(), String> {
         resources: tokio::sync::Mutex::new(resources),
         data_addr,
         debug_token: admin::auth::random_hex(32),
+        cluster,
     });
 
     let cores = core_ids();
@@ -280,6 +291,20 @@ async fn control(shared: Arc<Shared>, raw: RawConfig) -> Result<(), String> {
         "admin listening on {}",
         admin.local_addr().map_err(|e| e.to_string())?
     );
+    if let Some(link) = shared.cluster.clone() {
+        // Start from the cluster's resources when Redis answers in time;
+        // otherwise serve the config file's and catch up once it does.
+        let first = async {
+            let mut res = shared.resources.lock().await;
+            crate::cluster::sync::catch_up(&shared, &mut res).await
+        };
+        match tokio::time::timeout(Duration::from_secs(3), first).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!("cluster: starting without the cluster store: {e}"),
+            Err(_) => tracing::warn!("cluster: Redis did not answer in time; starting degraded"),
+        }
+        tokio::spawn(crate::cluster::sync::run(shared.clone(), link));
+    }
     tokio::spawn(admin::serve(admin, shared.clone()));
 
     let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
@@ -304,5 +329,8 @@ async fn control(shared: Arc<Shared>, raw: RawConfig) -> Result<(), String> {
     }
     tracing::info!("draining");
     shared.shutdown.store(true, Ordering::Release);
+    if let Some(link) = &shared.cluster {
+        let _ = tokio::time::timeout(Duration::from_secs(1), link.leave()).await;
+    }
     Ok(())
 }
