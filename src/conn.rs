@@ -28,6 +28,8 @@ pub struct Client {
     /// request's head and body prefix, then any pipelined requests.
     pub inbuf: Vec<u8>,
     pub peer: SocketAddr,
+    /// Set on connections accepted by a TLS listener.
+    pub tls: Option<Box<crate::tls::Session>>,
 }
 
 /// Gives `buf` room to read into and returns the slice to read into.
@@ -58,9 +60,43 @@ impl Client {
         timeout: Duration,
         drain: Option<&Worker>,
     ) -> io::Result<usize> {
+        if self.tls.is_none() {
+            let buf = std::mem::take(&mut self.inbuf);
+            let (res, buf) = self.read_socket(buf, timeout, drain).await;
+            self.inbuf = buf;
+            return res;
+        }
+        // TLS: read ciphertext until rustls has plaintext for `inbuf`.
+        let deadline = Instant::now() + timeout;
+        loop {
+            let tls = self.tls.as_mut().expect("tls session");
+            if let Some(n) = tls.plaintext_into(&mut self.inbuf)? {
+                return Ok(n);
+            }
+            if tls.cipher_in.is_empty() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                let cipher = std::mem::take(&mut tls.cipher_in);
+                let (res, cipher) = self.read_socket(cipher, left, drain).await;
+                self.tls.as_mut().expect("tls session").cipher_in = cipher;
+                if res? == 0 {
+                    return Ok(0);
+                }
+            }
+            self.tls.as_mut().expect("tls session").feed()?;
+            self.flush_tls().await?;
+        }
+    }
+
+    /// One read from the socket into `buf`, cancelled cleanly on timeout
+    /// (an error) or drain (end of stream).
+    async fn read_socket(
+        &mut self,
+        buf: Vec<u8>,
+        timeout: Duration,
+        drain: Option<&Worker>,
+    ) -> (io::Result<usize>, Vec<u8>) {
         let canceller = Canceller::new();
-        let buf = spare(std::mem::take(&mut self.inbuf));
-        let read = self.stream.cancelable_read(buf, canceller.handle());
+        let read = self.stream.cancelable_read(spare(buf), canceller.handle());
         let mut read = std::pin::pin!(read);
         let draining = async {
             match drain {
@@ -74,25 +110,46 @@ impl Client {
             _ = monoio::time::sleep(timeout) => { timed_out = true; canceller.cancel(); read.await }
             _ = draining => { canceller.cancel(); read.await }
         };
-        self.inbuf = buf.into_inner();
-        match res {
-            Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => {
-                if timed_out {
-                    Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "client read timed out",
-                    ))
-                } else {
-                    Ok(0)
-                }
-            }
+        let res = match res {
+            Err(e) if e.raw_os_error() == Some(libc::ECANCELED) && timed_out => Err(
+                io::Error::new(io::ErrorKind::TimedOut, "client read timed out"),
+            ),
+            Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => Ok(0),
             other => other,
+        };
+        (res, buf.into_inner())
+    }
+
+    /// Writes what the TLS session has to send (handshake, sealed data).
+    async fn flush_tls(&mut self) -> io::Result<()> {
+        let mut out = Vec::new();
+        if let Some(tls) = self.tls.as_mut() {
+            tls.output(&mut out)?;
         }
+        if out.is_empty() {
+            return Ok(());
+        }
+        let (res, _) = self.stream.write_all(out).await;
+        res.map(|_| ())
     }
 
     pub async fn write(&mut self, buf: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
-        let (res, buf) = self.stream.write_all(buf).await;
-        (res.map(|_| ()), buf)
+        if self.tls.is_none() {
+            let (res, buf) = self.stream.write_all(buf).await;
+            return (res.map(|_| ()), buf);
+        }
+        let mut sent = 0;
+        while sent < buf.len() {
+            let sealed = self.tls.as_mut().expect("tls session").seal(&buf[sent..]);
+            match sealed {
+                Ok(n) => sent += n,
+                Err(e) => return (Err(e), buf),
+            }
+            if let Err(e) = self.flush_tls().await {
+                return (Err(e), buf);
+            }
+        }
+        (Ok(()), buf)
     }
 
     /// Closes after a final answer without losing it to a reset: stop
@@ -100,6 +157,10 @@ impl Client {
     /// nginx's lingering close does).
     pub async fn linger_close(&mut self) {
         use monoio::io::AsyncWriteRent;
+        if let Some(tls) = self.tls.as_mut() {
+            tls.close_notify();
+            let _ = self.flush_tls().await;
+        }
         let _ = self.stream.shutdown().await;
         let deadline = Instant::now() + Duration::from_millis(500);
         let mut discarded = 0;
@@ -212,11 +273,20 @@ pub fn parse_error(e: ParseError) -> Error {
 }
 
 /// Serves one client connection until it closes, errs, or the worker drains.
-pub async fn serve(w: &Worker, stream: TcpStream, peer: SocketAddr) {
+pub async fn serve(w: &Worker, stream: TcpStream, peer: SocketAddr, tls: bool) {
+    let session = match (tls, &w.snapshot().tls) {
+        (false, _) => None,
+        (true, Some(config)) => match crate::tls::Session::new(config.clone()) {
+            Ok(s) => Some(Box::new(s)),
+            Err(_) => return,
+        },
+        (true, None) => return,
+    };
     let mut c = Client {
         stream,
         inbuf: Vec::with_capacity(INITIAL_BUFFER),
         peer,
+        tls: session,
     };
     let mut scratch = Vec::with_capacity(32);
     loop {
@@ -400,9 +470,9 @@ fn client_gone(e: io::Error) -> Error {
 mod tests {
     use crate::worker::Worker;
 
-    fn size_of_return<F, A, B, C, R>(_: F) -> usize
+    fn size_of_return<F, A, B, C, D, R>(_: F) -> usize
     where
-        F: Fn(A, B, C) -> R,
+        F: Fn(A, B, C, D) -> R,
     {
         std::mem::size_of::<R>()
     }
@@ -411,10 +481,10 @@ mod tests {
     /// pipeline's own state is boxed per request).
     #[test]
     fn idle_connection_state_stays_small() {
-        let size =
-            size_of_return::<_, &'static Worker, monoio::net::TcpStream, std::net::SocketAddr, _>(
-                super::serve,
-            );
+        type Stream = monoio::net::TcpStream;
+        let size = size_of_return::<_, &'static Worker, Stream, std::net::SocketAddr, bool, _>(
+            super::serve,
+        );
         assert!(size <= 4096, "connection future is {size} bytes");
     }
 }

@@ -17,5 +17,6 @@ pub mod proxy;
 pub mod relay;
 pub mod route;
 pub mod runtime;
+pub mod tls;
 pub mod upstream;
 pub mod worker;

@@ -114,12 +114,16 @@ impl Shared {
 /// Binds one listener per worker per address, all on the same port
 /// (SO_REUSEPORT); port 0 is resolved by the first bind.
 fn bind_listeners(
-    addrs: &[String],
+    plain: &[String],
+    tls: &[String],
     workers: usize,
-) -> std::io::Result<Vec<Vec<std::net::TcpListener>>> {
-    let mut per_worker: Vec<Vec<std::net::TcpListener>> =
-        (0..workers).map(|_| Vec::new()).collect();
-    for addr in addrs {
+) -> std::io::Result<Vec<Vec<worker::Listener>>> {
+    let mut per_worker: Vec<Vec<worker::Listener>> = (0..workers).map(|_| Vec::new()).collect();
+    let addrs = plain
+        .iter()
+        .map(|a| (a, false))
+        .chain(tls.iter().map(|a| (a, true)));
+    for (addr, is_tls) in addrs {
         let mut addr: SocketAddr = addr
             .parse()
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, addr.clone()))?;
@@ -137,9 +141,16 @@ fn bind_listeners(
             sock.listen(4096)?;
             let l: std::net::TcpListener = sock.into();
             addr = l.local_addr()?;
-            list.push(l);
+            list.push(worker::Listener {
+                socket: l,
+                tls: is_tls,
+            });
         }
-        println!("modelgate listening on {addr}");
+        if is_tls {
+            println!("modelgate listening on {addr} (tls)");
+        } else {
+            println!("modelgate listening on {addr}");
+        }
     }
     Ok(per_worker)
 }
@@ -201,9 +212,14 @@ pub fn serve(config_path: &str, raw: RawConfig) -> Result<(), String> {
     }
     let workers = worker_count(raw.server.workers);
     let io = choose_io(raw.server.io);
-    let listeners =
-        bind_listeners(&raw.server.listen, workers).map_err(|e| format!("listen: {e}"))?;
-    let data_addr = loopback(listeners[0][0].local_addr().map_err(|e| e.to_string())?);
+    let listeners = bind_listeners(&raw.server.listen, &raw.server.tls.listen, workers)
+        .map_err(|e| format!("listen: {e}"))?;
+    let data_addr = loopback(
+        listeners[0][0]
+            .socket
+            .local_addr()
+            .map_err(|e| e.to_string())?,
+    );
     let shared = Arc::new(Shared {
         generation: AtomicU64::new(snap.generation),
         snapshot: ArcSwap::from_pointee(snap),

@@ -17,6 +17,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+/// A listening socket handed to a worker; `tls` listeners terminate TLS.
+pub struct Listener {
+    pub socket: std::net::TcpListener,
+    pub tls: bool,
+}
+
 /// A worker-local shutdown signal that connection tasks can await.
 #[derive(Default)]
 pub struct Shutdown {
@@ -138,12 +144,12 @@ pub fn run(
     core: Option<usize>,
     io: IoMode,
     shared: Arc<Shared>,
-    listeners: Vec<std::net::TcpListener>,
+    listeners: Vec<Listener>,
 ) {
     if let Some(core) = core {
         pin_to(core);
     }
-    let start = move |shared: Arc<Shared>, listeners: Vec<std::net::TcpListener>| async move {
+    let start = move |shared: Arc<Shared>, listeners: Vec<Listener>| async move {
         main(id, shared, listeners).await;
     };
     if io == IoMode::IoUring {
@@ -169,7 +175,7 @@ pub fn run(
     }
 }
 
-async fn main(id: usize, shared: Arc<Shared>, listeners: Vec<std::net::TcpListener>) {
+async fn main(id: usize, shared: Arc<Shared>, listeners: Vec<Listener>) {
     let snap = Rc::new(shared.snapshot.load_full());
     let worker = Rc::new(Worker {
         id,
@@ -186,9 +192,9 @@ async fn main(id: usize, shared: Arc<Shared>, listeners: Vec<std::net::TcpListen
         request_seed: fastrand::u64(..) ^ ((id as u64) << 56),
     });
     let mut accepting = Vec::new();
-    for l in listeners {
-        match TcpListener::from_std(l) {
-            Ok(l) => accepting.push(monoio::spawn(accept_loop(worker.clone(), l))),
+    for Listener { socket, tls } in listeners {
+        match TcpListener::from_std(socket) {
+            Ok(l) => accepting.push(monoio::spawn(accept_loop(worker.clone(), l, tls))),
             Err(e) => tracing::error!("worker {id}: listener: {e}"),
         }
     }
@@ -214,7 +220,7 @@ async fn main(id: usize, shared: Arc<Shared>, listeners: Vec<std::net::TcpListen
     }
 }
 
-async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
+async fn accept_loop(w: Rc<Worker>, listener: TcpListener, tls: bool) {
     loop {
         let accepted = monoio::select! {
             r = listener.accept() => r,
@@ -239,7 +245,7 @@ async fn accept_loop(w: Rc<Worker>, listener: TcpListener) {
         w.active.set(w.active.get() + 1);
         let w2 = w.clone();
         monoio::spawn(async move {
-            crate::conn::serve(&w2, stream, peer).await;
+            crate::conn::serve(&w2, stream, peer, tls).await;
             w2.active.set(w2.active.get() - 1);
             w2.shared.connections.fetch_sub(1, Ordering::AcqRel);
         });

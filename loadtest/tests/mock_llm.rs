@@ -901,7 +901,20 @@ fn timing_faults() {
     assert!(head_at < Duration::from_millis(250), "{head_at:?}");
     assert!(t.elapsed() >= Duration::from_millis(300));
 
-    // --itl-ms between events: 3 tokens + finish + [DONE] = 4 gaps.
+    // x-mock-chunk-delay-ms before every event: 3 tokens + finish +
+    // [DONE] = 4 gaps.
+    let t = Instant::now();
+    let r = c.post(
+        "/v1/chat/completions",
+        &[("x-mock-chunk-delay-ms", "40"), ("x-mock-itl-ms", "0")],
+        &chat_body("x", json!({"stream": true})),
+    );
+    assert_eq!(r.chunks.len(), 5);
+    assert!(t.elapsed() >= Duration::from_millis(160));
+
+    // --chunk-delay-ms sets the same for every request.
+    let srv = Server::start(&["--chunk-delay-ms", "40"]);
+    let mut c = srv.conn();
     let t = Instant::now();
     let r = c.post(
         "/v1/chat/completions",
@@ -909,15 +922,94 @@ fn timing_faults() {
         &chat_body("x", json!({"stream": true})),
     );
     assert_eq!(r.chunks.len(), 5);
-    assert!(t.elapsed() >= Duration::from_millis(120));
-    // The header overrides the CLI value.
+    assert!(t.elapsed() >= Duration::from_millis(160));
+}
+
+/// Reads a chunked SSE response, noting when each chunk arrived.
+fn timed_chunks(c: &mut Conn, t: Instant) -> Vec<(Duration, String)> {
+    let head = c.read_head().unwrap();
+    assert_eq!(head.status, 200);
+    let mut out = Vec::new();
+    while let Some(ch) = c.next_chunk().unwrap() {
+        out.push((t.elapsed(), String::from_utf8(ch).unwrap()));
+    }
+    out
+}
+
+#[test]
+fn token_pacing() {
+    let srv = Server::start(&["--ttft-ms", "150", "--itl-ms", "30"]);
+    let mut c = srv.conn();
+    // Streamed: first token at TTFT, one token per ITL, the finish and
+    // [DONE] events right after the last token.
     let t = Instant::now();
-    c.post(
-        "/v1/chat/completions",
-        &[("x-mock-chunk-delay-ms", "0")],
-        &chat_body("x", json!({"stream": true})),
+    let body = chat_body("x", json!({"stream": true, "max_tokens": 5}));
+    c.send_request("POST", "/v1/chat/completions", &[], &body.to_string());
+    let chunks = timed_chunks(&mut c, t);
+    assert_eq!(chunks.len(), 7);
+    let at: Vec<u64> = chunks.iter().map(|(d, _)| d.as_millis() as u64).collect();
+    assert!((150..250).contains(&at[0]), "{at:?}");
+    for w in at[..5].windows(2) {
+        assert!((20..80).contains(&(w[1] - w[0])), "{at:?}");
+    }
+    assert!(at[6] - at[4] < 20, "{at:?}");
+
+    // Per-request overrides; Anthropic's preamble comes at once.
+    let t = Instant::now();
+    let body = json!({"model": "m", "max_tokens": 3, "stream": true,
+                      "messages": [{"role": "user", "content": "hi"}]});
+    c.send_request(
+        "POST",
+        "/v1/messages",
+        &[("x-mock-ttft-ms", "300"), ("x-mock-itl-ms", "0")],
+        &body.to_string(),
     );
-    assert!(t.elapsed() < Duration::from_millis(120));
+    let chunks = timed_chunks(&mut c, t);
+    assert!(chunks[0].1.contains("message_start"));
+    assert!(chunks[0].0 < Duration::from_millis(150), "{chunks:?}");
+    let first_delta = chunks
+        .iter()
+        .find(|(_, e)| e.contains("content_block_delta"))
+        .unwrap();
+    assert!(first_delta.0 >= Duration::from_millis(300), "{chunks:?}");
+
+    // Not streamed: the answer comes when its last token would.
+    let t = Instant::now();
+    let r = c.post(
+        "/v1/chat/completions",
+        &[("x-mock-itl-ms", "50")],
+        &chat_body("x", json!({"max_tokens": 4})),
+    );
+    assert_eq!(r.json()["usage"]["completion_tokens"], 4);
+    assert!(
+        t.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        t.elapsed()
+    );
+    // Not a generation: not paced.
+    let t = Instant::now();
+    c.request("GET", "/v1/models", &[], "");
+    assert!(t.elapsed() < Duration::from_millis(100));
+}
+
+#[test]
+fn max_concurrency_queues_generations() {
+    let srv = Server::start(&["--ttft-ms", "200", "--max-concurrency", "2"]);
+    let t = Instant::now();
+    let mut conns: Vec<Conn> = (0..4).map(|_| srv.conn()).collect();
+    let body = chat_body("x", json!({"max_tokens": 1})).to_string();
+    for c in &mut conns {
+        c.send_request("POST", "/v1/chat/completions", &[], &body);
+    }
+    let mut done = Vec::new();
+    for c in &mut conns {
+        assert_eq!(c.read_response().unwrap().status(), 200);
+        done.push(t.elapsed());
+    }
+    done.sort();
+    // Two at a time: two answers at ~200 ms, two at ~400 ms.
+    assert!(done[1] < Duration::from_millis(350), "{done:?}");
+    assert!(done[2] >= Duration::from_millis(390), "{done:?}");
 }
 
 #[test]

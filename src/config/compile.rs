@@ -98,6 +98,8 @@ pub struct Snapshot {
     pub apis: Vec<ModelApi>,
     pub hosts: HostIndex,
     pub drain_timeout: Duration,
+    /// For connections accepted on `server.tls.listen`.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl HostIndex {
@@ -676,6 +678,31 @@ pub fn compile(
             );
         }
     }
+    for (i, l) in s.tls.listen.iter().enumerate() {
+        if l.parse::<SocketAddr>().is_err() {
+            p.error(
+                format!("server.tls.listen[{i}]"),
+                format!("{l:?} is not an IP:port address"),
+            );
+        }
+    }
+    let tls = if s.tls.listen.is_empty() && s.tls.certs.is_empty() {
+        None
+    } else if s.tls.certs.is_empty() {
+        p.error(
+            "server.tls.certs",
+            "TLS listeners need at least one certificate",
+        );
+        None
+    } else {
+        if s.tls.listen.is_empty() {
+            p.warn(
+                "server.tls.listen",
+                "certificates are configured but no TLS listener",
+            );
+        }
+        crate::tls::server_config(&s.tls.certs, "server.tls", &mut p)
+    };
     if raw.admin.listen.parse::<SocketAddr>().is_err() {
         p.error(
             "admin.listen",
@@ -788,6 +815,7 @@ pub fn compile(
         apis,
         hosts,
         drain_timeout: Duration::from_millis(s.drain_timeout_ms),
+        tls,
     };
     Ok((snapshot, p))
 }

@@ -42,6 +42,25 @@ pub struct ServerRaw {
     pub io: IoMode,
     pub drain_timeout_ms: u64,
     pub limits: LimitsRaw,
+    pub tls: TlsRaw,
+}
+
+/// Listeners that speak TLS, and the certificate for each domain (SNI).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsRaw {
+    pub listen: Vec<String>,
+    pub certs: Vec<CertRaw>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertRaw {
+    pub domains: Vec<String>,
+    /// PEM certificate chain file.
+    pub cert: String,
+    /// PEM private key file.
+    pub key: String,
 }
 
 impl Default for ServerRaw {
@@ -52,6 +71,7 @@ impl Default for ServerRaw {
             io: IoMode::Auto,
             drain_timeout_ms: 30_000,
             limits: LimitsRaw::default(),
+            tls: TlsRaw::default(),
         }
     }
 }

@@ -21,12 +21,23 @@ struct Cli {
     /// Server name: sent as `x-mock-name`, matched by `x-mock-fault-target`.
     #[arg(long, default_value = "mock")]
     name: String,
-    /// Delay between stream events, in ms.
-    #[arg(long = "itl-ms", visible_alias = "chunk-delay-ms", default_value_t = 0)]
+    /// Time between output tokens of a generation, in ms (per request:
+    /// `x-mock-itl-ms`). A non-streamed answer comes when its last token
+    /// would.
+    #[arg(long = "itl-ms", default_value_t = 0)]
     itl_ms: u64,
-    /// Delay before the first body byte of a stream, in ms.
+    /// Time to the first output token of a generation, in ms (per request:
+    /// `x-mock-ttft-ms`).
     #[arg(long = "ttft-ms", default_value_t = 0)]
     ttft_ms: u64,
+    /// Raw delay before every stream event, in ms, generation or not (per
+    /// request: `x-mock-chunk-delay-ms`).
+    #[arg(long = "chunk-delay-ms", default_value_t = 0)]
+    chunk_delay_ms: u64,
+    /// Generations served at once at most, like an inference server's
+    /// batch; more requests queue for a slot (0: no limit).
+    #[arg(long = "max-concurrency", default_value_t = 0)]
+    max_concurrency: usize,
     /// Single-threaded event loops sharing the listener.
     #[arg(long, default_value_t = 1)]
     threads: usize,
@@ -57,6 +68,8 @@ fn main() {
         name: cli.name,
         ttft_ms: cli.ttft_ms,
         itl_ms: cli.itl_ms,
+        max_concurrency: cli.max_concurrency,
+        chunk_delay_ms: cli.chunk_delay_ms,
     }));
     if let Err(e) = mock::run(state, listener, cli.threads) {
         eprintln!("mock-llm: {e}");

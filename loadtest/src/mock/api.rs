@@ -26,6 +26,18 @@ pub struct Reply {
     pub content_type: &'static str,
     pub headers: Vec<(String, String)>,
     pub body: Body,
+    /// Set on generations: where the output tokens are, for token pacing.
+    pub tokens: Option<Tokens>,
+}
+
+/// The output tokens of a generation: `count` tokens, one per stream event
+/// from event `first_event` on (events before it are preamble such as
+/// Anthropic's `message_start`; events after them are the finish, usage
+/// and end events).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tokens {
+    pub count: u64,
+    pub first_event: usize,
 }
 
 pub const JSON: &str = "application/json";
@@ -38,6 +50,7 @@ impl Reply {
             content_type: JSON,
             headers: Vec::new(),
             body: Body::Full(serde_json::to_vec(v).unwrap_or_default()),
+            tokens: None,
         }
     }
 
@@ -47,7 +60,15 @@ impl Reply {
             content_type: SSE,
             headers: vec![("cache-control".to_string(), "no-cache".to_string())],
             body: Body::Stream(events.into_iter().map(String::into_bytes).collect()),
+            tokens: None,
         }
+    }
+
+    /// Marks this reply as a generation of `count` tokens starting at
+    /// stream event `first_event`.
+    fn generated(mut self, count: u64, first_event: usize) -> Reply {
+        self.tokens = Some(Tokens { count, first_event });
+        self
     }
 
     pub fn is_stream(&self) -> bool {
@@ -363,7 +384,8 @@ fn chat_completion(state: &State, req: &Request, body: &Value) -> Reply {
                              "finish_reason": "stop"}],
                 "usage": usage,
             }),
-        );
+        )
+        .generated(c, 0);
     }
     let chunk = |choices: Value| {
         json!({"id": id, "object": "chat.completion.chunk", "created": created,
@@ -389,7 +411,7 @@ fn chat_completion(state: &State, req: &Request, body: &Value) -> Reply {
         events.push(data_event(&u));
     }
     events.push(DONE.to_string());
-    Reply::sse(events)
+    Reply::sse(events).generated(c, 0)
 }
 
 /// A chat answer that calls `tool` with [`TOOL_ARGS`], streamed one
@@ -455,7 +477,8 @@ fn text_completion(state: &State, req: &Request, body: &Value) -> Reply {
                              "finish_reason": "stop"}],
                 "usage": usage,
             }),
-        );
+        )
+        .generated(c, 0);
     }
     let chunk = |text: &str, finish: Value| {
         json!({"id": id, "object": "text_completion", "created": created, "model": model,
@@ -472,7 +495,7 @@ fn text_completion(state: &State, req: &Request, body: &Value) -> Reply {
         events.push(data_event(&u));
     }
     events.push(DONE.to_string());
-    Reply::sse(events)
+    Reply::sse(events).generated(c, 0)
 }
 
 /// FNV-1a then splitmix64: 8 deterministic floats in [-1, 1] per input.
@@ -543,7 +566,8 @@ fn anthropic_messages(state: &State, req: &Request, body: &Value) -> Reply {
                 "stop_reason": "end_turn", "stop_sequence": null,
                 "usage": {"input_tokens": p, "output_tokens": c},
             }),
-        );
+        )
+        .generated(c, 0);
     }
     let mut events = Vec::with_capacity(c as usize + 6);
     events.push(named_event(
@@ -580,7 +604,7 @@ fn anthropic_messages(state: &State, req: &Request, body: &Value) -> Reply {
         "message_stop",
         &json!({"type": "message_stop"}),
     ));
-    Reply::sse(events)
+    Reply::sse(events).generated(c, 3)
 }
 
 /// A Messages answer that calls `tool` with [`TOOL_ARGS`], streamed as
@@ -759,7 +783,8 @@ fn dashscope_aigc(state: &State, req: &Request, body: &Value) -> Reply {
         return Reply::json(
             200,
             &json!({"output": output, "usage": usage, "request_id": request_id(state)}),
-        );
+        )
+        .generated(c, 0);
     }
     let task_id = format!("{}-task-{}", state.cfg.name, state.next_id());
     state.add_task(task_id.clone());
@@ -847,6 +872,7 @@ fn audio_speech() -> Reply {
                 .map(<[u8]>::to_vec)
                 .collect(),
         ),
+        tokens: None,
     }
 }
 

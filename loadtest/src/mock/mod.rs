@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod http;
+pub mod pacing;
 pub mod server;
 
 use std::collections::{HashSet, VecDeque};
@@ -14,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use serde::Serialize;
+use tokio::sync::Semaphore;
 
 pub use server::{bind, run};
 
@@ -26,10 +28,14 @@ pub struct Config {
     /// Reported in `x-mock-name`, task ids and `served_by`; matched by
     /// `x-mock-fault-target`.
     pub name: String,
-    /// Delay before the first body byte of streams.
+    /// Time to the first output token of a generation.
     pub ttft_ms: u64,
-    /// Delay between stream events.
+    /// Time between output tokens.
     pub itl_ms: u64,
+    /// Generations served at once at most (0: no limit); more wait.
+    pub max_concurrency: usize,
+    /// Raw delay before every stream event.
+    pub chunk_delay_ms: u64,
 }
 
 impl Default for Config {
@@ -38,6 +44,8 @@ impl Default for Config {
             name: "mock".to_string(),
             ttft_ms: 0,
             itl_ms: 0,
+            max_concurrency: 0,
+            chunk_delay_ms: 0,
         }
     }
 }
@@ -78,11 +86,15 @@ pub struct State {
     pub requests_total: AtomicU64,
     records: Mutex<VecDeque<Record>>,
     tasks: Mutex<HashSet<String>>,
+    /// Generation slots when `max_concurrency` is set.
+    pub slots: Option<Semaphore>,
 }
 
 impl State {
     pub fn new(cfg: Config) -> State {
+        let slots = (cfg.max_concurrency > 0).then(|| Semaphore::new(cfg.max_concurrency));
         State {
+            slots,
             cfg,
             seq: AtomicU64::new(0),
             conn_seq: AtomicU64::new(0),

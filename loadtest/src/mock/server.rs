@@ -1,5 +1,6 @@
-//! Connections: keep-alive request loop, `/_mock/*` inspection, and the
-//! per-request faults (status, delays, resets, stalls, garbage, close).
+//! Connections: keep-alive request loop, `/_mock/*` inspection, the
+//! per-request faults (status, delays, resets, stalls, garbage, close) and
+//! token pacing (see [`super::pacing`]).
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -9,10 +10,11 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::time::sleep;
+use tokio::time::{sleep, sleep_until, Instant};
 
 use super::api::{self, Body, Reply};
 use super::http::{self, ReadError, Request};
+use super::pacing::Pacing;
 use super::{Record, State};
 
 /// How long `x-mock-stall-after` holds a connection open at most.
@@ -118,6 +120,9 @@ pub struct Fault {
     pub delay_ms: u64,
     pub first_byte_ms: Option<u64>,
     pub chunk_delay_ms: Option<u64>,
+    /// Token pacing overrides (`x-mock-ttft-ms`, `x-mock-itl-ms`).
+    pub ttft_ms: Option<u64>,
+    pub itl_ms: Option<u64>,
     pub reset_after: Option<usize>,
     pub stall_after: Option<usize>,
     pub close: bool,
@@ -148,10 +153,23 @@ impl Fault {
             delay_ms: req.header_u64("x-mock-delay-ms").unwrap_or(0),
             first_byte_ms: req.header_u64("x-mock-first-byte-ms"),
             chunk_delay_ms: req.header_u64("x-mock-chunk-delay-ms"),
+            ttft_ms: req.header_u64("x-mock-ttft-ms"),
+            itl_ms: req.header_u64("x-mock-itl-ms"),
             reset_after: req.header_u64("x-mock-reset-after").map(|k| k as usize),
             stall_after: req.header_u64("x-mock-stall-after").map(|k| k as usize),
             close: truthy(req.header("x-mock-close")),
             garbage: truthy(req.header("x-mock-garbage")),
+        }
+    }
+
+    /// The timings for this response: the per-request pacing overrides,
+    /// else the server's `--ttft-ms` / `--itl-ms`.
+    pub fn pacing(&self, state: &State) -> Pacing {
+        Pacing {
+            ttft_ms: self.ttft_ms.unwrap_or(state.cfg.ttft_ms),
+            itl_ms: self.itl_ms.unwrap_or(state.cfg.itl_ms),
+            first_byte_ms: self.first_byte_ms.unwrap_or(0),
+            chunk_delay_ms: self.chunk_delay_ms.unwrap_or(state.cfg.chunk_delay_ms),
         }
     }
 }
@@ -296,6 +314,14 @@ async fn write_full<W: AsyncWrite + Unpin>(
     wr.flush().await
 }
 
+/// Sleeps until `t`; no timer at all when `t` has passed (most events of
+/// an unpaced response).
+async fn wait_until(t: Instant) {
+    if t > Instant::now() {
+        sleep_until(t).await;
+    }
+}
+
 async fn sleep_ms(ms: u64) {
     if ms > 0 {
         sleep(Duration::from_millis(ms)).await;
@@ -316,6 +342,14 @@ async fn respond<W: AsyncWrite + Unpin>(
         wr.flush().await?;
         return Ok(Outcome::Close);
     }
+    // A generation holds one of the server's slots (`--max-concurrency`)
+    // while it is paced and sent; beyond that, requests queue.
+    let _slot = match (&state.slots, reply.tokens) {
+        (Some(slots), Some(_)) => slots.acquire().await.ok(),
+        _ => None,
+    };
+    let start = Instant::now();
+    let pacing = fault.pacing(state);
     let extra = extra_headers(state, &reply);
     match reply.body {
         Body::Full(body) => {
@@ -326,6 +360,7 @@ async fn respond<W: AsyncWrite + Unpin>(
                 sleep(STALL_LIMIT).await;
                 return Ok(Outcome::Close);
             }
+            wait_until(start + pacing.whole_due(reply.tokens)).await;
             let mut out = http::response_head(
                 reply.status,
                 reply.content_type,
@@ -352,11 +387,10 @@ async fn respond<W: AsyncWrite + Unpin>(
             let head = http::response_head(reply.status, reply.content_type, None, &extra, close);
             wr.write_all(&head).await?;
             wr.flush().await?;
-            let first_wait = fault.first_byte_ms.unwrap_or(state.cfg.ttft_ms);
-            let gap = fault.chunk_delay_ms.unwrap_or(state.cfg.itl_ms);
             let n = events.len();
             for (i, ev) in events.iter().enumerate() {
-                sleep_ms(if i == 0 { first_wait } else { gap }).await;
+                // Due times from one start, so sleeps do not add up drift.
+                wait_until(start + pacing.event_due(reply.tokens, i)).await;
                 if fault.reset_after == Some(i) {
                     if i > 0 {
                         sleep(RESET_PAUSE).await;
@@ -393,6 +427,7 @@ fn inspect(state: &State, req: &Request) -> Reply {
         content_type: api::JSON,
         headers: Vec::new(),
         body: Body::Full(body),
+        tokens: None,
     };
     match (req.method.as_str(), req.path.as_str()) {
         ("GET", "/_mock/requests") => json_bytes(200, state.records_json()),
