@@ -56,7 +56,7 @@ impl Kind {
 
 /// How often a change is put on top of another instance's and tried
 /// again before the writer is told to retry.
-const MAX_REBASES: usize = 5;
+const MAX_REBASES: usize = 10;
 
 /// Validates `next`, persists it, publishes the new snapshot. `subject`
 /// is the resource the request made or changed: its problems are answered
@@ -69,11 +69,28 @@ const MAX_REBASES: usize = 5;
 pub async fn apply(
     shared: &Shared,
     res: &mut Resources,
-    mut next: StoreState,
+    next: StoreState,
     subject: Option<(Kind, &str)>,
 ) -> Result<(), ApiError> {
+    let mut took_newer = false;
+    let out = write(shared, res, next, subject, &mut took_newer).await;
+    if out.is_err() && took_newer {
+        // This change failed, but the newer store it met is the cluster's
+        // truth: serve it.
+        crate::cluster::sync::publish_current(shared, res).await;
+    }
+    out
+}
+
+async fn write(
+    shared: &Shared,
+    res: &mut Resources,
+    mut next: StoreState,
+    subject: Option<(Kind, &str)>,
+    took_newer: &mut bool,
+) -> Result<(), ApiError> {
     let mut base = res.store.state.clone();
-    for _ in 0..MAX_REBASES {
+    for attempt in 0..MAX_REBASES {
         let (snapshot, problems) = validate(shared, res, &next, subject).await?;
         match res.store.save_async(next.clone()).await {
             Ok(()) => {
@@ -84,9 +101,18 @@ pub async fn apply(
                 return Ok(());
             }
             Err(SaveError::Stale) => {
-                crate::cluster::sync::catch_up(shared, res)
-                    .await
-                    .map_err(|e| unavailable(&e))?;
+                // Take their store (published with ours once written) and
+                // put this change on top of it.
+                match res.store.fetch().await.map_err(|e| unavailable(&e))? {
+                    // Redis lost the store: ours goes back with this change.
+                    Some((0, _)) => res.store.version = 0,
+                    Some((version, latest)) => {
+                        res.store.state = latest;
+                        res.store.version = version;
+                        *took_newer = true;
+                    }
+                    None => {}
+                }
                 next = super::store::rebase(&base, &next, &res.store.state).map_err(|what| {
                     ApiError::conflict(
                         "conflict",
@@ -94,6 +120,9 @@ pub async fn apply(
                     )
                 })?;
                 base = res.store.state.clone();
+                // Writers that keep colliding spread out.
+                let jitter = fastrand::u64(0..=5 * (attempt as u64 + 1));
+                tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
             }
             Err(SaveError::Unavailable(e)) => return Err(unavailable(&e)),
             Err(SaveError::Io(e)) => {

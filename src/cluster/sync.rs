@@ -44,19 +44,26 @@ pub async fn catch_up(shared: &Shared, res: &mut Resources) -> Result<bool, Stri
             }
         };
     }
-    let merged = state.merged_with(&res.file);
-    let generation = shared.generation.load(Ordering::Acquire) + 1;
-    let compiled = tokio::task::spawn_blocking(move || compile(&merged, generation, Mode::Serve))
-        .await
-        .map_err(|e| e.to_string())?;
     res.store.state = state;
     res.store.version = version;
+    publish_current(shared, res).await;
+    Ok(true)
+}
+
+/// Compiles the store as held now, merged with the config file, and
+/// publishes it; a compile error is logged and the snapshot kept.
+pub async fn publish_current(shared: &Shared, res: &Resources) {
+    let merged = res.store.state.merged_with(&res.file);
+    let generation = shared.generation.load(Ordering::Acquire) + 1;
+    let compiled =
+        tokio::task::spawn_blocking(move || compile(&merged, generation, Mode::Serve)).await;
+    let version = res.store.version;
     match compiled {
-        Ok((snap, _)) => {
+        Ok(Ok((snap, _))) => {
             tracing::info!("cluster: store version {version} applied (generation {generation})");
             shared.publish(snap);
         }
-        Err(p) => {
+        Ok(Err(p)) => {
             for e in &p.errors {
                 tracing::error!(
                     "cluster: store version {version} not applied here: {}",
@@ -64,8 +71,8 @@ pub async fn catch_up(shared: &Shared, res: &mut Resources) -> Result<bool, Stri
                 );
             }
         }
+        Err(e) => tracing::error!("cluster: compile: {e}"),
     }
-    Ok(true)
 }
 
 async fn refresh(shared: &Shared) {
