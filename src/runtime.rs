@@ -36,6 +36,9 @@ pub struct Shared {
     /// Cluster mode: the Redis link (control thread only; workers never
     /// touch it).
     pub cluster: Option<Arc<crate::cluster::Link>>,
+    /// Cluster mode: the workers' handle on the shared DashScope task
+    /// memory (served by the control thread).
+    pub cluster_tasks: Option<crate::cluster::tasks::ClusterTasks>,
 }
 
 /// Header that marks the admin's own debug request; the data plane never
@@ -194,6 +197,13 @@ pub fn serve(config_path: &str, raw: RawConfig) -> Result<(), String> {
         .map_err(|e| e.to_string())?
         .map(|s| crate::cluster::Link::new(&s, admin::auth::random_hex(8)).map(Arc::new))
         .transpose()?;
+    let (cluster_tasks, task_requests) = match &cluster {
+        Some(_) => {
+            let (handle, rx) = crate::cluster::tasks::channel();
+            (Some(handle), Some(rx))
+        }
+        None => (None, None),
+    };
     let store = match &cluster {
         Some(link) => Store::redis(link.clone()),
         None => Store::open(&raw.store.path)?,
@@ -232,6 +242,7 @@ pub fn serve(config_path: &str, raw: RawConfig) -> Result<(), String> {
         data_addr,
         debug_token: admin::auth::random_hex(32),
         cluster,
+        cluster_tasks,
     });
 
     let cores = core_ids();
@@ -250,6 +261,10 @@ pub fn serve(config_path: &str, raw: RawConfig) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
+    if let (Some(link), Some(rx)) = (shared.cluster.clone(), task_requests) {
+        let ttl = crate::cluster::tasks::TASK_TTL_S;
+        rt.spawn(crate::cluster::tasks::serve(link, rx, ttl));
+    }
     rt.block_on(control(shared.clone(), raw))?;
 
     // Workers stop accepting at once and finish in-flight requests.

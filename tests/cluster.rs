@@ -377,3 +377,57 @@ fn a_malformed_redis_url_fails_check_with_the_field_path() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cluster.redis_url:"), "{err}");
 }
+
+/// One instance's control thread (tokio, as in the gateway) serving the
+/// task memory for its workers.
+fn task_memory(
+    redis: &Redis,
+    instance: &str,
+    ttl_s: u64,
+) -> modelgate::cluster::tasks::ClusterTasks {
+    use modelgate::cluster::{tasks, Link, Settings};
+    let settings = Settings {
+        redis_url: redis.url(),
+        key_prefix: "mgtest:".into(),
+    };
+    let link = std::sync::Arc::new(Link::new(&settings, instance.into()).unwrap());
+    let (handle, rx) = tasks::channel();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(tasks::serve(link, rx, ttl_s));
+    });
+    handle
+}
+
+#[test]
+fn a_task_remembered_on_one_instance_is_found_from_another_until_it_expires() {
+    use modelgate::cluster::tasks::TaskMemory;
+    let Some(redis) = Redis::start() else { return };
+    let (a, b) = (task_memory(&redis, "a", 2), task_memory(&redis, "b", 2));
+    // The workers' side runs on monoio, as the data plane does.
+    let worker = std::thread::spawn(move || {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                a.remember("task-123", "dashscope-east");
+                let mut found = None;
+                for _ in 0..100 {
+                    found = b.recall("task-123").await;
+                    if found.is_some() {
+                        break;
+                    }
+                    monoio::time::sleep(Duration::from_millis(10)).await;
+                }
+                assert_eq!(found.as_deref(), Some("dashscope-east"));
+                assert_eq!(b.recall("task-unknown").await, None);
+                monoio::time::sleep(Duration::from_millis(2500)).await;
+                assert_eq!(b.recall("task-123").await, None, "expired");
+            })
+    });
+    worker.join().unwrap();
+}

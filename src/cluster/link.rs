@@ -4,7 +4,8 @@
 //! - `store`: hash `{version, state}`, the admin store as JSON, changed only
 //!   by [`CAS`] (version check, write, publish in one script);
 //! - `changes`: pub/sub channel carrying each new store version;
-//! - `instance:{id}`: heartbeat of a live instance, with a TTL.
+//! - `instance:{id}`: heartbeat of a live instance, with a TTL;
+//! - `task:{id}`: the service that accepted a DashScope task, with a TTL.
 
 use super::Settings;
 use redis::aio::MultiplexedConnection;
@@ -230,6 +231,28 @@ impl Link {
             .await?;
         self.live.store(count.max(1), Ordering::Release);
         Ok(count)
+    }
+
+    /// Remembers which service accepted DashScope task `id`, for `ttl_s`.
+    pub async fn put_task(&self, id: &str, service: &str, ttl_s: u64) -> Result<(), Down> {
+        let key = self.key(&format!("task:{id}"));
+        self.run(async |c| {
+            redis::cmd("SET")
+                .arg(&key)
+                .arg(service)
+                .arg("EX")
+                .arg(ttl_s)
+                .query_async(c)
+                .await
+        })
+        .await
+    }
+
+    /// The service that accepted task `id`, if any instance remembered it.
+    pub async fn get_task(&self, id: &str) -> Result<Option<String>, Down> {
+        let key = self.key(&format!("task:{id}"));
+        self.run(async |c| redis::cmd("GET").arg(&key).query_async(c).await)
+            .await
     }
 
     /// Removes this instance's heartbeat (clean shutdown).

@@ -9,6 +9,7 @@
 
 pub mod link;
 pub mod sync;
+pub mod tasks;
 
 pub use link::Link;
 
