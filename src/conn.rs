@@ -297,6 +297,9 @@ pub async fn serve(w: &Worker, stream: TcpStream, peer: SocketAddr, tls: bool) {
             HeadRead::Refuse(e) => {
                 // No Model API is known yet: OpenAI's shape, the common one.
                 let id = w.new_request_id();
+                let mut rec = crate::observe::Record::start(head::Method::Other, None);
+                rec.status = e.status();
+                rec.error = Some(e.code());
                 let mut out = Vec::new();
                 write::simple_response(
                     &mut out,
@@ -306,7 +309,9 @@ pub async fn serve(w: &Worker, stream: TcpStream, peer: SocketAddr, tls: bool) {
                     true,
                     &e.body(Protocol::Openai, &id),
                 );
-                if c.write(out).await.0.is_ok() {
+                let written = c.write(out).await.0.is_ok();
+                w.observe.finish(&snap, &id, &mut rec);
+                if written {
                     c.linger_close().await;
                 }
                 return;
@@ -384,6 +389,12 @@ impl Client {
         use crate::http::body::ChunkedDecoder;
         use crate::http::head::Framing;
         let start = head.head_len;
+        // The request is routed: a client waiting to be told (large
+        // uploads, curl) may send its body now.
+        if head.expect_continue && head.has_body() && self.inbuf.len() == start {
+            let (res, _) = self.write(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()).await;
+            res.map_err(client_gone)?;
+        }
         match head.framing {
             Framing::None | Framing::UntilClose => Ok((RequestBody::None, start)),
             Framing::Length(0) => Ok((RequestBody::None, start)),
@@ -406,7 +417,8 @@ impl Client {
                         start + len,
                     ));
                 }
-                let held = self.inbuf.len() - start;
+                // (A pipelined next request may have come along: not body.)
+                let held = (self.inbuf.len() - start).min(n as usize);
                 let prefix = BodyBytes::InBuf { start, len: held };
                 let rest = Rest::Length(n - held as u64);
                 Ok((RequestBody::Streaming { prefix, rest }, start + held))

@@ -332,6 +332,24 @@ fn walk_object(b: &[u8], i: usize, mut f: impl FnMut(&Member) -> Res<()>) -> Res
     }
 }
 
+/// Calls `f(key, value)` for each member of the JSON object at the start
+/// of `b` (after whitespace); keys are the raw text between the quotes.
+/// Returns the index just past the object. Used to read `usage` from
+/// responses without a full parse.
+pub fn object_members<'a>(
+    b: &'a [u8],
+    mut f: impl FnMut(&'a [u8], &'a [u8]),
+) -> Result<usize, ExtractError> {
+    let i = skip_ws(b, 0);
+    if i == b.len() || b[i] != b'{' {
+        return Err(ExtractError::NotJson);
+    }
+    walk_object(b, i, |m| {
+        f(&b[m.key.clone()], &b[m.value.clone()]);
+        Ok(())
+    })
+}
+
 enum ModelState {
     Absent,
     Str(ModelField),
@@ -901,6 +919,134 @@ fn part_is_named(headers: &[u8], name: &[u8]) -> bool {
         return false;
     }
     false
+}
+
+/// What [`multipart_scan`] found in a multipart/form-data body.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MultipartScan {
+    /// Content span of the first part named as asked, when that part lies
+    /// wholly within the scanned bytes.
+    pub field: Option<Range<usize>>,
+    /// The close delimiter was seen (always so for a whole body).
+    pub closed: bool,
+}
+
+/// Why a multipart/form-data body is malformed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MultipartError {
+    /// No `--boundary` delimiter line.
+    NoDelimiter,
+    /// A delimiter line with something other than padding after it.
+    BadDelimiterLine,
+    /// A part header line without `name: value`, or headers never ending.
+    BadPartHeaders,
+    /// A part without `Content-Disposition: form-data` (RFC 7578 §4.2).
+    NotFormData,
+    /// The body ends before the close delimiter.
+    Unclosed,
+}
+
+impl fmt::Display for MultipartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MultipartError::NoDelimiter => "no boundary delimiter in the body",
+            MultipartError::BadDelimiterLine => "malformed boundary delimiter line",
+            MultipartError::BadPartHeaders => "malformed part headers",
+            MultipartError::NotFormData => "a part has no Content-Disposition: form-data",
+            MultipartError::Unclosed => "the body ends before the closing boundary",
+        })
+    }
+}
+
+impl std::error::Error for MultipartError {}
+
+/// Checks the structure of a multipart/form-data body (or, with `whole`
+/// false, of the first bytes of one) and finds the part named `name`.
+/// A prefix may end anywhere: what it holds must be well formed so far.
+pub fn multipart_scan(
+    body: &[u8],
+    boundary: &[u8],
+    name: &str,
+    whole: bool,
+) -> Result<MultipartScan, MultipartError> {
+    let mut scan = MultipartScan::default();
+    if boundary.is_empty() {
+        return Err(MultipartError::NoDelimiter);
+    }
+    // Where a prefix runs out, the scan stops; a whole body must not.
+    let cut = |e: MultipartError, scan: MultipartScan| if whole { Err(e) } else { Ok(scan) };
+    let finder = memmem::Finder::new(boundary);
+    let Some((mut dash, _)) = next_delimiter(body, &finder, 0) else {
+        return Err(MultipartError::NoDelimiter);
+    };
+    loop {
+        let after = dash + 2 + boundary.len();
+        let Some(two) = body.get(after..after + 2) else {
+            return cut(MultipartError::Unclosed, scan);
+        };
+        if two == b"--" {
+            scan.closed = true;
+            return Ok(scan);
+        }
+        let Some(nl) = memchr::memchr(b'\n', &body[after..]).map(|n| after + n) else {
+            return cut(MultipartError::Unclosed, scan);
+        };
+        let padding = &body[after..nl];
+        let padding = padding.strip_suffix(b"\r").unwrap_or(padding);
+        if !padding.iter().all(|&c| c == b' ' || c == b'\t') {
+            return Err(MultipartError::BadDelimiterLine);
+        }
+        let headers_start = nl + 1;
+        let Some((headers_stop, content_start)) = headers_end(body, headers_start) else {
+            return cut(MultipartError::BadPartHeaders, scan);
+        };
+        let headers = &body[headers_start..headers_stop];
+        check_part_headers(headers)?;
+        let wanted = scan.field.is_none() && part_is_named(headers, name.as_bytes());
+        let Some((next_dash, content_end)) = next_delimiter(body, &finder, content_start) else {
+            return cut(MultipartError::Unclosed, scan);
+        };
+        if wanted {
+            scan.field = Some(content_start..content_end.max(content_start));
+        }
+        dash = next_dash;
+    }
+}
+
+/// Each header line is `name: value` with a token name, and one of them
+/// is `Content-Disposition: form-data`.
+fn check_part_headers(headers: &[u8]) -> Result<(), MultipartError> {
+    let mut form_data = false;
+    for line in headers.split(|&c| c == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            continue;
+        }
+        let colon = memchr::memchr(b':', line).ok_or(MultipartError::BadPartHeaders)?;
+        let name = &line[..colon];
+        if name.is_empty() || !name.iter().all(|&c| c.is_ascii_graphic()) {
+            return Err(MultipartError::BadPartHeaders);
+        }
+        if name.eq_ignore_ascii_case(b"content-disposition") {
+            let kind = ParamIter::new(&line[colon + 1..]).next().map(trim);
+            form_data = kind.is_some_and(|k| k.eq_ignore_ascii_case(b"form-data"));
+        }
+    }
+    if form_data {
+        Ok(())
+    } else {
+        Err(MultipartError::NotFormData)
+    }
+}
+
+/// The body with the content `span` of one part replaced by `value`: one
+/// splice, the rest copied verbatim.
+pub fn splice(body: &[u8], span: &Range<usize>, value: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(body.len() + value.len());
+    out.extend_from_slice(&body[..span.start]);
+    out.extend_from_slice(value);
+    out.extend_from_slice(&body[span.end..]);
+    out
 }
 
 #[cfg(test)]

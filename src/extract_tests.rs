@@ -818,3 +818,97 @@ fn prefix_gives_the_model_seen_before_the_cut() {
     let whole = br#"{"model":"m","messages":[]}"#;
     assert_eq!(extract_prefix(whole), extract(whole));
 }
+
+#[test]
+fn multipart_scan_validates_and_finds_the_field() {
+    let png: &[u8] = b"\x89PNG\r\n\x1a\n--not-a-boundary\r\nfake";
+    let body = form(&[
+        ("model", "", b"dall-e-2"),
+        ("image", "; filename=\"a.png\"", png),
+        ("prompt", "", b"a cat"),
+    ]);
+    let scan = multipart_scan(&body, B, "model", true).unwrap();
+    assert!(scan.closed);
+    assert_eq!(&body[scan.field.clone().unwrap()], b"dall-e-2");
+    let image = multipart_scan(&body, B, "image", true)
+        .unwrap()
+        .field
+        .unwrap();
+    assert_eq!(&body[image], png);
+    assert_eq!(multipart_scan(&body, B, "size", true).unwrap().field, None);
+
+    // Any prefix is well formed so far; the field shows once its part is whole.
+    let at = memmem::find(&body, b"dall-e-2").unwrap();
+    let end_of_part = at + 8 + 2 + 2 + B.len();
+    // (The close delimiter is whole from `len - 2` on.)
+    for cut in 0..body.len() - 2 {
+        let r = multipart_scan(&body[..cut], B, "model", false);
+        if cut < 2 + B.len() {
+            assert_eq!(r, Err(MultipartError::NoDelimiter), "cut {cut}");
+            continue;
+        }
+        let scan = r.unwrap_or_else(|e| panic!("cut {cut}: {e}"));
+        assert_eq!(scan.field.is_some(), cut >= end_of_part, "cut {cut}");
+        assert!(!scan.closed);
+        // Cut whole bodies are unclosed.
+        assert!(
+            multipart_scan(&body[..cut], B, "model", true).is_err(),
+            "cut {cut}"
+        );
+    }
+
+    // Splicing a new model keeps every other byte.
+    let field = multipart_scan(&body, B, "model", true)
+        .unwrap()
+        .field
+        .unwrap();
+    let spliced = splice(&body, &field, b"gpt-image-1");
+    assert_eq!(
+        multipart_field(&spliced, B, "model"),
+        Some(&b"gpt-image-1"[..])
+    );
+    assert_eq!(multipart_field(&spliced, B, "image"), Some(png));
+    assert_eq!(spliced.len(), body.len() + 3);
+
+    // Malformed bodies.
+    let bad: &[(&[u8], MultipartError)] = &[
+        (b"", MultipartError::NoDelimiter),
+        (b"{\"model\":\"m\"}", MultipartError::NoDelimiter),
+        (
+            b"--xyz\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nv\r\n",
+            MultipartError::Unclosed,
+        ),
+        (
+            b"--xyz junk\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nv\r\n--xyz--",
+            MultipartError::BadDelimiterLine,
+        ),
+        (
+            b"--xyz\r\nno colon here\r\n\r\nv\r\n--xyz--",
+            MultipartError::BadPartHeaders,
+        ),
+        (
+            b"--xyz\r\nContent-Type: text/plain\r\n\r\nv\r\n--xyz--",
+            MultipartError::NotFormData,
+        ),
+        (
+            b"--xyz\r\nContent-Disposition: attachment; name=\"a\"\r\n\r\nv\r\n--xyz--",
+            MultipartError::NotFormData,
+        ),
+        (
+            b"--xyz\r\nContent-Disposition: form-data; name=\"a\"\r\n",
+            MultipartError::BadPartHeaders,
+        ),
+    ];
+    for (body, want) in bad {
+        assert_eq!(
+            multipart_scan(body, b"xyz", "model", true),
+            Err(*want),
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+    // Padding after a delimiter and an epilogue are fine.
+    let ok = b"--xyz \t\r\nContent-Disposition: form-data; name=\"model\"\r\n\r\nm\r\n--xyz--\r\nepilogue";
+    let scan = multipart_scan(ok, b"xyz", "model", true).unwrap();
+    assert_eq!(&ok[scan.field.unwrap()], b"m");
+}

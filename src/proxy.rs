@@ -1,9 +1,11 @@
 //! The request pipeline, one phase after another:
 //!
 //! route → body → model → attempt order → (attempt → first packet)* → relay
+//! → finish
 //!
 //! Fallback happens only before the first response byte reaches the
 //! client; after that, `relay` ends a broken stream with an in-band error.
+//! Each phase notes what it learned in the request's `observe::Record`.
 
 use crate::config::catalog::{Body, Protocol, RouteDef};
 use crate::config::{ModelApi, Service, Snapshot, Target};
@@ -12,10 +14,14 @@ use crate::error::{Error, Kind};
 use crate::extract;
 use crate::http::head::{self, Method, RequestHead};
 use crate::http::write::{BodyHeader, HeadWriter};
+use crate::observe::trace::{self, SpanId};
+use crate::observe::Record;
 use crate::protocol::translate::{request as translate_request, Direction};
 use crate::provider::{mock, Auth};
 use crate::relay::{self, Reply, Reshape};
 use crate::route::{api, select};
+use crate::scenario::multipart::{self, MultipartModel};
+use crate::scenario::{tasks, websocket};
 use crate::upstream::exchange::{exchange, Request};
 use crate::worker::Worker;
 use std::borrow::Cow;
@@ -23,6 +29,7 @@ use std::borrow::Cow;
 /// Handles one request whose head is parsed at the start of `c.inbuf`.
 /// Returns whether the connection may serve another request.
 pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: &RequestHead) -> bool {
+    let mut rec = Record::start(head.method, head.header(&c.inbuf, "traceparent"));
     let mut reply = Reply {
         request_id: request_id(w, c, head),
         protocol: Protocol::Openai,
@@ -33,6 +40,20 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: &RequestH
         reshape: Reshape::None,
         service: None,
     };
+    let keep_alive = pipeline(w, c, snap, head, &mut reply, &mut rec).await;
+    // Finish: metrics delta, access log line, spans.
+    w.observe.finish(snap, &reply.request_id, &mut rec);
+    keep_alive
+}
+
+async fn pipeline(
+    w: &Worker,
+    c: &mut Client,
+    snap: &Snapshot,
+    head: &RequestHead,
+    reply: &mut Reply,
+    rec: &mut Record,
+) -> bool {
     let debug = head
         .header(&c.inbuf, crate::runtime::DEBUG_HEADER)
         .is_some_and(|v| w.shared.trusts_debug(v));
@@ -52,32 +73,59 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: &RequestH
             if let Some(i) = api {
                 reply.protocol = snap.apis[i].protocol;
             }
-            return refuse_unread(c, head, &mut reply, e).await;
+            rec.api = api;
+            return refuse_unread(c, head, reply, e, rec).await;
         }
     };
     let model_api = &snap.apis[api_index];
     reply.protocol = model_api.protocol;
+    rec.api = Some(api_index);
+    rec.route = Some(route);
 
     // 2. Body: held whole when it fits the buffer, else its prefix.
     let (body, consumed) = match c.read_body(head, &snap.edge).await {
         Ok(b) => b,
         Err(e) => {
             reply.keep_alive = false;
-            return relay::error(c, &reply, &e).await;
+            return relay::error(c, reply, &e, rec).await;
         }
     };
+    let monitoring = &model_api.spec.monitoring;
+    if monitoring.enabled && (monitoring.log_request_body || monitoring.log_response_body) {
+        let request_body = monitoring.log_request_body.then(|| body.held(&c.inbuf));
+        rec.log_bodies(
+            request_body,
+            monitoring.log_response_body,
+            w.observe.body_max_bytes,
+        );
+    }
 
-    // 3. Model and stream flag, without a full parse.
-    let request = match read_model(route, body.held(&c.inbuf), body.is_whole()) {
+    // 3. Model and stream flag, without a full parse (or the multipart
+    // form's `model` field).
+    let read = match route.body {
+        Body::Multipart => {
+            read_multipart(head, c, &body, model_api, &snap.edge).map(|(r, form)| (r, Some(form)))
+        }
+        _ => read_model(route, body.held(&c.inbuf), body.is_whole()).map(|r| (r, None)),
+    };
+    let (request, form) = match read {
         Ok(r) => r,
         Err(e) => {
             c.consume(consumed);
-            return relay::error(c, &reply, &e).await;
+            // The rest of a large body is still unread: close after.
+            reply.keep_alive &= body.is_whole();
+            return relay::error(c, reply, &e, rec).await;
         }
     };
+    rec.model = request.model.clone();
+    rec.stream = request.stream;
 
-    // 4. Attempt order: the service mode's pick, then the fallbacks.
-    let order = {
+    // 4. Attempt order: the service mode's pick, then the fallbacks; a poll
+    // of a known DashScope task goes to the service that accepted it.
+    let sticky = tasks::poll_target(&w.shared.tasks, snap, api_index, route, &forward_path).await;
+    let order = if let Some(t) = &sticky {
+        Ok(vec![t])
+    } else {
         let mut state = w.select.borrow_mut();
         let now = std::time::Instant::now();
         let ejected = |s: usize| w.health.is_ejected(&snap.services[s], now);
@@ -93,12 +141,33 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: &RequestH
         Ok(o) => o,
         Err(e) => {
             c.consume(consumed);
-            return relay::error(c, &reply, &e).await;
+            reply.keep_alive &= body.is_whole();
+            return relay::error(c, reply, &e, rec).await;
         }
     };
 
+    // WebSocket routes: the upgrade goes upstream, then a byte tunnel.
+    if route.websocket {
+        return websocket::proxy(
+            w,
+            c,
+            snap,
+            head,
+            &body,
+            consumed,
+            route,
+            model_api,
+            &forward_path,
+            &order,
+            reply,
+            rec,
+        )
+        .await;
+    }
+
     // 5. Attempts, each before any byte reached the client.
     let query = head.query(&c.inbuf).map(str::to_string);
+    let task_submit = tasks::is_async_submit(model_api, head, &c.inbuf);
     let mut body = body;
     let mut last_error = None;
     for (n, target) in order.iter().enumerate() {
@@ -116,18 +185,31 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: &RequestH
             .unwrap_or("");
         // The body and path this service gets: the client's, or translated
         // into the protocol the service speaks.
-        let sent = outgoing(
-            svc,
-            model_api,
-            route,
-            &forward_path,
-            query.as_deref(),
-            body.held(&c.inbuf),
-            body.is_whole(),
-            &request,
-            target,
-            model,
-        );
+        let sent = match &form {
+            Some(form) => Ok(Outgoing {
+                body: multipart::outgoing_body(body.held(&c.inbuf), form, target.model.as_deref()),
+                path: upstream_target(
+                    svc,
+                    model_api.protocol,
+                    &forward_path,
+                    query.as_deref(),
+                    model,
+                ),
+                reshape: Reshape::None,
+            }),
+            None => outgoing(
+                svc,
+                model_api,
+                route,
+                &forward_path,
+                query.as_deref(),
+                body.held(&c.inbuf),
+                body.is_whole(),
+                &request,
+                target,
+                model,
+            ),
+        };
         let Outgoing {
             body: send_body,
             path,
@@ -147,15 +229,16 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: &RequestH
                 } else {
                     reply.keep_alive = false;
                 }
-                return relay::error(c, &reply, &e).await;
+                return relay::error(c, reply, &e, rec).await;
             }
         };
         reply.reshape = reshape;
 
         if svc.provider.is_mock() {
+            rec.attempt(target.service, target.model.as_deref());
             let answer = mock::answer(&path, &send_body);
             c.consume(consumed);
-            return relay::mock(c, &reply, answer).await;
+            return relay::mock(c, reply, answer, rec).await;
         }
         let framing = match &body {
             RequestBody::None if head.framing == head::Framing::None => BodyHeader::Omit,
@@ -171,6 +254,7 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: &RequestH
         };
         let mut bytes = Vec::with_capacity(512 + send_body.len());
         let key = w.next_key();
+        let span = rec.attempt(target.service, target.model.as_deref());
         request_head(
             &mut bytes,
             head,
@@ -181,6 +265,7 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: &RequestH
             &reply.request_id,
             key,
             framing,
+            (&rec.trace, span),
         );
         if framing == BodyHeader::Chunked && !send_body.is_empty() {
             crate::http::body::write_chunk_header(send_body.len(), &mut bytes);
@@ -230,16 +315,22 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: &RequestH
         match result {
             Ok(resp) if !last && retry_status(resp.head.status) => {
                 tracing::debug!(service = %svc.name, status = resp.head.status, "attempt failed; falling back");
+                rec.attempt_answered(resp.head.status, true);
                 resp.conn.close().await;
             }
-            Ok(resp) => {
+            Ok(mut resp) => {
                 if body.is_whole() {
                     c.consume(consumed);
                 }
-                return relay::response(w, c, &reply, svc, resp).await;
+                if task_submit {
+                    tasks::remember_submit(&w.shared.tasks, svc, &mut resp).await;
+                }
+                rec.attempt_answered(resp.head.status, false);
+                return relay::response(w, c, reply, svc, resp, rec).await;
             }
             Err(e) => {
                 tracing::debug!(service = %svc.name, error = %e, "attempt failed");
+                rec.attempt_failed(&e);
                 last_error = Some(e);
                 if last {
                     break;
@@ -253,18 +344,24 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: &RequestH
         reply.keep_alive = false;
     }
     let e = last_error.unwrap_or_else(|| Error::new(Kind::Internal, "no attempt was made"));
-    relay::error(c, &reply, &e).await
+    relay::error(c, reply, &e, rec).await
 }
 
 /// Refuses a request whose body was not read: the connection closes
 /// unless there is no body to skip.
-async fn refuse_unread(c: &mut Client, head: &RequestHead, reply: &mut Reply, e: Error) -> bool {
+async fn refuse_unread(
+    c: &mut Client,
+    head: &RequestHead,
+    reply: &mut Reply,
+    e: Error,
+    rec: &mut Record,
+) -> bool {
     if head.framing == head::Framing::None || head.framing == head::Framing::Length(0) {
         c.consume(head.head_len);
     } else {
         reply.keep_alive = false;
     }
-    relay::error(c, reply, &e).await
+    relay::error(c, reply, &e, rec).await
 }
 
 /// What the gateway read from the request body.
@@ -272,6 +369,31 @@ struct ModelRequest {
     model: Option<String>,
     stream: bool,
     fields: Option<extract::Fields>,
+}
+
+/// Multipart routes: the form's `model` field. ComfyUI uploads carry none;
+/// elsewhere a large form must show it within the held bytes.
+fn read_multipart(
+    head: &RequestHead,
+    c: &Client,
+    body: &RequestBody,
+    api: &ModelApi,
+    edge: &crate::config::compile::EdgeLimits,
+) -> Result<(ModelRequest, MultipartModel), Error> {
+    let form = multipart::read_model(
+        head,
+        &c.inbuf,
+        body.held(&c.inbuf),
+        body.is_whole(),
+        api.protocol != Protocol::Comfyui,
+        edge.body_buffer_bytes,
+    )?;
+    let request = ModelRequest {
+        model: form.model.clone(),
+        stream: false,
+        fields: None,
+    };
+    Ok((request, form))
 }
 
 fn read_model(route: &RouteDef, body: &[u8], whole: bool) -> Result<ModelRequest, Error> {
@@ -432,7 +554,7 @@ fn native_body<'a>(
 }
 
 /// Upstream request-target: base URL path + the provider's layout + query.
-fn upstream_target(
+pub(crate) fn upstream_target(
     svc: &Service,
     protocol: Protocol,
     forward_path: &str,
@@ -471,14 +593,14 @@ fn upstream_target(
     target
 }
 
-fn retry_status(status: u16) -> bool {
+pub(crate) fn retry_status(status: u16) -> bool {
     status == 429 || status >= 500
 }
 
 /// Client headers never forwarded: framing (rewritten), the client's own
 /// credentials (the service's key replaces them), ones the gateway sets.
 fn dropped(name: &[u8]) -> bool {
-    const DROP: [&[u8]; 9] = [
+    const DROP: [&[u8]; 10] = [
         // The admin debug marker is for this gateway only.
         crate::runtime::DEBUG_HEADER.as_bytes(),
         b"host",
@@ -489,12 +611,13 @@ fn dropped(name: &[u8]) -> bool {
         b"x-request-id",
         b"expect",
         b"x-forwarded-for",
+        b"traceparent",
     ];
     head::is_hop_by_hop(name) || DROP.iter().any(|d| d.eq_ignore_ascii_case(name))
 }
 
 #[allow(clippy::too_many_arguments)]
-fn request_head(
+pub(crate) fn request_head(
     out: &mut Vec<u8>,
     head: &RequestHead,
     c: &Client,
@@ -504,6 +627,7 @@ fn request_head(
     request_id: &str,
     key_index: usize,
     framing: BodyHeader,
+    (trace, span): (&trace::Context, SpanId),
 ) {
     let up = svc.upstream.as_ref().expect("remote service");
     let inbuf = &c.inbuf[..];
@@ -519,6 +643,8 @@ fn request_head(
             // The service's own headers win over the client's copies.
             || svc.headers.iter().any(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
             || svc.provider.fixed_headers.iter().any(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))
+            // A trace the client's traceparent could not join: its state neither.
+            || (trace.restarted && name.eq_ignore_ascii_case(b"tracestate"))
         {
             continue;
         }
@@ -541,6 +667,7 @@ fn request_head(
         h.header(name.as_bytes(), value.as_bytes());
     }
     h.header(b"x-request-id", request_id.as_bytes());
+    h.header(b"traceparent", &trace.traceparent(span));
     h.header_fmt(b"x-forwarded-for", format_args!("{}", c.peer.ip()));
     h.body(framing);
     h.finish();
@@ -570,6 +697,7 @@ mod tests {
             "Transfer-Encoding",
             "Connection",
             "Host",
+            "traceparent",
         ] {
             assert!(dropped(name.as_bytes()), "{name}");
         }

@@ -10,6 +10,8 @@ use crate::http::body::{write_chunk_header, ChunkedDecoder, LAST_CHUNK};
 use crate::http::head::{self, Framing};
 use crate::http::sse::SseSplitter;
 use crate::http::write::{BodyHeader, HeadWriter};
+use crate::observe::usage::BodyTail;
+use crate::observe::{Record, Usage};
 use crate::protocol;
 use crate::protocol::openai::is_usage_only_chunk;
 use crate::protocol::translate::{self, stream::StreamTranslator, Direction};
@@ -70,7 +72,9 @@ impl Reply {
 }
 
 /// A gateway error in the client's protocol shape.
-pub async fn error(c: &mut Client, reply: &Reply, e: &Error) -> bool {
+pub async fn error(c: &mut Client, reply: &Reply, e: &Error, rec: &mut Record) -> bool {
+    rec.status = e.status();
+    rec.error = Some(e.code());
     let body = e.body(reply.protocol, &reply.request_id);
     let mut out = Vec::with_capacity(256 + body.len());
     let mut h = reply.head(&mut out, e.status());
@@ -88,10 +92,23 @@ pub async fn error(c: &mut Client, reply: &Reply, e: &Error) -> bool {
 }
 
 /// An in-process answer of the `mock` provider.
-pub async fn mock(c: &mut Client, reply: &Reply, mut answer: MockAnswer) -> bool {
+pub async fn mock(c: &mut Client, reply: &Reply, mut answer: MockAnswer, rec: &mut Record) -> bool {
+    rec.status = answer.status;
+    // Usage is read before the hidden usage chunk is dropped.
+    if answer.events.is_empty() {
+        rec.usage.scan_json(&answer.body);
+    }
+    for event in &answer.events {
+        rec.usage.scan_event(event);
+    }
     if reply.reshape == Reshape::HideUsageChunk {
         answer.events.retain(|e| !is_usage_only_chunk(e));
     }
+    rec.relayed(&answer.body);
+    for event in &answer.events {
+        rec.relayed(event);
+    }
+    rec.first_packet();
     let mut out = Vec::with_capacity(
         512 + answer.body.len() + answer.events.iter().map(Vec::len).sum::<usize>(),
     );
@@ -143,7 +160,9 @@ pub async fn response(
     reply: &Reply,
     svc: &Service,
     resp: Response,
+    rec: &mut Record,
 ) -> bool {
+    rec.status = resp.head.status;
     let Response {
         mut conn,
         head: rh,
@@ -167,9 +186,14 @@ pub async fn response(
                 buf,
             };
             let events = is_sse.then_some(client_usage);
-            return translated_whole(w, c, reply, svc, resp, direction, events).await;
+            return translated_whole(w, c, reply, svc, resp, direction, events, rec).await;
         }
     }
+    // A JSON answer's usage is read from its last bytes.
+    let json_answer = rh.status < 300
+        && rh
+            .header(&buf, "content-type")
+            .is_some_and(|v| memchr::memmem::find(v, b"json").is_some());
     let mut reply_keep_alive = reply.keep_alive;
     let framing_out = match rh.framing {
         Framing::None => BodyHeader::Omit,
@@ -207,37 +231,52 @@ pub async fn response(
             res.is_ok() && reply.keep_alive
         }
         Framing::Length(n) => {
+            let mut tail = json_answer.then(BodyTail::default);
             let mut left = n;
             let take = (left as usize).min(buf.len());
             out.extend_from_slice(&buf[..take]);
+            if take > 0 {
+                tail.iter_mut().for_each(|t| t.push(&buf[..take]));
+                rec.relayed(&buf[..take]);
+                rec.first_packet();
+            }
             left -= take as u64;
             let extra = buf.len() > take;
             let (res, _) = c.write(out).await;
             if res.is_err() {
+                rec.error = Some("client_closed");
                 return false;
             }
             while left > 0 {
                 buf.clear();
                 let n = match read(&mut conn, buf, svc.timeout).await {
-                    (Ok(n), b) if n > 0 => {
+                    (Ok(n), b) if n > 0 && n as u64 <= left => {
                         buf = b;
                         n
                     }
-                    // The body was cut: the client can only tell by a close.
-                    _ => return false,
+                    // The body was cut (or overran): the client can only
+                    // tell by a close.
+                    _ => {
+                        rec.stream_failed(&Error::new(Kind::UpstreamProtocol, "body cut"));
+                        return false;
+                    }
                 };
-                if n as u64 > left {
-                    return false;
-                }
                 left -= n as u64;
+                tail.iter_mut().for_each(|t| t.push(&buf[..n]));
+                rec.relayed(&buf[..n]);
+                rec.first_packet();
                 let (res, b) = c.write(buf).await;
                 buf = b;
                 if res.is_err() {
+                    rec.error = Some("client_closed");
                     return false;
                 }
             }
             if rh.keep_alive && !extra {
                 w.pool.put(pool_key, conn);
+            }
+            if let Some(t) = tail {
+                rec.usage = t.usage();
             }
             reply.keep_alive
         }
@@ -248,8 +287,14 @@ pub async fn response(
                 map: EventMap::new(reply.reshape),
                 chunked_out: !reply.http10,
                 payload: Vec::with_capacity(16 * 1024),
+                usage: Usage::default(),
+                tail: (json_answer && !is_sse).then(BodyTail::default),
             };
-            let outcome = stream.relay(c, &mut conn, buf, out, svc.timeout).await;
+            let outcome = stream.relay(c, &mut conn, buf, out, svc.timeout, rec).await;
+            rec.usage = match &stream.tail {
+                Some(t) => t.usage(),
+                None => stream.usage,
+            };
             match outcome {
                 Outcome::Done { reusable } => {
                     if reusable && rh.keep_alive && rh.framing == Framing::Chunked {
@@ -257,8 +302,12 @@ pub async fn response(
                     }
                     reply.keep_alive
                 }
-                Outcome::ClientGone => false,
+                Outcome::ClientGone => {
+                    rec.error = Some("client_closed");
+                    false
+                }
                 Outcome::UpstreamFailed(e) if is_sse && !reply.http10 => {
+                    rec.stream_failed(&e);
                     // Whole events only reached the client: end the stream
                     // with one error event in its protocol (unless a
                     // translated stream was already complete).
@@ -275,6 +324,7 @@ pub async fn response(
                     res.is_ok() && reply.keep_alive
                 }
                 Outcome::UpstreamFailed(e) => {
+                    rec.stream_failed(&e);
                     tracing::warn!(service = %svc.name, "response body failed: {e}");
                     false
                 }
@@ -303,6 +353,7 @@ const MAX_TRANSLATED_BODY: u64 = 16 * 1024 * 1024;
 /// whole, translated, re-framed with its new length. `events`: the body is
 /// a complete SSE stream (sent with a length), translated event by event;
 /// the flag says whether an OpenAI client asked for the usage chunk.
+#[allow(clippy::too_many_arguments)]
 async fn translated_whole(
     w: &Worker,
     c: &mut Client,
@@ -311,6 +362,7 @@ async fn translated_whole(
     resp: Response,
     direction: Direction,
     events: Option<bool>,
+    rec: &mut Record,
 ) -> bool {
     let Response {
         mut conn,
@@ -329,7 +381,7 @@ async fn translated_whole(
                 svc.name
             ),
         );
-        return error(c, reply, &e).await;
+        return error(c, reply, &e, rec).await;
     }
     // `buf` keeps the head (header ranges point into it).
     let initial = buf.split_off(rh.head_len);
@@ -340,8 +392,15 @@ async fn translated_whole(
             }
             body
         }
-        Err(e) => return error(c, reply, &e).await,
+        Err(e) => return error(c, reply, &e, rec).await,
     };
+    // Usage as the upstream reported it, before translation.
+    if rh.status < 300 {
+        match events {
+            Some(_) => SseSplitter::new().push(&body, |e| rec.usage.scan_event(e)),
+            None => rec.usage.scan_json(&body),
+        }
+    }
     let (status, body) = if rh.status >= 400 {
         translate::response::error(direction, rh.status, &body)
     } else if let Some(client_usage) = events {
@@ -359,7 +418,7 @@ async fn translated_whole(
             Ok(b) => (rh.status, b),
             Err(e) => {
                 tracing::warn!(service = %svc.name, "{e}");
-                return error(c, reply, &e).await;
+                return error(c, reply, &e, rec).await;
             }
         }
     };
@@ -383,10 +442,16 @@ async fn translated_whole(
     h.header(b"content-type", content_type);
     h.body(BodyHeader::Length(body.len() as u64));
     h.finish();
+    rec.status = status;
     if !reply.head_only {
         out.extend_from_slice(&body);
+        rec.relayed(&body);
+        rec.first_packet();
     }
     let (res, _) = c.write(out).await;
+    if res.is_err() {
+        rec.error = Some("client_closed");
+    }
     res.is_ok() && reply.keep_alive
 }
 
@@ -543,6 +608,10 @@ struct Stream {
     map: EventMap,
     chunked_out: bool,
     payload: Vec<u8>,
+    /// Usage seen in the upstream's events so far (before `map`).
+    usage: Usage,
+    /// A chunked JSON answer's last bytes, for its usage.
+    tail: Option<BodyTail>,
 }
 
 impl Stream {
@@ -555,6 +624,7 @@ impl Stream {
         mut raw: Vec<u8>,
         mut out: Vec<u8>,
         timeout: Duration,
+        rec: &mut Record,
     ) -> Outcome {
         let mut head_sent = false;
         loop {
@@ -576,7 +646,7 @@ impl Stream {
                     (false, 0)
                 }
             };
-            self.emit(&mut out, done);
+            self.emit(&mut out, done, rec);
             if done {
                 self.finish(&mut out);
             }
@@ -603,8 +673,9 @@ impl Stream {
                     // Close-delimited body: the close is its end.
                     if let Some(events) = &self.events {
                         let mut last = Vec::new();
+                        self.usage.scan_event(events.pending());
                         self.map.end(events.pending(), &mut last);
-                        self.put(&mut out, &last);
+                        self.put(&mut out, &last, rec);
                     }
                     self.finish(&mut out);
                     let (res, _) = c.write(out).await;
@@ -625,28 +696,41 @@ impl Stream {
         }
     }
 
-    /// Moves complete events (or any payload, for non-SSE bodies) to `out`.
-    fn emit(&mut self, out: &mut Vec<u8>, done: bool) {
+    /// Moves complete events (or any payload, for non-SSE bodies) to `out`,
+    /// reading each upstream event's usage before it is mapped.
+    fn emit(&mut self, out: &mut Vec<u8>, done: bool, rec: &mut Record) {
         let payload = std::mem::take(&mut self.payload);
         match &mut self.events {
             Some(events) => {
                 let mut whole = Vec::new();
                 let map = &mut self.map;
-                events.push(&payload, |e| map.event(e, &mut whole));
+                let usage = &mut self.usage;
+                events.push(&payload, |e| {
+                    usage.scan_event(e);
+                    map.event(e, &mut whole)
+                });
                 if done {
+                    usage.scan_event(events.pending());
                     map.end(events.pending(), &mut whole);
                 }
-                self.put(out, &whole);
+                self.put(out, &whole, rec);
             }
-            None => self.put(out, &payload),
+            None => {
+                if let Some(t) = &mut self.tail {
+                    t.push(&payload);
+                }
+                self.put(out, &payload, rec)
+            }
         }
         self.payload = payload;
     }
 
-    fn put(&self, out: &mut Vec<u8>, data: &[u8]) {
+    fn put(&self, out: &mut Vec<u8>, data: &[u8], rec: &mut Record) {
         if data.is_empty() {
             return;
         }
+        rec.first_packet();
+        rec.relayed(data);
         if self.chunked_out {
             write_chunk_header(data.len(), out);
             out.extend_from_slice(data);

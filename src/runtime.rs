@@ -6,7 +6,7 @@ use crate::admin::store::{Resources, Store};
 use crate::config::compile::{compile, Mode};
 use crate::config::raw::{IoMode, RawConfig};
 use crate::config::{self, Snapshot};
-use crate::{admin, worker};
+use crate::{admin, observe, worker};
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -24,6 +24,8 @@ pub struct Shared {
     pub workers: usize,
     pub workers_ready: AtomicUsize,
     pub config_path: String,
+    /// Metrics registry, access log writer, span export.
+    pub observe: observe::Observe,
     /// The config file's resources and the admin store: together the
     /// effective config. Held while a change is compiled and published,
     /// so changes (admin writes, reloads) apply one at a time.
@@ -36,9 +38,8 @@ pub struct Shared {
     /// Cluster mode: the Redis link (control thread only; workers never
     /// touch it).
     pub cluster: Option<Arc<crate::cluster::Link>>,
-    /// Cluster mode: the workers' handle on the shared DashScope task
-    /// memory (served by the control thread).
-    pub cluster_tasks: Option<crate::cluster::tasks::ClusterTasks>,
+    /// DashScope task id → service that accepted it; outlives snapshots.
+    pub tasks: crate::scenario::tasks::TaskMap,
 }
 
 /// Header that marks the admin's own debug request; the data plane never
@@ -220,6 +221,7 @@ pub fn serve(config_path: &str, raw: RawConfig) -> Result<(), String> {
     for w in &problems.warnings {
         tracing::warn!("config: {}", resources.describe(w));
     }
+    let observe = observe::Settings::from_raw(&raw).and_then(observe::Observe::start)?;
     let workers = worker_count(raw.server.workers);
     let io = choose_io(raw.server.io);
     let listeners = bind_listeners(&raw.server.listen, &raw.server.tls.listen, workers)
@@ -238,11 +240,12 @@ pub fn serve(config_path: &str, raw: RawConfig) -> Result<(), String> {
         workers,
         workers_ready: AtomicUsize::new(0),
         config_path: config_path.to_string(),
+        observe,
         resources: tokio::sync::Mutex::new(resources),
         data_addr,
         debug_token: admin::auth::random_hex(32),
         cluster,
-        cluster_tasks,
+        tasks: crate::scenario::tasks::TaskMap::default().with_cluster(cluster_tasks),
     });
 
     let cores = core_ids();
@@ -278,6 +281,7 @@ pub fn serve(config_path: &str, raw: RawConfig) -> Result<(), String> {
             let _ = t.join();
         }
     }
+    rt.block_on(shared.observe.shutdown());
     tracing::info!("stopped");
     Ok(())
 }
@@ -337,6 +341,7 @@ async fn control(shared: Arc<Shared>, raw: RawConfig) -> Result<(), String> {
         tokio::spawn(crate::cluster::sync::run(shared.clone(), link));
     }
     tokio::spawn(admin::serve(admin, shared.clone()));
+    tokio::spawn(observe::control_loop(shared.clone()));
 
     let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;

@@ -78,6 +78,8 @@ pub struct Worker {
     pub active: Cell<usize>,
     request_seq: Cell<u64>,
     request_seed: u64,
+    /// This core's metrics, access log lines and spans.
+    pub observe: crate::observe::Shard,
 }
 
 impl Worker {
@@ -190,6 +192,7 @@ async fn main(id: usize, shared: Arc<Shared>, listeners: Vec<Listener>) {
         active: Cell::new(0),
         request_seq: Cell::new(0),
         request_seed: fastrand::u64(..) ^ ((id as u64) << 56),
+        observe: shared.observe.shard(),
     });
     let mut accepting = Vec::new();
     for Listener { socket, tls } in listeners {
@@ -203,6 +206,7 @@ async fn main(id: usize, shared: Arc<Shared>, listeners: Vec<Listener>) {
     // Cross-thread shutdown arrives as a flag; turn it into a local wakeup.
     while !shared.shutdown.load(Ordering::Acquire) {
         monoio::time::sleep(Duration::from_millis(50)).await;
+        worker.observe.flush(false);
     }
     worker.shutdown.fire();
     for a in accepting {
@@ -211,7 +215,9 @@ async fn main(id: usize, shared: Arc<Shared>, listeners: Vec<Listener>) {
     let deadline = Instant::now() + worker.snapshot().drain_timeout;
     while worker.active.get() > 0 && Instant::now() < deadline {
         monoio::time::sleep(Duration::from_millis(10)).await;
+        worker.observe.flush(false);
     }
+    worker.observe.flush(true);
     if worker.active.get() > 0 {
         tracing::warn!(
             "worker {id}: drain timeout with {} connections open",

@@ -908,10 +908,7 @@ fn debug_sends_through_the_data_plane_with_fallback_and_streams() {
             .status,
         201
     );
-    let closed = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let (_held, closed) = refusing_addr();
     assert_eq!(
         a.post(
             "/services",

@@ -431,3 +431,63 @@ fn a_task_remembered_on_one_instance_is_found_from_another_until_it_expires() {
     });
     worker.join().unwrap();
 }
+
+#[test]
+fn a_dashscope_task_submitted_on_one_gateway_is_polled_through_another() {
+    let Some(redis) = Redis::start() else { return };
+    let (up_a, up_b) = (MockLlm::start("a"), MockLlm::start("b"));
+    let body = format!(
+        r#"
+[[services]]
+name = "ds-a"
+provider = "dashscope"
+base_url = "{a}"
+api_keys = ["key-a"]
+
+[[services]]
+name = "ds-b"
+provider = "dashscope"
+base_url = "{b}"
+api_keys = ["key-b"]
+
+[[model_apis]]
+name = "image"
+scenario = "image"
+protocol = "dashscope"
+domains = ["*"]
+service = {{ mode = "by_weight", targets = [
+  {{ service = "ds-a", weight = 1 }},
+  {{ service = "ds-b", weight = 1 }},
+] }}
+"#,
+        a = up_a.url(),
+        b = up_b.url()
+    );
+    let (g1, g2) = (gateway(&redis.url(), &body), gateway(&redis.url(), &body));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let r = request(
+            g1.addr,
+            "POST",
+            "/api/v1/services/aigc/text2image/image-synthesis",
+            &[
+                ("content-type", "application/json"),
+                ("x-dashscope-async", "enable"),
+            ],
+            br#"{"model":"wanx-v1","input":{"prompt":"a cat"}}"#,
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        let id = r.json()["output"]["task_id"].as_str().unwrap().to_string();
+        tasks.push((id, r.header("x-mock-name").unwrap().to_string()));
+    }
+    assert!(tasks.iter().any(|(_, by)| by == "a") && tasks.iter().any(|(_, by)| by == "b"));
+    // Each poll on the other gateway, twice (the second from its own
+    // memory), reaches the service that accepted the task.
+    for (id, by) in &tasks {
+        for _ in 0..2 {
+            let r = request(g2.addr, "GET", &format!("/api/v1/tasks/{id}"), &[], b"");
+            assert_eq!(r.status, 200, "{id}: {}", r.text());
+            assert_eq!(r.json()["served_by"], by.as_str(), "{id}");
+        }
+    }
+}

@@ -115,11 +115,8 @@ fn bad_bodies_unknown_hosts_and_routes_in_protocol_shapes() {
 #[test]
 fn upstream_refused_is_a_502_in_protocol_shape() {
     // A port nobody listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let (_held, refused) = refusing_addr();
+    let port = refused.port();
     let g = gateway(&format!("http://127.0.0.1:{port}"));
     let r = post(
         &g,

@@ -113,10 +113,7 @@ fn chain_of_three_and_the_last_error_when_all_fail() {
 #[test]
 fn connect_refused_falls_back_and_all_refused_is_a_gateway_502() {
     let b = MockLlm::start("b");
-    let dead = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
+    let (_held, dead) = refusing_addr();
     let dead_service = format!(
         "[[services]]\nname = \"dead\"\nprovider = \"openai_compatible\"\nbase_url = \"http://{dead}\"\noutlier_detection = {{ consecutive_failures = 0 }}\n"
     );

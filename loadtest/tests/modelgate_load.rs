@@ -458,12 +458,17 @@ fn errors_are_counted_by_kind() {
 
 #[test]
 fn bad_input_fails_clearly_and_keeps_the_report() {
-    // Nothing listens on a port just freed.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // A port held (bound, never listening) for the whole test: connects
+    // are refused and no other test can take it meanwhile.
+    let held = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    held.bind(
+        &"127.0.0.1:0"
+            .parse::<std::net::SocketAddr>()
+            .unwrap()
+            .into(),
+    )
+    .unwrap();
+    let port = held.local_addr().unwrap().as_socket().unwrap().port();
     let url = format!("http://127.0.0.1:{port}/v1/chat/completions");
     let run = load(&[&url, "--duration", "1s"]);
     assert_eq!(run.code, 1);

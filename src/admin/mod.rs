@@ -44,6 +44,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(crate::observe::metrics::handler))
         .route("/admin/v1/openapi.json", get(openapi::openapi_json))
         .nest("/admin/v1", api)
         .merge(console::routes())

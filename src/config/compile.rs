@@ -722,6 +722,7 @@ pub fn compile(
     if l.max_connections == 0 {
         p.error("server.limits.max_connections", "must be at least 1");
     }
+    crate::observe::check(raw, &mut p);
 
     let mut services = Vec::new();
     let mut by_name: HashMap<&str, (usize, Option<&'static Provider>)> = HashMap::new();

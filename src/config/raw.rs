@@ -18,6 +18,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub log: LogRaw,
     #[serde(default)]
+    pub trace: TraceRaw,
+    #[serde(default)]
     pub services: Vec<ServiceSpec>,
     #[serde(default)]
     pub model_apis: Vec<ModelApiSpec>,
@@ -166,6 +168,8 @@ impl Default for ClusterRaw {
 pub struct LogRaw {
     pub access: String,
     pub level: String,
+    /// Cap on `request_body` / `response_body` in access log lines.
+    pub body_max_bytes: usize,
 }
 
 impl Default for LogRaw {
@@ -173,6 +177,24 @@ impl Default for LogRaw {
         LogRaw {
             access: "stdout".into(),
             level: "info".into(),
+            body_max_bytes: 8192,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TraceRaw {
+    /// OTLP/HTTP endpoint spans are exported to; unset: no export.
+    pub otlp_endpoint: Option<String>,
+    pub service_name: String,
+}
+
+impl Default for TraceRaw {
+    fn default() -> Self {
+        TraceRaw {
+            otlp_endpoint: None,
+            service_name: "modelgate".into(),
         }
     }
 }

@@ -752,7 +752,7 @@ fn parse_content_length(value: &[u8]) -> Result<u64, ParseError> {
 }
 
 /// Non-empty comma-separated list elements, OWS trimmed.
-fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+pub(crate) fn list_elements(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value
         .split(|&b| b == b',')
         .map(trim_ows)

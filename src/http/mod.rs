@@ -1,5 +1,6 @@
 //! HTTP/1.1 over owned buffers: head parsing with limits (`head`), body
-//! framing (`body`), SSE event framing (`sse`), head writing (`write`).
+//! framing (`body`), SSE event framing (`sse`), head writing (`write`),
+//! WebSocket upgrade tunnels (`ws`).
 
 pub mod body;
 #[cfg(test)]
@@ -7,3 +8,4 @@ mod corpus_tests;
 pub mod head;
 pub mod sse;
 pub mod write;
+pub mod ws;

@@ -2,6 +2,8 @@
 //! on port 0, spoken to over real TCP with a small HTTP/1.1 client.
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
@@ -428,4 +430,14 @@ pub fn sse_data(body: &[u8]) -> Vec<String> {
         .lines()
         .filter_map(|l| l.strip_prefix("data:").map(|d| d.trim().to_string()))
         .collect()
+}
+
+/// An address that refuses connections for as long as the returned socket
+/// lives: bound but never listening, so no other test can take the port.
+pub fn refusing_addr() -> (socket2::Socket, SocketAddr) {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    s.bind(&"127.0.0.1:0".parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    let addr = s.local_addr().unwrap().as_socket().unwrap();
+    (s, addr)
 }

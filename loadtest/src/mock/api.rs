@@ -309,6 +309,9 @@ pub fn forced_tool(req: &Request, body: &Value) -> Option<String> {
 
 /// Answers a (non-`/_mock`) request with faults not yet applied.
 pub fn handle(state: &State, req: &Request) -> Reply {
+    if let Some(r) = super::scenarios::handle(state, req) {
+        return r;
+    }
     let p = req.path.as_str();
     let post = req.method == "POST";
     let get = req.method == "GET";

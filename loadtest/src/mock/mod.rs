@@ -3,12 +3,15 @@
 //! on raw tokio TCP so resets, stalls and partial streams are exact.
 //!
 //! Modules: [`http`] (request parsing, response framing), [`api`] (what each
-//! endpoint answers), [`server`] (connections, faults, inspection).
+//! endpoint answers), [`scenarios`] (image edits, ComfyUI, files), [`ws`]
+//! (WebSocket echo), [`server`] (connections, faults, inspection).
 
 pub mod api;
 pub mod http;
 pub mod pacing;
+pub mod scenarios;
 pub mod server;
+pub mod ws;
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -203,6 +203,12 @@ async fn handle_conn(state: Arc<State>, mut stream: TcpStream) {
                 return;
             }
         };
+        if super::ws::is_upgrade(&req) {
+            state.requests_total.fetch_add(1, Ordering::SeqCst);
+            state.record(Record::of(&req));
+            super::ws::serve(stream, std::mem::take(&mut buf), &req, &state).await;
+            return;
+        }
         let is_inspect = req.path == "/_mock" || req.path.starts_with("/_mock/");
         if first && is_inspect {
             guard.uncount();

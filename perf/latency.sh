@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Latency side by side (issue 10 §2), same upstream, one run:
+#  - open loop at half of nginx's peak rate: p50/p99 direct, nginx, modelgate;
+#  - concurrency 1: the p99 each proxy adds over going direct.
+# Proxies pinned to PROXY_CPU; upstream and load generator to LOAD_CPU.
+#   perf/latency.sh          # DURATION=10s
+set -euo pipefail
+DURATION=${DURATION:-10s}
+PROXY_CPU=${PROXY_CPU:-0}
+LOAD_CPU=${LOAD_CPU:-1}
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+cargo build --release -q --workspace --bins
+tmp=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
+trap cleanup EXIT
+UP=127.0.0.1:18381 NGX=127.0.0.1:18382 MG=127.0.0.1:18383
+answer='{"id":"chatcmpl-1","object":"chat.completion","created":0,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hello!"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11}}'
+cat > "$tmp/upstream.conf" <<EOF
+worker_processes 1; daemon off; pid $tmp/up.pid; error_log $tmp/up.err warn;
+events { worker_connections 8192; }
+http { access_log off; server { listen $UP backlog=4096; keepalive_requests 100000000; location / { default_type application/json; return 200 '$answer'; } } }
+EOF
+cat > "$tmp/proxy.conf" <<EOF
+worker_processes 1; daemon off; pid $tmp/ngx.pid; error_log $tmp/ngx.err warn;
+events { worker_connections 8192; }
+http { access_log off; upstream llm { server $UP; keepalive 256; keepalive_requests 100000000; }
+  server { listen $NGX backlog=4096; keepalive_requests 100000000; location / { proxy_pass http://llm; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
+EOF
+cat > "$tmp/modelgate.toml" <<EOF
+[server]
+listen = ["$MG"]
+workers = 1
+[admin]
+listen = "127.0.0.1:0"
+[log]
+access = "off"
+level = "warn"
+[[services]]
+name = "up"
+provider = "openai_compatible"
+base_url = "http://$UP"
+[[model_apis]]
+name = "chat"
+scenario = "text"
+protocol = "openai"
+domains = ["*"]
+service = { mode = "single", target = { service = "up" } }
+EOF
+taskset -c "$LOAD_CPU" nginx -c "$tmp/upstream.conf" -p "$tmp" & pids+=($!)
+taskset -c "$PROXY_CPU" nginx -c "$tmp/proxy.conf" -p "$tmp" & pids+=($!)
+taskset -c "$PROXY_CPU" target/release/modelgate serve --config "$tmp/modelgate.toml" >/dev/null 2>&1 & pids+=($!)
+for a in $UP $NGX $MG; do for _ in $(seq 100); do curl -s -o /dev/null "http://$a/" && break; sleep 0.05; done; done
+
+load() { taskset -c "$LOAD_CPU" target/release/modelgate-load "http://$1/v1/chat/completions" --threads 1 -q --duration "$DURATION" --json "$2" "${@:3}" >/dev/null 2>&1 || true; }
+p() { python3 -c "import json,sys; r=json.load(open('$1')); print('%.3f' % r['latency_ms']['$2'])"; }
+rps() { python3 -c "import json; print(int(json.load(open('$1'))['rps']))"; }
+
+# nginx's peak on this box: closed loop, 64 in flight.
+load $NGX "$tmp/peak.json" --concurrency 64
+peak=$(rps "$tmp/peak.json"); half=$((peak / 2))
+echo "nginx peak (closed loop, 64 in flight): $peak req/s; open loop at $half req/s"
+printf "%-10s %10s %10s %12s %12s %14s\n" target "p50 ms" "p99 ms" "c1 p50 ms" "c1 p99 ms" "c1 added p99"
+for t in direct nginx modelgate; do
+  case $t in direct) a=$UP ;; nginx) a=$NGX ;; modelgate) a=$MG ;; esac
+  load $a "$tmp/$t-open.json" --rate "$half/s" --connections 256
+  load $a "$tmp/$t-c1.json" --concurrency 1
+done
+d99=$(p "$tmp/direct-c1.json" p99)
+for t in direct nginx modelgate; do
+  c99=$(p "$tmp/$t-c1.json" p99)
+  printf "%-10s %10s %10s %12s %12s %14s\n" $t "$(p "$tmp/$t-open.json" p50)" "$(p "$tmp/$t-open.json" p99)" \
+    "$(p "$tmp/$t-c1.json" p50)" "$c99" "$(echo "$c99 - $d99" | bc -l | sed 's/^\./0./;s/^-\./-0./')"
+done

@@ -1,0 +1,390 @@
+//! DashScope asynchronous jobs (image, video): a submit with
+//! `X-DashScope-Async: enable` answers a task id, and every later
+//! `/api/v1/tasks/{id}` (and its sub-paths, `/cancel`) must reach the
+//! service that accepted the task, whatever the Model API's selection
+//! would pick now.
+//!
+//! The memory task id → service lives in `runtime::Shared`, outside the
+//! snapshot, so it survives reloads; the service is kept by name and
+//! looked up in the snapshot of the poll. It is touched only by submits and
+//! polls (never by chat traffic): a few sharded `Mutex<HashMap>`s, each
+//! held for one insert or lookup, are cheaper and simpler than a lock-free
+//! map here. Bounded (oldest entries go first) and expiring (DashScope
+//! keeps task results for 24 hours).
+
+use crate::cluster::tasks::{ClusterTasks, TaskMemory};
+use crate::config::catalog::{Protocol, RouteDef};
+use crate::config::{ModelApi, Selection, Service, Snapshot, Target};
+use crate::http::body::ChunkedDecoder;
+use crate::http::head::{Framing, Method, RequestHead};
+use crate::upstream::exchange::Response;
+use monoio::buf::IoBufMut;
+use serde::Deserialize;
+use std::borrow::Cow;
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, VecDeque};
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a task is remembered: DashScope keeps results for 24 hours.
+pub const TASK_TTL: Duration = Duration::from_secs(24 * 3600);
+/// Most tasks remembered at once (per process).
+pub const MAX_TASKS: usize = 65_536;
+const SHARDS: usize = 16;
+/// Largest submit answer read to find its task id; larger answers are
+/// relayed without being remembered.
+const MAX_SUBMIT_ANSWER: usize = 64 * 1024;
+/// Longest task id remembered.
+const MAX_TASK_ID: usize = 128;
+
+struct Entry {
+    service: Arc<str>,
+    expires: Instant,
+}
+
+#[derive(Default)]
+struct Shard {
+    map: HashMap<Box<str>, Entry>,
+    /// Insertion order = expiry order (one TTL for all), for eviction.
+    order: VecDeque<(Box<str>, Instant)>,
+}
+
+/// Task id → name of the service that accepted it.
+pub struct TaskMap {
+    shards: Box<[Mutex<Shard>]>,
+    hasher: RandomState,
+    per_shard: usize,
+    ttl: Duration,
+    /// Cluster mode: the memory every instance shares (Redis, through the
+    /// control thread), asked on a local miss.
+    cluster: Option<ClusterTasks>,
+}
+
+impl Default for TaskMap {
+    fn default() -> Self {
+        TaskMap::new(MAX_TASKS, TASK_TTL)
+    }
+}
+
+impl TaskMap {
+    pub fn new(capacity: usize, ttl: Duration) -> TaskMap {
+        TaskMap {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            hasher: RandomState::new(),
+            per_shard: capacity.div_ceil(SHARDS).max(1),
+            ttl,
+            cluster: None,
+        }
+    }
+
+    /// Backs this map with the cluster's shared task memory.
+    pub fn with_cluster(mut self, cluster: Option<ClusterTasks>) -> TaskMap {
+        self.cluster = cluster;
+        self
+    }
+
+    /// The service that accepted task `id`: this process's memory, then
+    /// (cluster mode) the other instances', remembered here once found.
+    pub async fn find(&self, id: &str) -> Option<Arc<str>> {
+        if let Some(found) = self.get(id) {
+            return Some(found);
+        }
+        let found = self.cluster.as_ref()?.recall(id).await?;
+        self.insert_at(id, &found, Instant::now());
+        Some(found)
+    }
+
+    fn shard(&self, id: &str) -> std::sync::MutexGuard<'_, Shard> {
+        let i = self.hasher.hash_one(id) as usize % self.shards.len();
+        self.shards[i].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn insert(&self, id: &str, service: &str) {
+        self.insert_at(id, service, Instant::now());
+        if let Some(c) = &self.cluster {
+            c.remember(id, service);
+        }
+    }
+
+    fn insert_at(&self, id: &str, service: &str, now: Instant) {
+        let expires = now + self.ttl;
+        let mut s = self.shard(id);
+        // Expired entries go first, then the oldest while full.
+        while let Some((_, at)) = s.order.front() {
+            if *at > now && s.order.len() < self.per_shard {
+                break;
+            }
+            let (old, at) = s.order.pop_front().expect("front exists");
+            // A re-inserted id has a newer entry: leave that one.
+            if s.map.get(&old).is_some_and(|e| e.expires == at) {
+                s.map.remove(&old);
+            }
+        }
+        let key: Box<str> = id.into();
+        s.order.push_back((key.clone(), expires));
+        s.map.insert(
+            key,
+            Entry {
+                service: service.into(),
+                expires,
+            },
+        );
+    }
+
+    /// The service that accepted task `id`, unless forgotten or expired.
+    pub fn get(&self, id: &str) -> Option<Arc<str>> {
+        self.get_at(id, Instant::now())
+    }
+
+    fn get_at(&self, id: &str, now: Instant) -> Option<Arc<str>> {
+        let mut s = self.shard(id);
+        match s.map.get(id) {
+            Some(e) if e.expires > now => Some(e.service.clone()),
+            Some(_) => {
+                s.map.remove(id);
+                None
+            }
+            None => None,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).map.len())
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Whether this request submits an asynchronous DashScope job.
+pub fn is_async_submit(api: &ModelApi, head: &RequestHead, buf: &[u8]) -> bool {
+    api.protocol == Protocol::Dashscope
+        && head.method == Method::Post
+        && head
+            .header(buf, "x-dashscope-async")
+            .is_some_and(|v| v.eq_ignore_ascii_case(b"enable"))
+}
+
+/// The task id a `/api/v1/tasks/{id}` path (or a sub-path) names.
+pub fn polled_task(path: &str) -> Option<&str> {
+    const TASKS: &str = "/api/v1/tasks/";
+    let rest = &path[path.rfind(TASKS)? + TASKS.len()..];
+    let id = rest.split('/').next().unwrap_or("");
+    valid_id(id).then_some(id)
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_TASK_ID
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'/' | b'?' | b'#'))
+}
+
+/// For a poll of a remembered task: the one target to send it to (no
+/// fallback: no other service knows the task). `None` for other requests,
+/// unknown ids, and services this Model API no longer uses.
+pub async fn poll_target(
+    tasks: &TaskMap,
+    snap: &Snapshot,
+    api_index: usize,
+    route: &RouteDef,
+    forward_path: &str,
+) -> Option<Target> {
+    let api = &snap.apis[api_index];
+    if route.name != "tasks" || api.protocol != Protocol::Dashscope {
+        return None;
+    }
+    let name = tasks.find(polled_task(forward_path)?).await?;
+    let service = snap.services.iter().position(|s| *s.name == *name)?;
+    uses_service(api, service).then_some(Target {
+        service,
+        model: None,
+    })
+}
+
+/// Whether `service` is among the Model API's targets (selection or
+/// fallback): a poll never reaches a service its API does not use.
+fn uses_service(api: &ModelApi, service: usize) -> bool {
+    let selected = match &api.selection {
+        Selection::Single(t) => t.service == service,
+        Selection::ByModel(rules) => rules.iter().any(|(_, t)| t.service == service),
+        Selection::ByWeight { targets, .. } => targets.iter().any(|t| t.service == service),
+    };
+    selected || api.fallback.iter().any(|t| t.service == service)
+}
+
+#[derive(Deserialize)]
+struct SubmitAnswer<'a> {
+    #[serde(borrow)]
+    output: Option<SubmitOutput<'a>>,
+}
+
+#[derive(Deserialize)]
+struct SubmitOutput<'a> {
+    #[serde(borrow)]
+    task_id: Option<Cow<'a, str>>,
+}
+
+/// `output.task_id` of a submit's answer. A bounded, borrowed parse: it
+/// runs only for async submits, whose answers are a few hundred bytes.
+pub fn submit_task_id(body: &[u8]) -> Option<Cow<'_, str>> {
+    let answer: SubmitAnswer<'_> = serde_json::from_slice(body).ok()?;
+    let id = answer.output?.task_id?;
+    valid_id(&id).then_some(id)
+}
+
+/// After a submit's answer head arrived: reads the rest of its (small)
+/// body into `resp.buf`, where the relay finds it, and remembers the
+/// task id → `svc`. Answers that are not 2xx, streams, too large, or not
+/// framed by length or chunks are relayed without being remembered.
+pub async fn remember_submit(tasks: &TaskMap, svc: &Service, resp: &mut Response) {
+    let streamed = resp
+        .head
+        .header(&resp.buf, "content-type")
+        .is_some_and(|v| v.starts_with(b"text/event-stream"));
+    if !(200..300).contains(&resp.head.status) || streamed {
+        return;
+    }
+    let start = resp.head.head_len;
+    let body = match resp.head.framing {
+        Framing::Length(n) if n as usize <= MAX_SUBMIT_ANSWER => {
+            let end = start + n as usize;
+            while resp.buf.len() < end {
+                if !read_more(resp, svc.timeout).await {
+                    return;
+                }
+            }
+            Cow::Borrowed(&resp.buf[start..end])
+        }
+        Framing::Chunked => {
+            let mut decoder = ChunkedDecoder::new(MAX_SUBMIT_ANSWER as u64);
+            let mut decoded = Vec::new();
+            let mut pos = start;
+            loop {
+                let progress =
+                    match decoder.decode(&resp.buf[pos..], |d| decoded.extend_from_slice(d)) {
+                        Ok(p) => p,
+                        Err(_) => return,
+                    };
+                pos += progress.consumed;
+                if progress.done {
+                    break;
+                }
+                if !read_more(resp, svc.timeout).await {
+                    return;
+                }
+            }
+            Cow::Owned(decoded)
+        }
+        _ => return,
+    };
+    match submit_task_id(&body) {
+        Some(id) => tasks.insert(&id, &svc.name),
+        None => tracing::debug!(service = %svc.name, "async submit answer has no output.task_id"),
+    }
+}
+
+/// Appends upstream bytes to `resp.buf`; false on end, error or timeout
+/// (the relay then meets the same condition and ends the answer).
+async fn read_more(resp: &mut Response, timeout: Duration) -> bool {
+    if resp.buf.capacity() - resp.buf.len() < 4096 {
+        resp.buf.reserve(16 * 1024);
+    }
+    let (len, cap) = (resp.buf.len(), resp.buf.capacity());
+    let slice = std::mem::take(&mut resp.buf).slice_mut(len..cap);
+    match monoio::time::timeout(timeout, resp.conn.read(slice)).await {
+        Ok((res, slice)) => {
+            resp.buf = slice.into_inner();
+            matches!(res, Ok(n) if n > 0)
+        }
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remembers_bounded_and_expiring() {
+        let map = TaskMap::new(32, Duration::from_secs(10));
+        let t0 = Instant::now();
+        map.insert_at("a", "svc-a", t0);
+        map.insert_at("b", "svc-b", t0);
+        assert_eq!(map.get_at("a", t0).as_deref(), Some("svc-a"));
+        assert_eq!(map.get_at("b", t0).as_deref(), Some("svc-b"));
+        assert_eq!(map.get_at("c", t0), None);
+        // Expired: forgotten.
+        assert_eq!(map.get_at("a", t0 + Duration::from_secs(11)), None);
+        // Re-inserting refreshes and moves to another service.
+        map.insert_at("b", "svc-c", t0 + Duration::from_secs(5));
+        assert_eq!(
+            map.get_at("b", t0 + Duration::from_secs(12)).as_deref(),
+            Some("svc-c")
+        );
+        // Bounded: many inserts keep at most the capacity (per shard).
+        for i in 0..10_000 {
+            map.insert_at(&format!("t{i}"), "s", t0 + Duration::from_secs(6));
+        }
+        assert!(map.len() <= 32 + SHARDS, "{}", map.len());
+        // The newest are kept.
+        assert_eq!(
+            map.get_at("t9999", t0 + Duration::from_secs(7)).as_deref(),
+            Some("s")
+        );
+        // One id inserted over and over does not grow the order queue.
+        let one = TaskMap::new(16, Duration::from_secs(10));
+        for _ in 0..1000 {
+            one.insert_at("same", "s", t0);
+        }
+        let queued: usize = one
+            .shards
+            .iter()
+            .map(|s| s.lock().unwrap().order.len())
+            .sum();
+        assert!(queued <= 1, "{queued}");
+        assert_eq!(one.get_at("same", t0).as_deref(), Some("s"));
+    }
+
+    #[test]
+    fn task_ids_from_paths_and_answers() {
+        assert_eq!(polled_task("/api/v1/tasks/abc-1"), Some("abc-1"));
+        assert_eq!(
+            polled_task("/base/api/v1/tasks/abc-1/cancel"),
+            Some("abc-1")
+        );
+        assert_eq!(polled_task("/api/v1/tasks"), None);
+        assert_eq!(polled_task("/api/v1/tasks/"), None);
+        assert_eq!(
+            polled_task(&format!("/api/v1/tasks/{}", "x".repeat(200))),
+            None
+        );
+
+        let answer =
+            br#"{"request_id":"r","output":{"task_status":"PENDING","task_id":"86ecf553-d340"}}"#;
+        assert_eq!(submit_task_id(answer).as_deref(), Some("86ecf553-d340"));
+        let escaped = br#"{"output":{"task_id":"a\u002db"}}"#;
+        assert_eq!(submit_task_id(escaped).as_deref(), Some("a-b"));
+        for bad in [
+            &br#"{"output":{"task_status":"FAILED"}}"#[..],
+            br#"{"code":"InvalidParameter","message":"m"}"#,
+            br#"{"output":{"task_id":42}}"#,
+            br#"{"output":{"task_id":"a/b"}}"#,
+            br#"{"output":{"task_id":""}}"#,
+            b"not json",
+        ] {
+            assert_eq!(
+                submit_task_id(bad),
+                None,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+    }
+}
