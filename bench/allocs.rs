@@ -50,11 +50,7 @@ fn read_message(s: &mut TcpStream, buf: &mut [u8]) -> usize {
             let head = std::str::from_utf8(&buf[..end]).unwrap();
             let len: usize = head
                 .lines()
-                .find_map(|l| {
-                    l.to_ascii_lowercase()
-                        .strip_prefix("content-length:")
-                        .map(|v| v.trim().parse().unwrap())
-                })
+                .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
                 .unwrap_or(0);
             while n < end + 4 + len {
                 n += s.read(&mut buf[n..]).expect("read");
@@ -95,18 +91,12 @@ fn measure(addr: SocketAddr, n: u64) -> (f64, f64) {
         s.write_all(req.as_bytes()).unwrap();
         read_message(&mut s, &mut buf);
     }
-    let (a0, b0) = (
-        ALLOCS.load(Ordering::Relaxed),
-        BYTES.load(Ordering::Relaxed),
-    );
+    let (a0, b0) = (ALLOCS.load(Ordering::Relaxed), BYTES.load(Ordering::Relaxed));
     for _ in 0..n {
         s.write_all(req.as_bytes()).unwrap();
         read_message(&mut s, &mut buf);
     }
-    let (a1, b1) = (
-        ALLOCS.load(Ordering::Relaxed),
-        BYTES.load(Ordering::Relaxed),
-    );
+    let (a1, b1) = (ALLOCS.load(Ordering::Relaxed), BYTES.load(Ordering::Relaxed));
     ((a1 - a0) as f64 / n as f64, (b1 - b0) as f64 / n as f64)
 }
 
@@ -114,11 +104,7 @@ fn main() {
     let up = upstream();
     let dir = std::env::temp_dir().join(format!("modelgate-allocs-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let config = format!(
         "[server]\nlisten = [\"127.0.0.1:{port}\"]\nworkers = 1\n[admin]\nlisten = \"127.0.0.1:0\"\n[store]\npath = \"{}/state.json\"\n[log]\naccess = \"off\"\nlevel = \"error\"\n\
          [[services]]\nname = \"up\"\nprovider = \"openai_compatible\"\nbase_url = \"http://{up}\"\n\
@@ -139,16 +125,10 @@ fn main() {
     let n = 20_000;
     let (direct_a, direct_b) = measure(up, n);
     let (proxied_a, proxied_b) = measure(gateway, n);
-    println!(
-        "allocations per request (250-byte chat request, one keep-alive connection, {n} requests):"
-    );
+    println!("allocations per request (250-byte chat request, one keep-alive connection, {n} requests):");
     println!("  client + upstream alone: {direct_a:.2} allocations, {direct_b:.0} bytes");
     println!("  through modelgate:       {proxied_a:.2} allocations, {proxied_b:.0} bytes");
-    println!(
-        "  modelgate's own:         {:.2} allocations, {:.0} bytes",
-        proxied_a - direct_a,
-        proxied_b - direct_b
-    );
+    println!("  modelgate's own:         {:.2} allocations, {:.0} bytes", proxied_a - direct_a, proxied_b - direct_b);
     let _ = std::fs::remove_dir_all(&dir);
     std::process::exit(0);
 }
