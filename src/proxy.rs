@@ -185,7 +185,7 @@ async fn pipeline(
 
     // 7. Attempt order: the service mode's pick, then the fallbacks; a poll
     // of a known DashScope task goes to the service that accepted it.
-    let sticky = tasks::poll_target(&w.shared.tasks, snap, api_index, route, &forward_path);
+    let sticky = tasks::poll_target(&w.shared.tasks, snap, api_index, route, &forward_path).await;
     let order = if let Some(t) = &sticky {
         Ok(vec![t])
     } else {

@@ -37,6 +37,9 @@ pub struct Shared {
     /// Per-process secret carried in [`DEBUG_HEADER`] by the admin debug
     /// request, so it passes consumer auth. Never leaves the process.
     pub debug_token: String,
+    /// Cluster mode: the Redis link (control thread only; workers never
+    /// touch it).
+    pub cluster: Option<Arc<crate::cluster::Link>>,
     /// DashScope task id → service that accepted it; outlives snapshots.
     pub tasks: crate::scenario::tasks::TaskMap,
 }
@@ -194,7 +197,21 @@ fn choose_io(mode: IoMode) -> IoMode {
 
 /// Runs the gateway until SIGTERM/SIGINT and the drain that follows.
 pub fn serve(config_path: &str, raw: RawConfig) -> Result<(), String> {
-    let store = Store::open(&raw.store.path)?;
+    let cluster = crate::cluster::Settings::from_raw(&raw.cluster)
+        .map_err(|e| e.to_string())?
+        .map(|s| crate::cluster::Link::new(&s, admin::auth::random_hex(8)).map(Arc::new))
+        .transpose()?;
+    let (cluster_tasks, task_requests) = match &cluster {
+        Some(_) => {
+            let (handle, rx) = crate::cluster::tasks::channel();
+            (Some(handle), Some(rx))
+        }
+        None => (None, None),
+    };
+    let store = match &cluster {
+        Some(link) => Store::redis(link.clone()),
+        None => Store::open(&raw.store.path)?,
+    };
     let resources = Resources::new(raw.clone(), store);
     let merged = resources.store.state.merged_with(&raw);
     let (snap, problems) = compile(&merged, 1, Mode::Serve).map_err(|p| {
@@ -234,7 +251,8 @@ pub fn serve(config_path: &str, raw: RawConfig) -> Result<(), String> {
         resources: tokio::sync::Mutex::new(resources),
         data_addr,
         debug_token: admin::auth::random_hex(32),
-        tasks: Default::default(),
+        cluster,
+        tasks: crate::scenario::tasks::TaskMap::default().with_cluster(cluster_tasks),
     });
 
     let cores = core_ids();
@@ -253,6 +271,10 @@ pub fn serve(config_path: &str, raw: RawConfig) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
+    if let (Some(link), Some(rx)) = (shared.cluster.clone(), task_requests) {
+        let ttl = crate::cluster::tasks::TASK_TTL_S;
+        rt.spawn(crate::cluster::tasks::serve(link, rx, ttl));
+    }
     rt.block_on(control(shared.clone(), raw))?;
 
     // Workers stop accepting at once and finish in-flight requests.
@@ -311,6 +333,20 @@ async fn control(shared: Arc<Shared>, raw: RawConfig) -> Result<(), String> {
         "admin listening on {}",
         admin.local_addr().map_err(|e| e.to_string())?
     );
+    if let Some(link) = shared.cluster.clone() {
+        // Start from the cluster's resources when Redis answers in time;
+        // otherwise serve the config file's and catch up once it does.
+        let first = async {
+            let mut res = shared.resources.lock().await;
+            crate::cluster::sync::catch_up(&shared, &mut res).await
+        };
+        match tokio::time::timeout(Duration::from_secs(3), first).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!("cluster: starting without the cluster store: {e}"),
+            Err(_) => tracing::warn!("cluster: Redis did not answer in time; starting degraded"),
+        }
+        tokio::spawn(crate::cluster::sync::run(shared.clone(), link));
+    }
     tokio::spawn(admin::serve(admin, shared.clone()));
     tokio::spawn(observe::control_loop(shared.clone()));
 
@@ -336,5 +372,8 @@ async fn control(shared: Arc<Shared>, raw: RawConfig) -> Result<(), String> {
     }
     tracing::info!("draining");
     shared.shutdown.store(true, Ordering::Release);
+    if let Some(link) = &shared.cluster {
+        let _ = tokio::time::timeout(Duration::from_secs(1), link.leave()).await;
+    }
     Ok(())
 }

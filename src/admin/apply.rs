@@ -4,7 +4,7 @@
 //! all before the handler answers.
 
 use super::error::ApiError;
-use super::store::{Resources, StoreState};
+use super::store::{Resources, SaveError, StoreState};
 use crate::config::compile::{compile, Mode};
 use crate::config::raw::RawConfig;
 use crate::config::{FieldError, Problems};
@@ -54,15 +54,106 @@ impl Kind {
     }
 }
 
+/// How often a change is put on top of another instance's and tried
+/// again before the writer is told to retry.
+const MAX_REBASES: usize = 10;
+
 /// Validates `next`, persists it, publishes the new snapshot. `subject`
 /// is the resource the request made or changed: its problems are answered
 /// with paths relative to the request body.
+///
+/// In cluster mode the write is a compare-and-set: when another instance
+/// wrote first, this instance catches up and the same change is put on
+/// top of theirs (409 if both touched the same resource), validated again
+/// and written again. Redis unreachable: 503, nothing changed.
 pub async fn apply(
     shared: &Shared,
     res: &mut Resources,
     next: StoreState,
     subject: Option<(Kind, &str)>,
 ) -> Result<(), ApiError> {
+    let mut took_newer = false;
+    let out = write(shared, res, next, subject, &mut took_newer).await;
+    if out.is_err() && took_newer {
+        // This change failed, but the newer store it met is the cluster's
+        // truth: serve it.
+        crate::cluster::sync::publish_current(shared, res).await;
+    }
+    out
+}
+
+async fn write(
+    shared: &Shared,
+    res: &mut Resources,
+    mut next: StoreState,
+    subject: Option<(Kind, &str)>,
+    took_newer: &mut bool,
+) -> Result<(), ApiError> {
+    let mut base = res.store.state.clone();
+    for attempt in 0..MAX_REBASES {
+        let (snapshot, problems) = validate(shared, res, &next, subject).await?;
+        match res.store.save_async(next.clone()).await {
+            Ok(()) => {
+                for w in &problems.warnings {
+                    tracing::warn!("config: {}", res.describe(w));
+                }
+                shared.publish(snapshot);
+                return Ok(());
+            }
+            Err(SaveError::Stale) => {
+                // Take their store (published with ours once written) and
+                // put this change on top of it.
+                match res.store.fetch().await.map_err(|e| unavailable(&e))? {
+                    // Redis lost the store: ours goes back with this change.
+                    Some((0, _)) => res.store.version = 0,
+                    Some((version, latest)) => {
+                        res.store.state = latest;
+                        res.store.version = version;
+                        *took_newer = true;
+                    }
+                    None => {}
+                }
+                next = super::store::rebase(&base, &next, &res.store.state).map_err(|what| {
+                    ApiError::conflict(
+                        "conflict",
+                        format!("{what} was changed on another instance meanwhile; read it again and retry"),
+                    )
+                })?;
+                base = res.store.state.clone();
+                // Writers that keep colliding spread out.
+                let jitter = fastrand::u64(0..=5 * (attempt as u64 + 1));
+                tokio::time::sleep(std::time::Duration::from_millis(jitter)).await;
+            }
+            Err(SaveError::Unavailable(e)) => return Err(unavailable(&e)),
+            Err(SaveError::Io(e)) => {
+                return Err(ApiError::internal(format!(
+                    "store {}: {e}",
+                    res.store.label()
+                )))
+            }
+        }
+    }
+    Err(ApiError::conflict(
+        "conflict",
+        "the store kept changing on other instances; retry",
+    ))
+}
+
+fn unavailable(e: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        format!("the cluster store is unavailable ({e}); nothing was changed"),
+    )
+}
+
+/// Compiles `next` merged with the config file, as `modelgate check` would.
+async fn validate(
+    shared: &Shared,
+    res: &Resources,
+    next: &StoreState,
+    subject: Option<(Kind, &str)>,
+) -> Result<(crate::config::Snapshot, Problems), ApiError> {
     let mut merged = next.merged_with(&res.file);
     // The changed resource goes last, so a value two resources share is
     // reported on it, naming the one that already held it.
@@ -73,19 +164,7 @@ pub async fn apply(
     let compiled = tokio::task::spawn_blocking(move || compile(&m, generation, Mode::Serve))
         .await
         .map_err(|e| ApiError::internal(format!("compile: {e}")))?;
-    let (snapshot, problems) = match compiled {
-        Ok(ok) => ok,
-        Err(problems) => return Err(answer(&problems, subject_at, &merged)),
-    };
-    res.store
-        .save_async(next)
-        .await
-        .map_err(|e| ApiError::internal(format!("store {}: {e}", res.store.path().display())))?;
-    for w in &problems.warnings {
-        tracing::warn!("config: {}", res.describe(w));
-    }
-    shared.publish(snapshot);
-    Ok(())
+    compiled.map_err(|problems| answer(&problems, subject_at, &merged))
 }
 
 fn move_last(raw: &mut RawConfig, kind: Kind, name: &str) -> usize {

@@ -153,11 +153,8 @@ pub(super) async fn create(
     }
     let mut next = res.store.state.clone();
     next.resource_groups.push(spec.clone());
-    // Groups are labels: nothing to compile, only to keep.
-    res.store
-        .save_async(next)
-        .await
-        .map_err(|e| ApiError::internal(format!("store: {e}")))?;
+    // Groups are labels: compiled only to share apply's write path.
+    super::apply::apply(&shared, &mut res, next, None).await?;
     Ok((StatusCode::CREATED, Json(group_view(&res, &spec.name))))
 }
 
@@ -200,9 +197,6 @@ pub(super) async fn remove(
     };
     let mut next = res.store.state.clone();
     next.resource_groups.remove(index);
-    res.store
-        .save_async(next)
-        .await
-        .map_err(|e| ApiError::internal(format!("store: {e}")))?;
+    super::apply::apply(&shared, &mut res, next, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -159,15 +159,30 @@ async fn healthz() -> impl IntoResponse {
 
 async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
     let generation = shared.generation.load(std::sync::atomic::Ordering::Acquire);
-    if shared.ready() {
-        (
-            StatusCode::OK,
-            Json(json!({"status": "ready", "config_generation": generation})),
-        )
-    } else {
-        (
+    if !shared.ready() {
+        return (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "not_ready", "config_generation": generation})),
-        )
+        );
     }
+    let Some(link) = &shared.cluster else {
+        return (
+            StatusCode::OK,
+            Json(json!({"status": "ready", "config_generation": generation})),
+        );
+    };
+    // Redis down: still serving from the last snapshot, so still ready.
+    let up = link.up();
+    (
+        StatusCode::OK,
+        Json(json!({
+            "status": if up { "ready" } else { "degraded" },
+            "config_generation": generation,
+            "cluster": {
+                "redis": if up { "up" } else { "down" },
+                "instances": link.live_instances(),
+                "store_version": shared.resources.lock().await.store.version,
+            },
+        })),
+    )
 }

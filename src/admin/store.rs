@@ -7,11 +7,13 @@
 //! loses an acknowledged change nor leaves a file that fails to load.
 
 use super::auth::Tokens;
+use crate::cluster::Link;
 use crate::config::raw::{ConsumerSpec, ModelApiSpec, RawConfig, ServiceSpec};
 use crate::config::FieldError;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A resource group made through the admin API.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq, Eq, utoipa::ToSchema)]
@@ -91,7 +93,7 @@ impl Resources {
                 Ok(i) if i >= in_file => {
                     return format!(
                         "{} (admin store): {prefix}{}]{tail}: {}",
-                        self.store.path.display(),
+                        self.store.label(),
                         i - in_file,
                         e.message
                     )
@@ -103,10 +105,39 @@ impl Resources {
     }
 }
 
-/// The store file and the state last written to it.
+/// Where the store keeps its state: the JSON file, or Redis in cluster
+/// mode.
+enum Backend {
+    File(PathBuf),
+    Redis(Arc<Link>),
+}
+
+/// Why a save did not happen; in every case nothing was changed.
+#[derive(Debug)]
+pub enum SaveError {
+    Io(std::io::Error),
+    /// Cluster mode, Redis unreachable.
+    Unavailable(String),
+    /// Cluster mode: another instance wrote since `Store::version`.
+    Stale,
+}
+
+impl std::fmt::Display for SaveError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SaveError::Io(e) => write!(f, "{e}"),
+            SaveError::Unavailable(m) => write!(f, "{m}"),
+            SaveError::Stale => write!(f, "changed by another instance"),
+        }
+    }
+}
+
+/// The store and the state last written to (or read from) it.
 pub struct Store {
-    path: PathBuf,
+    backend: Backend,
     pub state: StoreState,
+    /// Cluster mode: the Redis version `state` was read at (0: none yet).
+    pub version: u64,
 }
 
 impl Store {
@@ -119,30 +150,166 @@ impl Store {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => StoreState::default(),
             Err(e) => return Err(format!("store {}: {e}", path.display())),
         };
-        Ok(Store { path, state })
+        Ok(Store {
+            backend: Backend::File(path),
+            state,
+            version: 0,
+        })
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The store in Redis; empty until the first [`Store::fetch`].
+    pub fn redis(link: Arc<Link>) -> Store {
+        Store {
+            backend: Backend::Redis(link),
+            state: StoreState::default(),
+            version: 0,
+        }
+    }
+
+    /// Where the store lives, for messages.
+    pub fn label(&self) -> String {
+        match &self.backend {
+            Backend::File(p) => p.display().to_string(),
+            Backend::Redis(l) => format!("Redis {}", l.key("store")),
+        }
+    }
+
+    /// The Redis link in cluster mode.
+    pub fn link(&self) -> Option<&Arc<Link>> {
+        match &self.backend {
+            Backend::Redis(l) => Some(l),
+            Backend::File(_) => None,
+        }
     }
 
     /// Makes `state` durable, then keeps it. On error the file and the
     /// state in memory are unchanged.
     pub fn save(&mut self, state: StoreState) -> std::io::Result<()> {
-        write_atomically(&self.path, &encode(&state))?;
+        let Backend::File(path) = &self.backend else {
+            return Err(std::io::Error::other("save: not a file store"));
+        };
+        write_atomically(path, &encode(&state))?;
         self.state = state;
         Ok(())
     }
 
-    /// Like `save`, with the disk writes on tokio's blocking pool.
-    pub async fn save_async(&mut self, state: StoreState) -> std::io::Result<()> {
-        let (path, bytes) = (self.path.clone(), encode(&state));
-        tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
-            .await
-            .map_err(std::io::Error::other)??;
+    /// Like `save`, with the disk writes on tokio's blocking pool; in
+    /// cluster mode a compare-and-set against `version` in Redis.
+    pub async fn save_async(&mut self, state: StoreState) -> Result<(), SaveError> {
+        match &self.backend {
+            Backend::File(path) => {
+                let (path, bytes) = (path.clone(), encode(&state));
+                tokio::task::spawn_blocking(move || write_atomically(&path, &bytes))
+                    .await
+                    .map_err(|e| SaveError::Io(std::io::Error::other(e)))?
+                    .map_err(SaveError::Io)?;
+            }
+            Backend::Redis(link) => {
+                let bytes = serde_json::to_vec(&state).expect("store state serializes");
+                match link.write_store(self.version, &bytes).await {
+                    Ok(Some(v)) => self.version = v,
+                    Ok(None) => return Err(SaveError::Stale),
+                    Err(e) => return Err(SaveError::Unavailable(e.to_string())),
+                }
+            }
+        }
         self.state = state;
         Ok(())
     }
+
+    /// Cluster mode: the state in Redis and its version, when newer than
+    /// ours. Changes nothing here.
+    pub async fn fetch(&self) -> Result<Option<(u64, StoreState)>, String> {
+        let Backend::Redis(link) = &self.backend else {
+            return Ok(None);
+        };
+        // The version alone first: this runs every second.
+        if link.store_version().await.map_err(|e| e.to_string())? == self.version {
+            return Ok(None);
+        }
+        let (version, bytes) = link.read_store().await.map_err(|e| e.to_string())?;
+        if version == self.version {
+            return Ok(None);
+        }
+        let state = match bytes {
+            Some(b) => serde_json::from_slice(&b)
+                .map_err(|e| format!("{}: not a store: {e}", link.key("store")))?,
+            None => StoreState::default(),
+        };
+        Ok(Some((version, state)))
+    }
+}
+
+/// The change from `base` to `next`, put on top of `latest` (what another
+/// instance wrote meanwhile). Err names a resource that both changed.
+pub fn rebase(
+    base: &StoreState,
+    next: &StoreState,
+    latest: &StoreState,
+) -> Result<StoreState, String> {
+    let mut out = latest.clone();
+    rebase_list(
+        &base.services,
+        &next.services,
+        &mut out.services,
+        |r| &r.name,
+        "service",
+    )?;
+    rebase_list(
+        &base.model_apis,
+        &next.model_apis,
+        &mut out.model_apis,
+        |r| &r.name,
+        "Model API",
+    )?;
+    rebase_list(
+        &base.consumers,
+        &next.consumers,
+        &mut out.consumers,
+        |r| &r.name,
+        "consumer",
+    )?;
+    rebase_list(
+        &base.resource_groups,
+        &next.resource_groups,
+        &mut out.resource_groups,
+        |r| &r.name,
+        "resource group",
+    )?;
+    Ok(out)
+}
+
+fn rebase_list<T: Clone + Serialize>(
+    base: &[T],
+    next: &[T],
+    latest: &mut Vec<T>,
+    name: impl Fn(&T) -> &String,
+    label: &str,
+) -> Result<(), String> {
+    let json = |v: Option<&T>| v.map(|t| serde_json::to_value(t).expect("resource serializes"));
+    let get = |list: &[T], n: &str| list.iter().find(|t| name(t) == n).cloned();
+    let mut names: Vec<String> = base.iter().chain(next).map(|t| name(t).clone()).collect();
+    names.sort();
+    names.dedup();
+    for n in names {
+        let (b, x) = (get(base, &n), get(next, &n));
+        if json(b.as_ref()) == json(x.as_ref()) {
+            continue;
+        }
+        let at = latest.iter().position(|t| *name(t) == n);
+        if json(at.map(|i| &latest[i])) != json(b.as_ref()) {
+            return Err(format!("{label} {n:?}"));
+        }
+        match (at, x) {
+            (Some(i), Some(x)) => latest[i] = x,
+            (Some(i), None) => {
+                latest.remove(i);
+            }
+            (None, Some(x)) => latest.push(x),
+            (None, None) => {}
+        }
+    }
+    Ok(())
 }
 
 fn encode(state: &StoreState) -> Vec<u8> {
@@ -199,5 +366,43 @@ mod tests {
         std::fs::write(&path, b"{not json").unwrap();
         assert!(Store::open(&path).is_err());
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    fn group(name: &str, description: &str) -> GroupSpec {
+        GroupSpec {
+            name: name.into(),
+            description: description.into(),
+        }
+    }
+
+    fn groups(list: &[(&str, &str)]) -> StoreState {
+        StoreState {
+            resource_groups: list.iter().map(|(n, d)| group(n, d)).collect(),
+            ..StoreState::default()
+        }
+    }
+
+    #[test]
+    fn rebase_keeps_both_changes_or_names_the_clash() {
+        let base = groups(&[("a", ""), ("b", "")]);
+        // Ours: add c, change a, remove b. Theirs meanwhile: add d.
+        let next = groups(&[("a", "ours"), ("c", "")]);
+        let latest = groups(&[("a", ""), ("b", ""), ("d", "")]);
+        let out = rebase(&base, &next, &latest).unwrap();
+        let names: Vec<_> = out
+            .resource_groups
+            .iter()
+            .map(|g| (g.name.as_str(), g.description.as_str()))
+            .collect();
+        assert_eq!(names, [("a", "ours"), ("d", ""), ("c", "")]);
+        // Theirs changed a too: a conflict, not a lost write.
+        let latest = groups(&[("a", "theirs"), ("b", "")]);
+        assert_eq!(
+            rebase(&base, &next, &latest).unwrap_err(),
+            "resource group \"a\""
+        );
+        // Both created c: a conflict.
+        let latest = groups(&[("a", ""), ("b", ""), ("c", "x")]);
+        assert!(rebase(&base, &next, &latest).is_err());
     }
 }

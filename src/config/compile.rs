@@ -731,6 +731,9 @@ pub fn compile(
             format!("{:?} is not an IP:port address", raw.admin.listen),
         );
     }
+    if let Err(e) = crate::cluster::Settings::from_raw(&raw.cluster) {
+        p.error(e.path, e.message);
+    }
     let l = &s.limits;
     if l.max_header_bytes < 1024 {
         p.error("server.limits.max_header_bytes", "must be at least 1024");

@@ -14,6 +14,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub store: StoreRaw,
     #[serde(default)]
+    pub cluster: ClusterRaw,
+    #[serde(default)]
     pub log: LogRaw,
     #[serde(default)]
     pub trace: TraceRaw,
@@ -140,6 +142,23 @@ impl Default for StoreRaw {
     fn default() -> Self {
         StoreRaw {
             path: "data/state.json".into(),
+        }
+    }
+}
+
+/// `[cluster]`: a Redis URL (or `env:NAME`) turns cluster mode on.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterRaw {
+    pub redis_url: Option<String>,
+    pub key_prefix: String,
+}
+
+impl Default for ClusterRaw {
+    fn default() -> Self {
+        ClusterRaw {
+            redis_url: None,
+            key_prefix: "modelgate:".into(),
         }
     }
 }

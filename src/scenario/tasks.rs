@@ -12,6 +12,7 @@
 //! map here. Bounded (oldest entries go first) and expiring (DashScope
 //! keeps task results for 24 hours).
 
+use crate::cluster::tasks::{ClusterTasks, TaskMemory};
 use crate::config::catalog::{Protocol, RouteDef};
 use crate::config::{ModelApi, Selection, Service, Snapshot, Target};
 use crate::http::body::ChunkedDecoder;
@@ -55,6 +56,9 @@ pub struct TaskMap {
     hasher: RandomState,
     per_shard: usize,
     ttl: Duration,
+    /// Cluster mode: the memory every instance shares (Redis, through the
+    /// control thread), asked on a local miss.
+    cluster: Option<ClusterTasks>,
 }
 
 impl Default for TaskMap {
@@ -70,7 +74,25 @@ impl TaskMap {
             hasher: RandomState::new(),
             per_shard: capacity.div_ceil(SHARDS).max(1),
             ttl,
+            cluster: None,
         }
+    }
+
+    /// Backs this map with the cluster's shared task memory.
+    pub fn with_cluster(mut self, cluster: Option<ClusterTasks>) -> TaskMap {
+        self.cluster = cluster;
+        self
+    }
+
+    /// The service that accepted task `id`: this process's memory, then
+    /// (cluster mode) the other instances', remembered here once found.
+    pub async fn find(&self, id: &str) -> Option<Arc<str>> {
+        if let Some(found) = self.get(id) {
+            return Some(found);
+        }
+        let found = self.cluster.as_ref()?.recall(id).await?;
+        self.insert_at(id, &found, Instant::now());
+        Some(found)
     }
 
     fn shard(&self, id: &str) -> std::sync::MutexGuard<'_, Shard> {
@@ -80,6 +102,9 @@ impl TaskMap {
 
     pub fn insert(&self, id: &str, service: &str) {
         self.insert_at(id, service, Instant::now());
+        if let Some(c) = &self.cluster {
+            c.remember(id, service);
+        }
     }
 
     fn insert_at(&self, id: &str, service: &str, now: Instant) {
@@ -164,7 +189,7 @@ fn valid_id(id: &str) -> bool {
 /// For a poll of a remembered task: the one target to send it to (no
 /// fallback: no other service knows the task). `None` for other requests,
 /// unknown ids, and services this Model API no longer uses.
-pub fn poll_target(
+pub async fn poll_target(
     tasks: &TaskMap,
     snap: &Snapshot,
     api_index: usize,
@@ -175,7 +200,7 @@ pub fn poll_target(
     if route.name != "tasks" || api.protocol != Protocol::Dashscope {
         return None;
     }
-    let name = tasks.get(polled_task(forward_path)?)?;
+    let name = tasks.find(polled_task(forward_path)?).await?;
     let service = snap.services.iter().position(|s| *s.name == *name)?;
     uses_service(api, service).then_some(Target {
         service,

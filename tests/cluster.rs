@@ -1,0 +1,493 @@
+//! Cluster mode (PRODUCT.md §11): real `redis-server` processes on free
+//! loopback ports and several real gateways pointed at them — propagation
+//! of admin changes, concurrent writers, Redis killed and restarted.
+//!
+//! Skipped (with a message) only where `redis-server` is not installed;
+//! `.ci/run` installs it.
+
+mod common;
+use common::*;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A `redis-server` without persistence, killed when dropped.
+struct Redis {
+    port: u16,
+    proc: Option<std::process::Child>,
+}
+
+impl Redis {
+    /// `None` (after saying so) when `redis-server` is not installed.
+    fn start() -> Option<Redis> {
+        let installed = Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok();
+        if !installed {
+            eprintln!("SKIPPED: redis-server is not installed (apt-get install -y redis-server)");
+            return None;
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut r = Redis { port, proc: None };
+        r.restart();
+        Some(r)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Starts the server again on the same port (empty: no persistence).
+    fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        self.proc = Some(child);
+        let deadline = Instant::now() + TIMEOUT;
+        while self.ping().is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn ping(&self) -> std::io::Result<()> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
+        s.set_read_timeout(Some(Duration::from_secs(1)))?;
+        s.write_all(b"PING\r\n")?;
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line)?;
+        if line.starts_with("+PONG") {
+            Ok(())
+        } else {
+            Err(std::io::Error::other(line))
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.proc.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn gateway(redis_url: &str, body: &str) -> Gateway {
+    Gateway::start_raw(&format!(
+        "{}\n[cluster]\nredis_url = \"{redis_url}\"\nkey_prefix = \"mgtest:\"\n{body}",
+        server_section(2)
+    ))
+}
+
+fn admin(g: &Gateway, method: &str, path: &str, body: Option<&Value>) -> Response {
+    let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+    request(
+        g.admin,
+        method,
+        &format!("/admin/v1{path}"),
+        &[("content-type", "application/json")],
+        &bytes,
+    )
+}
+
+fn readyz(g: &Gateway) -> Value {
+    let r = request(g.admin, "GET", "/readyz", &[], b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    r.json()
+}
+
+fn mock_service(name: &str) -> Value {
+    json!({"name": name, "provider": "mock"})
+}
+
+fn chat_api(name: &str, domain: &str, service: &str) -> Value {
+    json!({"name": name, "scenario": "text", "protocol": "openai", "domains": [domain],
+           "service": {"mode": "single", "target": {"service": service, "model": null}}})
+}
+
+fn chat(addr: SocketAddr, host: &str) -> Response {
+    request(
+        addr,
+        "POST",
+        "/v1/chat/completions",
+        &[("host", host), ("content-type", "application/json")],
+        br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+    )
+}
+
+/// Polls `f` every 10 ms until it holds; the time it took, or panics
+/// after `limit`.
+fn until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        if f() {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_change_on_one_instance_reaches_every_instance_within_a_second() {
+    let Some(redis) = Redis::start() else { return };
+    let gs: Vec<Gateway> = (0..3).map(|_| gateway(&redis.url(), "")).collect();
+    for g in &gs {
+        let r = readyz(g);
+        assert_eq!(r["status"], "ready", "{r}");
+    }
+    // All three heartbeats seen by each instance.
+    for g in &gs {
+        until(Duration::from_secs(3), "3 live instances", || {
+            readyz(g)["cluster"]["instances"] == 3
+        });
+    }
+    assert_eq!(chat(gs[1].addr, "shared.example.com").status, 404);
+
+    let r = admin(
+        &gs[0],
+        "POST",
+        "/services",
+        Some(&mock_service("shared-svc")),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let api = chat_api("shared-api", "shared.example.com", "shared-svc");
+    let r = admin(&gs[0], "POST", "/model-apis", Some(&api));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let written = Instant::now();
+    // The writer applies before answering.
+    assert_eq!(chat(gs[0].addr, "shared.example.com").status, 200);
+
+    for g in &gs[1..] {
+        let seen = until(
+            Duration::from_secs(1),
+            "data plane of another instance",
+            || chat(g.addr, "shared.example.com").status == 200,
+        );
+        let r = admin(g, "GET", "/model-apis/shared-api", None);
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["managed_by_config"], false);
+        eprintln!("propagated in {seen:?}");
+    }
+    assert!(written.elapsed() < Duration::from_secs(2));
+
+    // Deletes travel the same way.
+    let r = admin(
+        &gs[2],
+        "DELETE",
+        "/model-apis/shared-api?confirm=shared-api",
+        None,
+    );
+    assert_eq!(r.status, 204, "{}", r.text());
+    until(Duration::from_secs(1), "delete on instance 0", || {
+        chat(gs[0].addr, "shared.example.com").status == 404
+    });
+}
+
+#[test]
+fn concurrent_writers_on_two_instances_lose_no_acknowledged_change() {
+    let Some(redis) = Redis::start() else { return };
+    let a = gateway(&redis.url(), "");
+    let b = gateway(&redis.url(), "");
+    const EACH: usize = 15;
+    let acked: Vec<Vec<String>> = std::thread::scope(|s| {
+        let writers: Vec<_> = [("a", &a), ("b", &b)]
+            .into_iter()
+            .map(|(tag, g)| {
+                s.spawn(move || {
+                    let mut acked = Vec::new();
+                    for i in 0..EACH {
+                        let name = format!("svc-{tag}-{i}");
+                        let r = admin(g, "POST", "/services", Some(&mock_service(&name)));
+                        assert_eq!(r.status, 201, "{name}: {}", r.text());
+                        acked.push(name);
+                    }
+                    acked
+                })
+            })
+            .collect();
+        writers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    let mut want: Vec<String> = acked.concat();
+    want.sort();
+    assert_eq!(want.len(), 2 * EACH);
+    for g in [&a, &b] {
+        until(Duration::from_secs(1), "every acknowledged service", || {
+            let list = admin(g, "GET", "/services", None).json();
+            let mut names: Vec<String> = list
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| s["name"].as_str().unwrap().to_string())
+                .collect();
+            names.sort();
+            names == want
+        });
+    }
+
+    // Two instances changing the same resource: one wins, the other is
+    // told so (409) rather than silently overwriting.
+    let put = |g: &Gateway, provider_model: &str| {
+        let mut s = mock_service("svc-a-0");
+        s["headers"] = json!({"x-note": provider_model});
+        admin(g, "PUT", "/services/svc-a-0", Some(&s))
+    };
+    // b has seen svc-a-0 (asserted above); both edit from the same version.
+    let (ra, rb) = std::thread::scope(|s| {
+        let ta = s.spawn(|| put(&a, "from-a"));
+        let tb = s.spawn(|| put(&b, "from-b"));
+        (ta.join().unwrap(), tb.join().unwrap())
+    });
+    let statuses = [ra.status, rb.status];
+    assert!(statuses.contains(&200), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 200 || *s == 409),
+        "{statuses:?}"
+    );
+    // Whatever was acknowledged last is what both show.
+    until(Duration::from_secs(1), "both agree", || {
+        let x = admin(&a, "GET", "/services/svc-a-0", None).json()["headers"].clone();
+        let y = admin(&b, "GET", "/services/svc-a-0", None).json()["headers"].clone();
+        x == y && !x["x-note"].is_null()
+    });
+}
+
+#[test]
+fn redis_down_keeps_serving_refuses_writes_and_catches_up_when_back() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let a = gateway(&redis.url(), "");
+    let b = gateway(&redis.url(), "");
+    assert_eq!(
+        admin(&a, "POST", "/services", Some(&mock_service("svc"))).status,
+        201
+    );
+    let r = admin(
+        &a,
+        "POST",
+        "/model-apis",
+        Some(&chat_api("api-1", "one.example.com", "svc")),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    until(Duration::from_secs(1), "b serves api-1", || {
+        chat(b.addr, "one.example.com").status == 200
+    });
+
+    redis.kill();
+    for g in [&a, &b] {
+        until(Duration::from_secs(3), "readyz degraded", || {
+            let r = readyz(g);
+            r["status"] == "degraded" && r["cluster"]["redis"] == "down"
+        });
+        // Still serving from the last snapshot.
+        assert_eq!(chat(g.addr, "one.example.com").status, 200);
+    }
+    let r = admin(&b, "POST", "/services", Some(&mock_service("while-down")));
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.json()["error"]["code"], "unavailable");
+    assert_eq!(admin(&b, "GET", "/services/while-down", None).status, 404);
+    // Reads answer from the last copy.
+    assert_eq!(admin(&b, "GET", "/services/svc", None).status, 200);
+
+    // Redis back, empty (no persistence): the instances restore the store
+    // from their copy, and go on taking changes.
+    redis.restart();
+    for g in [&a, &b] {
+        until(Duration::from_secs(3), "readyz ready again", || {
+            readyz(g)["status"] == "ready"
+        });
+    }
+    let r = admin(
+        &b,
+        "POST",
+        "/model-apis",
+        Some(&chat_api("api-2", "two.example.com", "svc")),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    until(Duration::from_secs(1), "a serves api-2", || {
+        chat(a.addr, "two.example.com").status == 200
+    });
+    for g in [&a, &b] {
+        assert_eq!(chat(g.addr, "one.example.com").status, 200);
+        assert_eq!(admin(g, "GET", "/model-apis/api-1", None).status, 200);
+    }
+}
+
+#[test]
+fn a_redis_that_answers_garbage_never_stops_the_data_plane() {
+    // Answers every connection with bytes that are not RESP, then closes.
+    let junk = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = junk.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in junk.incoming().take(200) {
+            let Ok(mut s) = s else { continue };
+            let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+            let mut buf = [0u8; 512];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"\x00\xffnot redis at all\r\n%%%\r\n");
+        }
+    });
+    let g = gateway(
+        &format!("redis://127.0.0.1:{port}/0"),
+        "[[services]]\nname = \"m\"\nprovider = \"mock\"\n\
+         [[model_apis]]\nname = \"file-api\"\nscenario = \"text\"\nprotocol = \"openai\"\n\
+         domains = [\"*\"]\nservice = { mode = \"single\", target = { service = \"m\" } }\n",
+    );
+    for _ in 0..20 {
+        assert_eq!(chat(g.addr, "any.example.com").status, 200);
+    }
+    let r = admin(&g, "POST", "/services", Some(&mock_service("x")));
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(g.proc.child.id() > 0);
+    assert_eq!(readyz(&g)["status"], "degraded");
+}
+
+#[test]
+fn a_malformed_redis_url_fails_check_with_the_field_path() {
+    let dir = TempDir::new();
+    let path = dir.0.join("bad.toml");
+    std::fs::write(
+        &path,
+        "[cluster]\nredis_url = \"redis://host:notaport/0\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args(["check", "--config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cluster.redis_url:"), "{err}");
+}
+
+/// One instance's control thread (tokio, as in the gateway) serving the
+/// task memory for its workers.
+fn task_memory(
+    redis: &Redis,
+    instance: &str,
+    ttl_s: u64,
+) -> modelgate::cluster::tasks::ClusterTasks {
+    use modelgate::cluster::{tasks, Link, Settings};
+    let settings = Settings {
+        redis_url: redis.url(),
+        key_prefix: "mgtest:".into(),
+    };
+    let link = std::sync::Arc::new(Link::new(&settings, instance.into()).unwrap());
+    let (handle, rx) = tasks::channel();
+    std::thread::spawn(move || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(tasks::serve(link, rx, ttl_s));
+    });
+    handle
+}
+
+#[test]
+fn a_task_remembered_on_one_instance_is_found_from_another_until_it_expires() {
+    use modelgate::cluster::tasks::TaskMemory;
+    let Some(redis) = Redis::start() else { return };
+    let (a, b) = (task_memory(&redis, "a", 2), task_memory(&redis, "b", 2));
+    // The workers' side runs on monoio, as the data plane does.
+    let worker = std::thread::spawn(move || {
+        monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap()
+            .block_on(async move {
+                a.remember("task-123", "dashscope-east");
+                let mut found = None;
+                for _ in 0..100 {
+                    found = b.recall("task-123").await;
+                    if found.is_some() {
+                        break;
+                    }
+                    monoio::time::sleep(Duration::from_millis(10)).await;
+                }
+                assert_eq!(found.as_deref(), Some("dashscope-east"));
+                assert_eq!(b.recall("task-unknown").await, None);
+                monoio::time::sleep(Duration::from_millis(2500)).await;
+                assert_eq!(b.recall("task-123").await, None, "expired");
+            })
+    });
+    worker.join().unwrap();
+}
+
+#[test]
+fn a_dashscope_task_submitted_on_one_gateway_is_polled_through_another() {
+    let Some(redis) = Redis::start() else { return };
+    let (up_a, up_b) = (MockLlm::start("a"), MockLlm::start("b"));
+    let body = format!(
+        r#"
+[[services]]
+name = "ds-a"
+provider = "dashscope"
+base_url = "{a}"
+api_keys = ["key-a"]
+
+[[services]]
+name = "ds-b"
+provider = "dashscope"
+base_url = "{b}"
+api_keys = ["key-b"]
+
+[[model_apis]]
+name = "image"
+scenario = "image"
+protocol = "dashscope"
+domains = ["*"]
+service = {{ mode = "by_weight", targets = [
+  {{ service = "ds-a", weight = 1 }},
+  {{ service = "ds-b", weight = 1 }},
+] }}
+"#,
+        a = up_a.url(),
+        b = up_b.url()
+    );
+    let (g1, g2) = (gateway(&redis.url(), &body), gateway(&redis.url(), &body));
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let r = request(
+            g1.addr,
+            "POST",
+            "/api/v1/services/aigc/text2image/image-synthesis",
+            &[
+                ("content-type", "application/json"),
+                ("x-dashscope-async", "enable"),
+            ],
+            br#"{"model":"wanx-v1","input":{"prompt":"a cat"}}"#,
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        let id = r.json()["output"]["task_id"].as_str().unwrap().to_string();
+        tasks.push((id, r.header("x-mock-name").unwrap().to_string()));
+    }
+    assert!(tasks.iter().any(|(_, by)| by == "a") && tasks.iter().any(|(_, by)| by == "b"));
+    // Each poll on the other gateway, twice (the second from its own
+    // memory), reaches the service that accepted the task.
+    for (id, by) in &tasks {
+        for _ in 0..2 {
+            let r = request(g2.addr, "GET", &format!("/api/v1/tasks/{id}"), &[], b"");
+            assert_eq!(r.status, 200, "{id}: {}", r.text());
+            assert_eq!(r.json()["served_by"], by.as_str(), "{id}");
+        }
+    }
+}
