@@ -32,6 +32,7 @@ cat > "$tmp/modelgate.toml" <<EOF
 [server]
 listen = ["$MG"]
 workers = 1
+io = "${IO:-auto}"
 [admin]
 listen = "127.0.0.1:0"
 [log]
