@@ -482,7 +482,8 @@ impl Client {
     }
 }
 
-fn client_gone(e: io::Error) -> Error {
+/// The client stopped sending its body: too slow, or gone.
+pub(crate) fn client_gone(e: io::Error) -> Error {
     if e.kind() == io::ErrorKind::TimedOut {
         Error::new(Kind::HeadTimeout, "request body not received in time")
     } else {

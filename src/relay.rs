@@ -20,7 +20,6 @@ use crate::upstream::exchange::Response;
 use crate::upstream::whole::read_whole;
 use crate::watch::Watch;
 use crate::worker::Worker;
-use monoio::buf::IoBufMut;
 use std::time::Duration;
 
 /// How the answer to this request is written.
@@ -182,7 +181,7 @@ fn copied(name: &[u8]) -> bool {
 pub async fn response(
     w: &Worker,
     c: &mut Client,
-    reply: &Reply,
+    reply: &mut Reply,
     svc: &Service,
     resp: Response,
     rec: &mut Record,
@@ -225,21 +224,17 @@ pub async fn response(
         && rh
             .header(&buf, "content-type")
             .is_some_and(|v| memchr::memmem::find(v, b"json").is_some());
-    let mut reply_keep_alive = reply.keep_alive;
     let framing_out = match rh.framing {
         Framing::None => BodyHeader::Omit,
         Framing::Length(n) => BodyHeader::Length(n),
         // An HTTP/1.0 client gets the body delimited by close.
         Framing::Chunked | Framing::UntilClose if reply.http10 => {
-            reply_keep_alive = false;
+            reply.keep_alive = false;
             BodyHeader::Omit
         }
         Framing::Chunked | Framing::UntilClose => BodyHeader::Chunked,
     };
-    let reply = &Reply {
-        keep_alive: reply_keep_alive,
-        ..clone_reply(reply)
-    };
+    let reply = &*reply;
 
     let mut out = w.buffer();
     let mut h = reply.head(&mut out, rh.status);
@@ -369,19 +364,6 @@ pub async fn response(
                 }
             }
         }
-    }
-}
-
-fn clone_reply(r: &Reply) -> Reply {
-    Reply {
-        request_id: r.request_id.clone(),
-        protocol: r.protocol,
-        fallbacks: r.fallbacks,
-        keep_alive: r.keep_alive,
-        http10: r.http10,
-        head_only: r.head_only,
-        reshape: r.reshape,
-        service: r.service.clone(),
     }
 }
 
@@ -522,20 +504,11 @@ async fn read(
     mut buf: Vec<u8>,
     timeout: Duration,
 ) -> (std::io::Result<usize>, Vec<u8>) {
-    if buf.capacity() < 16 * 1024 {
-        buf.reserve(16 * 1024);
-    }
-    let (len, cap) = (buf.len(), buf.capacity());
-    match monoio::time::timeout(timeout, conn.read(buf.slice_mut(len..cap))).await {
-        Ok((res, slice)) => (res, slice.into_inner()),
-        Err(_) => (
-            Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "upstream stalled",
-            )),
-            Vec::new(),
-        ),
-    }
+    let res = conn
+        .read_append(&mut buf, timeout)
+        .await
+        .map_err(Into::into);
+    (res, buf)
 }
 
 enum Outcome {

@@ -18,7 +18,6 @@ use crate::config::{ModelApi, Selection, Service, Snapshot, Target};
 use crate::http::body::ChunkedDecoder;
 use crate::http::head::{Framing, Method, RequestHead};
 use crate::upstream::exchange::Response;
-use monoio::buf::IoBufMut;
 use serde::Deserialize;
 use std::borrow::Cow;
 use std::collections::hash_map::RandomState;
@@ -293,18 +292,7 @@ pub async fn remember_submit(tasks: &TaskMap, svc: &Service, resp: &mut Response
 /// Appends upstream bytes to `resp.buf`; false on end, error or timeout
 /// (the relay then meets the same condition and ends the answer).
 async fn read_more(resp: &mut Response, timeout: Duration) -> bool {
-    if resp.buf.capacity() - resp.buf.len() < 4096 {
-        resp.buf.reserve(16 * 1024);
-    }
-    let (len, cap) = (resp.buf.len(), resp.buf.capacity());
-    let slice = std::mem::take(&mut resp.buf).slice_mut(len..cap);
-    match monoio::time::timeout(timeout, resp.conn.read(slice)).await {
-        Ok((res, slice)) => {
-            resp.buf = slice.into_inner();
-            matches!(res, Ok(n) if n > 0)
-        }
-        Err(_) => false,
-    }
+    matches!(resp.conn.read_append(&mut resp.buf, timeout).await, Ok(n) if n > 0)
 }
 
 #[cfg(test)]

@@ -11,6 +11,22 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// Why `Conn::read_append` got nothing.
+#[derive(Debug)]
+pub enum ReadError {
+    Io(io::Error),
+    TimedOut,
+}
+
+impl From<ReadError> for io::Error {
+    fn from(e: ReadError) -> io::Error {
+        match e {
+            ReadError::Io(e) => e,
+            ReadError::TimedOut => io::Error::new(io::ErrorKind::TimedOut, "upstream stalled"),
+        }
+    }
+}
+
 /// An upstream connection.
 pub enum Conn {
     Plain(TcpStream),
@@ -29,6 +45,29 @@ impl Conn {
         match self {
             Conn::Plain(s) => s.write_all(buf).await,
             Conn::Tls(s) => s.write_all(buf).await,
+        }
+    }
+
+    /// Appends what the service sends next to `buf` (growing it when little
+    /// room is left), waiting at most `timeout`; Ok(0) at end of stream.
+    /// On timeout the read is dropped with the buffer's contents: callers
+    /// then discard the connection.
+    pub async fn read_append(
+        &mut self,
+        buf: &mut Vec<u8>,
+        timeout: Duration,
+    ) -> Result<usize, ReadError> {
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(16 * 1024);
+        }
+        let (len, cap) = (buf.len(), buf.capacity());
+        let slice = std::mem::take(buf).slice_mut(len..cap);
+        match monoio::time::timeout(timeout, self.read(slice)).await {
+            Ok((res, slice)) => {
+                *buf = slice.into_inner();
+                res.map_err(ReadError::Io)
+            }
+            Err(_) => Err(ReadError::TimedOut),
         }
     }
 

@@ -2,13 +2,13 @@
 //! one), send the request, and read the response head — plus, for streams
 //! with a first packet timeout, the first body bytes.
 
+use super::connect::ReadError;
 use super::{connect, Conn};
 use crate::config::{Service, Upstream};
-use crate::conn::{Client, Rest};
+use crate::conn::{client_gone, Client, Rest};
 use crate::error::{Error, Kind};
 use crate::http::head::{self, Method, ParseError, ResponseHead};
 use crate::worker::Worker;
-use monoio::buf::IoBufMut;
 use std::io;
 use std::time::{Duration, Instant};
 
@@ -144,32 +144,23 @@ async fn read_upstream(
     svc: &Service,
     first_packet: bool,
 ) -> Result<usize, Failure> {
-    if buf.capacity() - buf.len() < 4096 {
-        buf.reserve(16 * 1024);
-    }
-    let (len, cap) = (buf.len(), buf.capacity());
-    let slice = std::mem::take(buf).slice_mut(len..cap);
-    match monoio::time::timeout(wait, conn.read(slice)).await {
-        Ok((Ok(n), slice)) => {
-            *buf = slice.into_inner();
-            Ok(n)
-        }
-        Ok((Err(_), slice)) => {
-            *buf = slice.into_inner();
+    match conn.read_append(buf, wait).await {
+        Ok(n) => Ok(n),
+        Err(ReadError::Io(_)) => {
             if buf.is_empty() {
                 Err(Failure::Stale)
             } else {
                 Err(protocol_error(svc, "connection reset mid-head"))
             }
         }
-        Err(_) if first_packet => Err(Failure::Failed(Error::new(
+        Err(ReadError::TimedOut) if first_packet => Err(Failure::Failed(Error::new(
             Kind::FirstPacketTimeout,
             format!(
                 "service {}: no first packet within the first packet timeout",
                 svc.name
             ),
         ))),
-        Err(_) => Err(Failure::Failed(Error::new(
+        Err(ReadError::TimedOut) => Err(Failure::Failed(Error::new(
             Kind::UpstreamTimeout,
             format!(
                 "service {}: no response within {} ms",
@@ -248,8 +239,4 @@ async fn pump_rest(
             return Ok(());
         }
     }
-}
-
-fn client_gone(e: io::Error) -> Error {
-    Error::new(Kind::BadRequest, format!("request body incomplete: {e}"))
 }

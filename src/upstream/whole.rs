@@ -2,12 +2,12 @@
 //! that must be seen whole before the client gets any of them (moderated
 //! non-streamed answers, the moderation service's verdicts).
 
+use super::connect::ReadError;
 use super::exchange::Response;
 use super::Conn;
 use crate::error::{Error, Kind};
 use crate::http::body::ChunkedDecoder;
 use crate::http::head::{Framing, ResponseHead};
-use monoio::buf::IoBufMut;
 use std::time::Duration;
 
 pub struct WholeResponse {
@@ -93,22 +93,13 @@ async fn read(
     timeout: Duration,
     service: &str,
 ) -> Result<usize, Error> {
-    if buf.capacity() - buf.len() < 4096 {
-        buf.reserve(16 * 1024);
-    }
-    let (len, cap) = (buf.len(), buf.capacity());
-    let slice = std::mem::take(buf).slice_mut(len..cap);
-    match monoio::time::timeout(timeout, conn.read(slice)).await {
-        Ok((res, slice)) => {
-            *buf = slice.into_inner();
-            res.map_err(|e| {
-                Error::new(
-                    Kind::UpstreamProtocol,
-                    format!("service {service}: read: {e}"),
-                )
-            })
-        }
-        Err(_) => Err(Error::new(
+    match conn.read_append(buf, timeout).await {
+        Ok(n) => Ok(n),
+        Err(ReadError::Io(e)) => Err(Error::new(
+            Kind::UpstreamProtocol,
+            format!("service {service}: read: {e}"),
+        )),
+        Err(ReadError::TimedOut) => Err(Error::new(
             Kind::UpstreamTimeout,
             format!("service {service}: response body stalled"),
         )),
