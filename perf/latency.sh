@@ -10,49 +10,20 @@ PROXY_CPU=${PROXY_CPU:-0}
 LOAD_CPU=${LOAD_CPU:-1}
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+source perf/lib.sh
 cargo build --release -q --workspace --bins
 tmp=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
 trap cleanup EXIT
 UP=127.0.0.1:18381 NGX=127.0.0.1:18382 MG=127.0.0.1:18383
-answer='{"id":"chatcmpl-1","object":"chat.completion","created":0,"model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"Hello!"},"finish_reason":"stop"}],"usage":{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11}}'
-cat > "$tmp/upstream.conf" <<EOF
-worker_processes 1; daemon off; pid $tmp/up.pid; error_log $tmp/up.err warn;
-events { worker_connections 8192; }
-http { access_log off; server { listen $UP backlog=4096; keepalive_requests 100000000; location / { default_type application/json; return 200 '$answer'; } } }
-EOF
-cat > "$tmp/proxy.conf" <<EOF
-worker_processes 1; daemon off; pid $tmp/ngx.pid; error_log $tmp/ngx.err warn;
-events { worker_connections 8192; }
-http { access_log off; upstream llm { server $UP; keepalive 256; keepalive_requests 100000000; }
-  server { listen $NGX backlog=4096; keepalive_requests 100000000; location / { proxy_pass http://llm; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
-EOF
-cat > "$tmp/modelgate.toml" <<EOF
-[server]
-listen = ["$MG"]
-workers = 1
-io = "${IO:-auto}"
-[admin]
-listen = "127.0.0.1:0"
-[log]
-access = "off"
-level = "warn"
-[[services]]
-name = "up"
-provider = "openai_compatible"
-base_url = "http://$UP"
-[[model_apis]]
-name = "chat"
-scenario = "text"
-protocol = "openai"
-domains = ["*"]
-service = { mode = "single", target = { service = "up" } }
-EOF
+upstream_conf "$tmp" $UP
+proxy_conf "$tmp" $NGX $UP
+modelgate_conf "$tmp" $MG $UP "${IO:-auto}"
 taskset -c "$LOAD_CPU" nginx -c "$tmp/upstream.conf" -p "$tmp" & pids+=($!)
 taskset -c "$PROXY_CPU" nginx -c "$tmp/proxy.conf" -p "$tmp" & pids+=($!)
 taskset -c "$PROXY_CPU" target/release/modelgate serve --config "$tmp/modelgate.toml" >/dev/null 2>&1 & pids+=($!)
-for a in $UP $NGX $MG; do for _ in $(seq 100); do curl -s -o /dev/null "http://$a/" && break; sleep 0.05; done; done
+wait_http $UP $NGX $MG
 
 load() { taskset -c "$LOAD_CPU" target/release/modelgate-load "http://$1/v1/chat/completions" --threads 1 -q --duration "$DURATION" --json "$2" "${@:3}" >/dev/null 2>&1 || true; }
 p() { python3 -c "import json,sys; r=json.load(open('$1')); print('%.3f' % r['latency_ms']['$2'])"; }

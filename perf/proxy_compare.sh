@@ -17,6 +17,7 @@ LOAD_CPU=${LOAD_CPU:-1}
 IO=${IO:-auto}
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+source perf/lib.sh
 cargo build --release -q --bin modelgate
 tmp=$(mktemp -d)
 pids=()
@@ -24,58 +25,15 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 
 UP=127.0.0.1:18081 NGX=127.0.0.1:18082 MG=127.0.0.1:18083
-answer='{"id":"chatcmpl-1","object":"chat.completion","created":0,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! How can I help you today?"},"finish_reason":"stop"}],"usage":{"prompt_tokens":25,"completion_tokens":9,"total_tokens":34}}'
-
-cat > "$tmp/upstream.conf" <<EOF
-worker_processes 1; daemon off; pid $tmp/up.pid; error_log $tmp/up.err warn;
-events { worker_connections 8192; }
-http { access_log off;
-  server { listen $UP backlog=4096; keepalive_requests 100000000;
-    location / { default_type application/json; return 200 '$answer'; } } }
-EOF
-cat > "$tmp/proxy.conf" <<EOF
-worker_processes 1; daemon off; pid $tmp/ngx.pid; error_log $tmp/ngx.err warn;
-events { worker_connections 8192; }
-http { access_log off;
-  upstream llm { server $UP; keepalive 256; keepalive_requests 100000000; }
-  server { listen $NGX backlog=4096; keepalive_requests 100000000;
-    location / { proxy_pass http://llm; proxy_http_version 1.1; proxy_set_header Connection ""; } } }
-EOF
-cat > "$tmp/modelgate.toml" <<EOF
-[server]
-listen = ["$MG"]
-workers = 1
-io = "$IO"
-[admin]
-listen = "127.0.0.1:0"
-[log]
-access = "off"
-level = "warn"
-[[services]]
-name = "up"
-provider = "openai_compatible"
-base_url = "http://$UP"
-[[model_apis]]
-name = "chat"
-scenario = "text"
-protocol = "openai"
-domains = ["*"]
-service = { mode = "single", target = { service = "up" } }
-EOF
-# A realistic 250-byte chat request; modelgate reads and routes on `model`.
-cat > "$tmp/post.lua" <<'EOF'
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer sk-client-0123456789"
-wrk.body = '{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Summarise the plot of Hamlet in two sentences, please."}],"temperature":0.2,"max_tokens":128,"stream":false,"user":"bench-user-42"}'
-EOF
+upstream_conf "$tmp" $UP
+proxy_conf "$tmp" $NGX $UP
+modelgate_conf "$tmp" $MG $UP "$IO"
+post_lua "$tmp"
 
 taskset -c "$LOAD_CPU" nginx -c "$tmp/upstream.conf" -p "$tmp" & pids+=($!)
 taskset -c "$PROXY_CPU" nginx -c "$tmp/proxy.conf" -p "$tmp" & pids+=($!)
 taskset -c "$PROXY_CPU" target/release/modelgate serve --config "$tmp/modelgate.toml" >"$tmp/mg.out" 2>"$tmp/mg.err" & mgpid=$!; pids+=($mgpid)
-for a in $UP $NGX $MG; do
-  for _ in $(seq 100); do curl -s -o /dev/null "http://$a/" && break; sleep 0.05; done
-done
+wait_http $UP $NGX $MG
 ngx_pids() { local m; m=$(cat "$tmp/ngx.pid"); echo "$m $(pgrep -P "$m" | tr '\n' ' ')"; }
 
 # CPU ticks (user+system) of a set of processes, threads included.
