@@ -236,7 +236,10 @@ pub fn serve(config_path: &str, raw: RawConfig) -> Result<(), String> {
             .map_err(|e| e.to_string())?,
     );
     let mut snap = snap;
-    let limits = crate::limit::Registry::default();
+    let limits = match cluster {
+        Some(_) => crate::limit::Registry::clustered(),
+        None => crate::limit::Registry::default(),
+    };
     limits.adopt(&mut snap.limits);
     let shared = Arc::new(Shared {
         generation: AtomicU64::new(snap.generation),
@@ -345,6 +348,7 @@ async fn control(shared: Arc<Shared>, raw: RawConfig) -> Result<(), String> {
             Ok(Err(e)) => tracing::warn!("cluster: starting without the cluster store: {e}"),
             Err(_) => tracing::warn!("cluster: Redis did not answer in time; starting degraded"),
         }
+        tokio::spawn(crate::cluster::limits::run(shared.clone(), link.clone()));
         tokio::spawn(crate::cluster::sync::run(shared.clone(), link));
     }
     tokio::spawn(admin::serve(admin, shared.clone()));

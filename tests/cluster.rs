@@ -491,3 +491,124 @@ service = {{ mode = "by_weight", targets = [
         }
     }
 }
+
+/// Config with Model APIs limited to `(name, requests_per_minute)` each,
+/// the same file on every instance: same names, same cluster counts.
+fn limited_apis(apis: &[(&str, u64)]) -> String {
+    let mut s = String::from("[[services]]\nname = \"svc\"\nprovider = \"mock\"\n");
+    for (name, per_minute) in apis {
+        s += &format!(
+            "[[model_apis]]\nname = \"{name}\"\nscenario = \"text\"\nprotocol = \"openai\"\n\
+             domains = [\"{name}.example.com\"]\n\
+             service = {{ mode = \"single\", target = {{ service = \"svc\" }} }}\n\
+             limits = {{ requests_per_minute = {per_minute} }}\n"
+        );
+    }
+    s
+}
+
+/// Both instances counted each other (heartbeats) and lease from Redis.
+fn until_both_live(gateways: &[&Gateway]) {
+    for g in gateways {
+        until(Duration::from_secs(5), "two live instances", || {
+            readyz(g)["cluster"]["instances"] == 2
+        });
+    }
+}
+
+#[test]
+fn a_limit_holds_across_instances_without_a_redis_call_per_request() {
+    let Some(redis) = Redis::start() else { return };
+    let config = limited_apis(&[("small", 40), ("large", 600)]);
+    let a = gateway(&redis.url(), &config);
+    let b = gateway(&redis.url(), &config);
+    until_both_live(&[&a, &b]);
+
+    // Alternating requests, paced over about 2 s: each instance alone
+    // would admit 40; together they must admit at most 40.
+    let mut admitted = [0usize; 2];
+    let mut refusal = None;
+    for i in 0..200 {
+        let g = [&a, &b][i % 2];
+        let r = chat(g.addr, "small.example.com");
+        match r.status {
+            200 => admitted[i % 2] += 1,
+            429 => refusal = Some(r),
+            s => panic!("unexpected {s}: {}", r.text()),
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let total = admitted[0] + admitted[1];
+    assert!(total <= 40, "admitted {admitted:?} past a limit of 40");
+    assert!(total >= 36, "admitted only {admitted:?} of 40");
+    assert!(admitted[0] > 0 && admitted[1] > 0, "{admitted:?}");
+    let r = refusal.expect("refused past the limit");
+    assert_eq!(
+        r.json()["error"]["code"],
+        "rate_limit_exceeded",
+        "{}",
+        r.text()
+    );
+    let retry: u64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=61).contains(&retry), "retry-after {retry}");
+
+    // Four clients at once, two per instance, for 2.5 s: at most N + 2%.
+    let deadline = Instant::now() + Duration::from_millis(2500);
+    let clients: Vec<_> = [a.addr, a.addr, b.addr, b.addr]
+        .into_iter()
+        .map(|addr| {
+            std::thread::spawn(move || {
+                let (mut ok, mut sent) = (0usize, 0usize);
+                while Instant::now() < deadline && sent < 20_000 {
+                    sent += 1;
+                    match chat(addr, "large.example.com").status {
+                        200 => ok += 1,
+                        429 => {}
+                        s => panic!("unexpected {s}"),
+                    }
+                }
+                (ok, sent)
+            })
+        })
+        .collect();
+    let (mut ok, mut sent) = (0, 0);
+    for c in clients {
+        let (o, s) = c.join().unwrap();
+        ok += o;
+        sent += s;
+    }
+    assert!(
+        sent > 1200,
+        "only {sent} requests sent: the test proves nothing"
+    );
+    assert!(ok <= 612, "admitted {ok} of {sent} past 600 + 2%");
+    assert!(ok >= 540, "admitted only {ok} of {sent} against 600");
+}
+
+#[test]
+fn redis_down_shares_each_limit_among_the_instances_last_counted() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let config = limited_apis(&[("small", 40)]);
+    let a = gateway(&redis.url(), &config);
+    let b = gateway(&redis.url(), &config);
+    until_both_live(&[&a, &b]);
+    redis.kill();
+    until(Duration::from_secs(3), "readyz degraded", || {
+        readyz(&a)["status"] == "degraded"
+    });
+    // Two instances were live: each now counts to 40 / 2 locally.
+    let admitted = (0..60)
+        .filter(|_| chat(a.addr, "small.example.com").status == 200)
+        .count();
+    assert_eq!(admitted, 20);
+    let r = chat(a.addr, "small.example.com");
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(r.text().contains("40 requests per minute"), "{}", r.text());
+    // The other instance has its own share.
+    let admitted = (0..30)
+        .filter(|_| chat(b.addr, "small.example.com").status == 200)
+        .count();
+    assert_eq!(admitted, 20);
+}

@@ -5,7 +5,9 @@
 //!   by [`CAS`] (version check, write, publish in one script);
 //! - `changes`: pub/sub channel carrying each new store version;
 //! - `instance:{id}`: heartbeat of a live instance, with a TTL;
-//! - `task:{id}`: the service that accepted a DashScope task, with a TTL.
+//! - `task:{id}`: the service that accepted a DashScope task, with a TTL;
+//! - `limit:{window}`: a limit's count across the cluster, one hash field
+//!   per second (see `cluster::limits`).
 
 use super::Settings;
 use redis::aio::MultiplexedConnection;
@@ -253,6 +255,27 @@ impl Link {
         let key = self.key(&format!("task:{id}"));
         self.run(async |c| redis::cmd("GET").arg(&key).query_async(c).await)
             .await
+    }
+
+    /// Runs `script` over `keys` (each under the prefix) with `args`; the
+    /// script answers a list of integers.
+    pub async fn eval(
+        &self,
+        script: &redis::Script,
+        keys: &[String],
+        args: &[u64],
+    ) -> Result<Vec<i64>, Down> {
+        self.run(async |c| {
+            let mut call = script.prepare_invoke();
+            for k in keys {
+                call.key(self.key(k));
+            }
+            for a in args {
+                call.arg(*a);
+            }
+            call.invoke_async(c).await
+        })
+        .await
     }
 
     /// Removes this instance's heartbeat (clean shutdown).

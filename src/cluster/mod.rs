@@ -6,7 +6,10 @@
 //! version), and one heartbeat key per live instance. [`sync::run`] keeps
 //! this instance's copy current: pub/sub notification, plus a re-read
 //! every second as a safety net, plus a catch-up after every reconnect.
+//! [`limits::run`] leases request permits and shares token usage, so
+//! limits hold across instances without a Redis call per request.
 
+pub mod limits;
 pub mod link;
 pub mod sync;
 pub mod tasks;

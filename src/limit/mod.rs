@@ -22,14 +22,24 @@
 //!
 //! Windows live in a [`Registry`] outside the snapshot, keyed by what they
 //! count: a reload keeps every window whose key remains, counts included.
+//!
+//! In cluster mode the same windows also hold what the control thread
+//! leased from the cluster's count in Redis ([`lease`]); see there.
+
+pub mod lease;
 
 use crate::config::raw::RateLimitsSpec;
 use crate::config::Problems;
 use crate::error::{Error, Kind};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+use std::sync::atomic::{
+    AtomicU64,
+    Ordering::{Relaxed, SeqCst},
+};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
+
+use lease::{Counting, Lease, Mode};
 
 const BUCKETS: usize = 64;
 /// Buckets summed: the current second and the 60 before it.
@@ -46,6 +56,11 @@ pub fn now_s() -> u64 {
     epoch().elapsed().as_secs() + 1
 }
 
+/// Milliseconds on the same clock as [`now_s`] (leases expire on it).
+pub fn now_ms() -> u64 {
+    epoch().elapsed().as_millis() as u64 + 1000
+}
+
 fn pack(sec: u64, count: u64) -> u64 {
     (sec << 32) | count.min(u32::MAX as u64)
 }
@@ -54,15 +69,46 @@ fn unpack(v: u64) -> (u64, u64) {
     (v >> 32, v & u32::MAX as u64)
 }
 
+/// One reading of the limit clock.
+#[derive(Clone, Copy, Debug)]
+pub struct Now {
+    pub s: u64,
+    pub ms: u64,
+}
+
+impl Now {
+    pub fn read() -> Now {
+        let ms = now_ms();
+        Now { s: ms / 1000, ms }
+    }
+}
+
 /// A sliding 60 s window of counts (requests or tokens).
 pub struct Window {
     buckets: [AtomicU64; BUCKETS],
+    /// Cluster mode: request permits leased from the cluster's count.
+    pub lease: Lease,
+    /// Cluster mode: requests that asked for a permit, admitted or not
+    /// (the control thread sizes leases by it).
+    pub demand: AtomicU64,
+    /// Cluster mode: until when (ms) Redis last said the window is full.
+    pub full_until_ms: AtomicU64,
+    /// Cluster mode: tokens the other instances used in the window, as
+    /// last read from Redis.
+    pub others: AtomicU64,
+    /// Tokens ever added here (the control thread sends Redis the rest).
+    pub tokens_added: AtomicU64,
 }
 
 impl Default for Window {
     fn default() -> Self {
         Window {
             buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            lease: Lease::default(),
+            demand: AtomicU64::new(0),
+            full_until_ms: AtomicU64::new(0),
+            others: AtomicU64::new(0),
+            tokens_added: AtomicU64::new(0),
         }
     }
 }
@@ -127,6 +173,52 @@ impl Window {
         Err(self.retry_after(now, limit))
     }
 
+    /// Admits one request the way `counting` says: by lease in cluster
+    /// mode, else locally (at a share of the limit while Redis is down).
+    /// The local window counts it either way, ready for a fall-back.
+    fn admit_request(&self, counting: Counting, now: Now, limit: u64) -> Result<(), u64> {
+        if counting != Counting::Leased {
+            return self.try_admit(now.s, counting.local_limit(limit));
+        }
+        self.demand.fetch_add(1, Relaxed);
+        if self.lease.take(now.ms) {
+            self.add(now.s, 1);
+            return Ok(());
+        }
+        Err(self.cluster_retry(now.ms))
+    }
+
+    /// Takes back a request [`Window::admit_request`] admitted.
+    fn undo_request(&self, counting: Counting, now: Now) {
+        self.sub(now.s, 1);
+        if counting == Counting::Leased {
+            self.lease.give_back(now.ms);
+        }
+    }
+
+    /// Whether a token window has room, and if not the seconds to wait.
+    fn tokens_left(&self, counting: Counting, now: Now, limit: u64) -> Result<(), u64> {
+        let mut used = self.sum(now.s);
+        if counting == Counting::Leased {
+            used = used.saturating_add(self.others.load(Relaxed));
+            if used >= limit {
+                return Err(self.cluster_retry(now.ms));
+            }
+        }
+        let limit = counting.local_limit(limit);
+        if used >= limit {
+            return Err(self.retry_after(now.s, limit));
+        }
+        Ok(())
+    }
+
+    /// Seconds until Redis's count had room, as last told; 1 when it did
+    /// (the lease only ran dry: the next one is due within a tick).
+    fn cluster_retry(&self, now_ms: u64) -> u64 {
+        let full = self.full_until_ms.load(Relaxed);
+        full.saturating_sub(now_ms).div_ceil(1000).max(1)
+    }
+
     /// Seconds until the window holds less than `below`, if nothing more
     /// is added: when enough of its oldest buckets have aged out.
     pub fn retry_after(&self, now: u64, below: u64) -> u64 {
@@ -154,41 +246,84 @@ impl Window {
 /// a reload keeps the counts of every key that remains.
 #[derive(Default)]
 pub struct Registry {
-    windows: Mutex<HashMap<String, Arc<Window>>>,
+    windows: Mutex<HashMap<String, Slot>>,
+    /// Cluster mode's counting switch, shared by every table.
+    mode: Option<Arc<Mode>>,
+}
+
+/// One window and what it limits.
+#[derive(Clone)]
+pub struct Slot {
+    pub key: String,
+    pub window: Arc<Window>,
+    pub per_minute: u64,
+    /// Counts tokens (else requests).
+    pub tokens: bool,
 }
 
 impl Registry {
+    /// A registry whose windows count across the cluster.
+    pub fn clustered() -> Registry {
+        Registry {
+            mode: Some(Arc::default()),
+            ..Registry::default()
+        }
+    }
+
+    /// Cluster mode's counting switch (`None`: not clustered).
+    pub fn mode(&self) -> Option<&Arc<Mode>> {
+        self.mode.as_ref()
+    }
+
     /// Points every window of `table` at the registry's window for its key
     /// (made if new), and forgets keys `table` no longer uses.
     pub fn adopt(&self, table: &mut Table) {
         let mut map = self.windows.lock().unwrap_or_else(|e| e.into_inner());
-        let mut kept = HashMap::with_capacity(table.windows.len());
-        for (key, window) in &mut table.windows {
-            let shared = map.remove(key.as_str()).unwrap_or_else(|| window.clone());
-            *window = shared.clone();
-            kept.insert(key.clone(), shared);
+        let mut kept = HashMap::with_capacity(table.slots.len());
+        for slot in &mut table.slots {
+            if let Some(held) = map.remove(slot.key.as_str()) {
+                slot.window = held.window;
+            }
+            kept.insert(slot.key.clone(), slot.clone());
         }
         *map = kept;
+        table.mode = self.mode.clone();
+    }
+
+    /// Every window in use, with its limit as the newest snapshot says.
+    pub fn slots(&self) -> Vec<Slot> {
+        let map = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        map.values().cloned().collect()
     }
 }
 
 /// The windows a snapshot uses, by index.
 #[derive(Default)]
 pub struct Table {
-    windows: Vec<(String, Arc<Window>)>,
+    slots: Vec<Slot>,
+    mode: Option<Arc<Mode>>,
 }
 
 impl Table {
-    fn add(&mut self, key: String) -> usize {
-        if let Some(i) = self.windows.iter().position(|(k, _)| *k == key) {
+    fn add(&mut self, key: String, per_minute: u64, tokens: bool) -> usize {
+        if let Some(i) = self.slots.iter().position(|s| s.key == key) {
             return i;
         }
-        self.windows.push((key, Arc::default()));
-        self.windows.len() - 1
+        self.slots.push(Slot {
+            key,
+            window: Arc::default(),
+            per_minute,
+            tokens,
+        });
+        self.slots.len() - 1
     }
 
     pub fn get(&self, i: usize) -> &Arc<Window> {
-        &self.windows[i].1
+        &self.slots[i].window
+    }
+
+    fn counting(&self) -> Counting {
+        self.mode.as_ref().map_or(Counting::Local, |m| m.counting())
     }
 }
 
@@ -224,9 +359,11 @@ impl Limits {
 
     fn windows(spec: &RateLimitsSpec, key: &str, table: &mut Table) -> Limits {
         let mut one = |field: &str, value: Option<u64>| {
+            let per_minute = value?;
+            let tokens = field.starts_with("tokens");
             Some(Limit {
-                per_minute: value?,
-                window: table.add(format!("{key}:{field}")),
+                per_minute,
+                window: table.add(format!("{key}:{field}"), per_minute, tokens),
             })
         };
         Limits {
@@ -329,6 +466,7 @@ impl Charge {
         let now = now_s();
         for w in self.windows.iter().flatten() {
             w.add(now, n);
+            w.tokens_added.fetch_add(n, Relaxed);
         }
     }
 }
@@ -350,7 +488,7 @@ pub fn admit(
     if sets.iter().all(Option::is_none) {
         return Ok(Charge::default());
     }
-    let now = now_s();
+    let (now, counting) = (Now::read(), table.counting());
     let refuse = |(kind, name): &(&str, &str), what: &str, limit: u64, retry: u64| {
         let mut e = Error::new(
             Kind::RateLimited,
@@ -365,8 +503,7 @@ pub fn admit(
     for (who, l) in sets.iter().flatten() {
         if let Some(t) = l.tokens {
             let w = table.get(t.window);
-            if w.sum(now) >= t.per_minute {
-                let retry = w.retry_after(now, t.per_minute);
+            if let Err(retry) = w.tokens_left(counting, now, t.per_minute) {
                 return Err(refuse(who, "tokens", t.per_minute, retry));
             }
         }
@@ -379,9 +516,9 @@ pub fn admit(
     {
         if let Some(r) = l.requests {
             let w = table.get(r.window);
-            if let Err(retry) = w.try_admit(now, r.per_minute) {
+            if let Err(retry) = w.admit_request(counting, now, r.per_minute) {
                 for t in taken.iter().flatten() {
-                    t.sub(now, 1);
+                    t.undo_request(counting, now);
                 }
                 return Err(refuse(who, "requests", r.per_minute, retry));
             }
@@ -459,15 +596,56 @@ mod tests {
     fn registry_keeps_counts_across_tables() {
         let reg = Registry::default();
         let mut t1 = Table::default();
-        let i = t1.add("consumer:a:requests_per_minute".into());
-        t1.add("api:x:requests_per_minute".into());
+        let i = t1.add("consumer:a:requests_per_minute".into(), 10, false);
+        t1.add("api:x:requests_per_minute".into(), 10, false);
         reg.adopt(&mut t1);
         t1.get(i).add(now_s(), 7);
         let mut t2 = Table::default();
-        let j = t2.add("consumer:a:requests_per_minute".into());
+        let j = t2.add("consumer:a:requests_per_minute".into(), 10, false);
         reg.adopt(&mut t2);
         assert_eq!(t2.get(j).sum(now_s()), 7);
         assert!(Arc::ptr_eq(t1.get(i), t2.get(j)));
         assert_eq!(reg.windows.lock().unwrap().len(), 1);
+    }
+
+    fn api_with_limit(reg: &Registry, per_minute: u64) -> (Table, ApiLimits) {
+        let mut table = Table::default();
+        let spec = RateLimitsSpec {
+            requests_per_minute: Some(per_minute),
+            ..RateLimitsSpec::default()
+        };
+        let mut p = Problems::default();
+        let api = ApiLimits::compile("a", &spec, "chat", None, &mut table, &mut p);
+        reg.adopt(&mut table);
+        (table, api)
+    }
+
+    #[test]
+    fn clustered_windows_admit_by_lease_and_share_the_limit_when_redis_is_down() {
+        let reg = Registry::clustered();
+        let (table, api) = api_with_limit(&reg, 10);
+        let admit_n = |n: usize| {
+            (0..n)
+                .filter(|_| admit(&table, None, ("chat", &api), None).is_ok())
+                .count()
+        };
+        // Not yet leased, one live instance: the whole limit, locally.
+        assert_eq!(admit_n(3), 3);
+        // Leased: exactly the permits held, whatever the local count says.
+        reg.mode().unwrap().set_leased(2);
+        let slot = reg.slots().pop().unwrap();
+        slot.window.lease.replace(now_ms() + 60_000, 4);
+        assert_eq!(admit_n(6), 4);
+        assert_eq!(slot.window.demand.load(SeqCst), 6);
+        slot.window.full_until_ms.store(now_ms() + 5_500, SeqCst);
+        let Err(e) = admit(&table, None, ("chat", &api), None) else {
+            panic!("admitted past the lease")
+        };
+        assert_eq!(e.retry_after, Some(6), "Redis's retry, rounded up");
+        // Redis down, two live: 10 / 2 = 5, of which 7 are already used
+        // here (3 local + 4 leased).
+        reg.mode().unwrap().set_shared(2);
+        assert_eq!(admit_n(1), 0);
+        assert_eq!(slot.window.sum(now_s()), 7);
     }
 }
