@@ -612,3 +612,30 @@ fn redis_down_shares_each_limit_among_the_instances_last_counted() {
         .count();
     assert_eq!(admitted, 20);
 }
+
+#[test]
+fn tokens_used_on_one_instance_count_on_another() {
+    let Some(redis) = Redis::start() else { return };
+    let config = limited_apis(&[])
+        + "[[model_apis]]\nname = \"tok\"\nscenario = \"text\"\nprotocol = \"openai\"\n\
+           domains = [\"tok.example.com\"]\n\
+           service = { mode = \"single\", target = { service = \"svc\" } }\n\
+           limits = { tokens_per_minute = 100 }\n";
+    let a = gateway(&redis.url(), &config);
+    let b = gateway(&redis.url(), &config);
+    until_both_live(&[&a, &b]);
+    // Spend the budget on a alone.
+    let mut used = 0;
+    while chat(a.addr, "tok.example.com").status == 200 {
+        used += 1;
+        assert!(used < 200, "a never ran out of 100 tokens per minute");
+    }
+    assert!(used > 0);
+    // b has served nothing, yet refuses its first request once it has
+    // heard of a's usage (a sends it within a tick, b re-reads within
+    // half a second).
+    std::thread::sleep(Duration::from_millis(800));
+    let r = chat(b.addr, "tok.example.com");
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(r.text().contains("100 tokens per minute"), "{}", r.text());
+}
