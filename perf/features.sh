@@ -20,7 +20,8 @@
 # and 200 with it, keys in Redis); a failed check stops the script.
 # Printed: medians of req/s and of requests per modelgate CPU-second
 # (user+system from /proc/<pid>/stat during the wrk run), and both as a
-# ratio to base.
+# ratio to base; "paired" is the median over rounds of each round's
+# req/CPU-s divided by that round's base (robust to drift between rounds).
 #
 #   perf/features.sh                       # ROUNDS=5 DURATION=5s CONNS=64
 #   ROUNDS=1 DURATION=2s perf/features.sh  # quick check
@@ -158,7 +159,7 @@ metrics_200() { curl -s --max-time 5 "http://$ADMIN/metrics" | awk '/^modelgate_
 ticks() { awk '{print $14+$15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 
-declare -A RPS PER CPU
+declare -A RPS PER CPU PAIR
 last_metrics= last_keys=
 for r in $(seq "$ROUNDS"); do
   for v in $VARIANTS; do
@@ -223,6 +224,9 @@ for r in $(seq "$ROUNDS"); do
     esac
     stop_mg
     RPS[$v]+="$rps " PER[$v]+="$per " CPU[$v]+="$cpu "
+    # Same-round ratio: the machine's drift between rounds cancels out.
+    [ "$v" = base ] && round_base=$per
+    [ -n "${round_base:-}" ] && PAIR[$v]+="$(echo "$per / $round_base" | bc -l) "
     printf 'round %d %-14s %9.0f req/s %6.2f CPU-s %9.0f req/CPU-s%s\n' "$r" "$v" "$rps" "$cpu" "$per" "$note" >&2
   done
 done
@@ -234,7 +238,7 @@ echo "commit: $(git rev-parse --short HEAD 2>/dev/null || echo ?) binary: $bin"
 echo "settings: rounds=$ROUNDS duration=$DURATION conns=$CONNS io=$IO modelgate_cpu=$PROXY_CPU load_cpu=$LOAD_CPU redis_cpu=$REDIS_CPU"
 [ -n "$last_metrics" ] && { echo "last /metrics scrape (log variant):"; echo "$last_metrics" | sed 's/^/  /'; echo "  access log line: ${last_log_line:0:300}"; }
 [ -n "$last_keys" ] && { echo "redis keys after the last cluster-limits round:"; echo "$last_keys" | sed 's/^/  /'; }
-printf "%-14s %12s %8s %14s %8s %10s\n" variant "req/s (med)" "vs base" "req/CPU-s (med)" "vs base" "CPU-s (med)"
+printf "%-14s %12s %8s %14s %8s %10s %12s\n" variant "req/s (med)" "vs base" "req/CPU-s (med)" "vs base" "CPU-s (med)" "paired (med)"
 base_rps= base_per=
 for v in $VARIANTS; do
   rps=$(echo "${RPS[$v]}" | median) per=$(echo "${PER[$v]}" | median) cpu=$(echo "${CPU[$v]}" | median)
@@ -242,5 +246,6 @@ for v in $VARIANTS; do
   if [ -n "$base_rps" ]; then
     r1=$(printf '%.3f' "$(echo "$rps / $base_rps" | bc -l)") r2=$(printf '%.3f' "$(echo "$per / $base_per" | bc -l)")
   else r1=- r2=-; fi
-  printf "%-14s %12.0f %8s %14.0f %8s %10.2f\n" "$v" "$rps" "$r1" "$per" "$r2" "$cpu"
+  pair=$(echo "${PAIR[$v]:-}" | median)
+  printf "%-14s %12.0f %8s %14.0f %8s %10.2f %12.3f\n" "$v" "$rps" "$r1" "$per" "$r2" "$cpu" "${pair:-0}"
 done

@@ -161,8 +161,17 @@ fn opt_u64(out: &mut Vec<u8>, v: Option<u64>) {
     }
 }
 
+/// `12.345` (ms, three decimals), without float formatting.
 fn millis(out: &mut Vec<u8>, d: Duration) {
-    let _ = write!(out, "{:.3}", d.as_secs_f64() * 1000.0);
+    let micros = d.as_micros().min(u64::MAX as u128) as u64;
+    out.extend_from_slice(itoa::Buffer::new().format(micros / 1000).as_bytes());
+    let frac = (micros % 1000) as u16;
+    out.extend_from_slice(&[
+        b'.',
+        b'0' + (frac / 100) as u8,
+        b'0' + (frac / 10 % 10) as u8,
+        b'0' + (frac % 10) as u8,
+    ]);
 }
 
 impl Line<'_> {
@@ -219,10 +228,34 @@ impl Line<'_> {
     }
 }
 
-/// `2024-05-01T12:00:00.123Z`.
+/// `2024-05-01T12:00:00.123Z`. The text up to the seconds is kept per
+/// thread and remade only when the second changes.
 pub fn rfc3339(out: &mut Vec<u8>, t: SystemTime) {
+    thread_local! {
+        static SECOND: std::cell::Cell<(u64, [u8; 19])> = const { std::cell::Cell::new((u64::MAX, [0; 19])) };
+    }
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
+    let (held, mut text) = SECOND.get();
+    if held != secs {
+        let mut v = Vec::with_capacity(19);
+        date_time(&mut v, secs);
+        text.copy_from_slice(&v[..19]);
+        SECOND.set((secs, text));
+    }
+    out.extend_from_slice(&text);
+    let ms = d.subsec_millis() as u16;
+    out.extend_from_slice(&[
+        b'.',
+        b'0' + (ms / 100) as u8,
+        b'0' + (ms / 10 % 10) as u8,
+        b'0' + (ms % 10) as u8,
+        b'Z',
+    ]);
+}
+
+/// `2024-05-01T12:00:00` for seconds since the epoch.
+fn date_time(out: &mut Vec<u8>, secs: u64) {
     let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days + 719_468;
@@ -236,11 +269,10 @@ pub fn rfc3339(out: &mut Vec<u8>, t: SystemTime) {
     let year = yoe + era * 400 + i64::from(month <= 2);
     let _ = write!(
         out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
         rem / 3600,
         rem / 60 % 60,
         rem % 60,
-        d.subsec_millis()
     );
 }
 
@@ -259,6 +291,17 @@ mod tests {
         assert_eq!(at(951_782_400, 5), "2000-02-29T00:00:00.005Z");
         assert_eq!(at(1_714_564_800, 123), "2024-05-01T12:00:00.123Z");
         assert_eq!(at(4_102_444_799, 999), "2099-12-31T23:59:59.999Z");
+        // The same second again (held text), then the next.
+        assert_eq!(at(4_102_444_799, 7), "2099-12-31T23:59:59.007Z");
+        assert_eq!(at(4_102_444_800, 0), "2100-01-01T00:00:00.000Z");
+        let ms = |us: u64| {
+            let mut v = Vec::new();
+            millis(&mut v, Duration::from_micros(us));
+            String::from_utf8(v).unwrap()
+        };
+        assert_eq!(ms(0), "0.000");
+        assert_eq!(ms(2_537), "2.537");
+        assert_eq!(ms(61_000_050), "61000.050");
     }
 
     #[test]
