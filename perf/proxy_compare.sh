@@ -8,6 +8,7 @@
 #
 #   perf/proxy_compare.sh            # ROUNDS=5 DURATION=10s CONNS=64
 #   ROUNDS=3 DURATION=5s perf/proxy_compare.sh
+#   BASELINE_BIN=/path/to/older/modelgate perf/proxy_compare.sh   # adds that build as "baseline"
 set -euo pipefail
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-10s}
@@ -24,7 +25,8 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$tmp"; }
 trap cleanup EXIT
 
-UP=127.0.0.1:18081 NGX=127.0.0.1:18082 MG=127.0.0.1:18083
+UP=127.0.0.1:18081 NGX=127.0.0.1:18082 MG=127.0.0.1:18083 BASE=127.0.0.1:18084
+TARGETS="direct nginx modelgate"
 upstream_conf "$tmp" $UP
 proxy_conf "$tmp" $NGX $UP
 modelgate_conf "$tmp" $MG $UP "$IO"
@@ -34,6 +36,13 @@ taskset -c "$LOAD_CPU" nginx -c "$tmp/upstream.conf" -p "$tmp" & pids+=($!)
 taskset -c "$PROXY_CPU" nginx -c "$tmp/proxy.conf" -p "$tmp" & pids+=($!)
 taskset -c "$PROXY_CPU" target/release/modelgate serve --config "$tmp/modelgate.toml" >"$tmp/mg.out" 2>"$tmp/mg.err" & mgpid=$!; pids+=($mgpid)
 wait_http $UP $NGX $MG
+if [ -n "${BASELINE_BIN:-}" ]; then
+  mkdir -p "$tmp/base"
+  modelgate_conf "$tmp/base" $BASE $UP "$IO"
+  taskset -c "$PROXY_CPU" "$BASELINE_BIN" serve --config "$tmp/base/modelgate.toml" >/dev/null 2>&1 & basepid=$!; pids+=($basepid)
+  wait_http $BASE
+  TARGETS="$TARGETS baseline"
+fi
 ngx_pids() { local m; m=$(cat "$tmp/ngx.pid"); echo "$m $(pgrep -P "$m" | tr '\n' ' ')"; }
 
 # CPU ticks (user+system) of a set of processes, threads included.
@@ -52,11 +61,12 @@ run() { # name addr pids → "rps cpu_seconds"
 
 declare -A RPS CPU
 for r in $(seq "$ROUNDS"); do
-  for t in direct nginx modelgate; do
+  for t in $TARGETS; do
     case $t in
       direct) res=$(run direct $UP "") ;;
       nginx) res=$(run nginx $NGX "$(ngx_pids)") ;;
       modelgate) res=$(run modelgate $MG "$mgpid") ;;
+      baseline) res=$(run baseline $BASE "$basepid") ;;
     esac
     RPS[$t]+="$(echo "$res" | cut -d' ' -f1) "
     CPU[$t]+="$(echo "$res" | cut -d' ' -f2) "
@@ -68,7 +78,7 @@ median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[i
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), kernel $(uname -r)"
 echo "settings: rounds=$ROUNDS duration=$DURATION conns=$CONNS io=$IO proxy_cpu=$PROXY_CPU load_cpu=$LOAD_CPU"
 printf "%-10s %12s %14s %18s\n" target "req/s (med)" "proxy CPU-s" "req per CPU-s"
-for t in direct nginx modelgate; do
+for t in $TARGETS; do
   rps=$(echo "${RPS[$t]}" | median)
   if [ "$t" = direct ]; then
     printf "%-10s %12.0f %14s %18s\n" $t "$rps" - -
@@ -82,3 +92,6 @@ for t in direct nginx modelgate; do
   fi
 done
 echo "modelgate/nginx: req/s $(echo "$RPSM_modelgate / $RPSM_nginx" | bc -l | cut -c1-5)x, req per CPU-s $(echo "$PER_modelgate / $PER_nginx" | bc -l | cut -c1-5)x"
+if [ -n "${BASELINE_BIN:-}" ]; then
+  echo "modelgate/baseline: req/s $(echo "$RPSM_modelgate / $RPSM_baseline" | bc -l | cut -c1-5)x, req per CPU-s $(echo "$PER_modelgate / $PER_baseline" | bc -l | cut -c1-5)x"
+fi

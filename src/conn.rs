@@ -28,11 +28,34 @@ pub struct Client {
     /// request's head and body prefix, then any pipelined requests.
     pub inbuf: Vec<u8>,
     pub peer: SocketAddr,
+    /// `peer`'s address as text, made once per connection.
+    pub peer_ip: PeerIp,
     /// Set on connections accepted by a TLS listener.
     pub tls: Option<Box<crate::tls::Session>>,
     /// Cancels this connection's pending read on timeout or drain; reused
     /// across reads (a new one only after a cancel).
     canceller: Canceller,
+}
+
+/// An IP address as text, held inline (IPv6 text is at most 45 bytes).
+pub struct PeerIp {
+    text: [u8; 46],
+    len: u8,
+}
+
+impl PeerIp {
+    pub fn new(ip: std::net::IpAddr) -> PeerIp {
+        use std::io::Write;
+        let mut text = [0u8; 46];
+        let mut rest = &mut text[..];
+        let _ = write!(rest, "{ip}");
+        let len = (46 - rest.len()) as u8;
+        PeerIp { text, len }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.text[..self.len as usize]
+    }
 }
 
 /// Gives `buf` room to read into and returns the slice to read into.
@@ -283,6 +306,12 @@ pub fn parse_error(e: ParseError) -> Error {
     }
 }
 
+/// Boxes the future `make` returns, letting it be built in the box rather
+/// than built on the stack and copied in (the pipeline's is kilobytes).
+fn boxed_in_place<F: std::future::Future>(make: impl FnOnce() -> F) -> std::pin::Pin<Box<F>> {
+    Box::into_pin(Box::write(Box::new_uninit(), make()))
+}
+
 /// Serves one client connection until it closes, errs, or the worker drains.
 pub async fn serve(w: &Worker, stream: TcpStream, peer: SocketAddr, tls: bool) {
     let session = match (tls, &w.snapshot().tls) {
@@ -297,6 +326,7 @@ pub async fn serve(w: &Worker, stream: TcpStream, peer: SocketAddr, tls: bool) {
         stream,
         inbuf: Vec::with_capacity(INITIAL_BUFFER),
         peer,
+        peer_ip: PeerIp::new(peer.ip()),
         tls: session,
         canceller: Canceller::new(),
     };
@@ -331,7 +361,7 @@ pub async fn serve(w: &Worker, stream: TcpStream, peer: SocketAddr, tls: bool) {
         };
         // Boxed: the pipeline's state lives only while a request is in
         // flight, so an idle keep-alive connection stays small (a few KiB).
-        let keep_alive = Box::pin(crate::proxy::handle(w, &mut c, &snap, &head)).await;
+        let keep_alive = boxed_in_place(|| crate::proxy::handle(w, &mut c, &snap, &head)).await;
         head.recycle(&mut scratch);
         // A connection that once carried a large body goes back to a small
         // buffer: idle keep-alive connections should cost little memory.

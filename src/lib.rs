@@ -30,3 +30,7 @@ pub mod tls;
 pub mod upstream;
 pub mod watch;
 pub mod worker;
+
+/// A hash map for the per-request path: aHash (randomly seeded, so keys a
+/// client influences cannot be chosen to collide) instead of SipHash.
+pub type FastMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;

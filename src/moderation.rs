@@ -242,7 +242,7 @@ async fn ask_service(
     h.header(b"content-type", b"application/json");
     if let Some(key) = svc.keys.get(w.next_key() % svc.keys.len().max(1)) {
         match svc.provider.auth {
-            Auth::Bearer => h.header_fmt(b"authorization", format_args!("Bearer {key}")),
+            Auth::Bearer => h.header_parts(b"authorization", &[b"Bearer ", key.as_bytes()]),
             Auth::ApiKey => h.header(b"api-key", key.as_bytes()),
             Auth::XApiKey => h.header(b"x-api-key", key.as_bytes()),
         };

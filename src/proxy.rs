@@ -209,9 +209,10 @@ async fn pipeline(
         }
     };
 
-    // WebSocket routes: the upgrade goes upstream, then a byte tunnel.
+    // WebSocket routes: the upgrade goes upstream, then a byte tunnel
+    // (boxed: its state would otherwise enlarge every request's future).
     if route.websocket {
-        return websocket::proxy(
+        return Box::pin(websocket::proxy(
             w,
             c,
             snap,
@@ -224,7 +225,7 @@ async fn pipeline(
             &order,
             reply,
             rec,
-        )
+        ))
         .await;
     }
 
@@ -734,7 +735,7 @@ pub(crate) fn request_head(
     if !svc.keys.is_empty() {
         let key = &svc.keys[key_index % svc.keys.len()];
         match svc.provider.auth {
-            Auth::Bearer => h.header_fmt(b"authorization", format_args!("Bearer {key}")),
+            Auth::Bearer => h.header_parts(b"authorization", &[b"Bearer ", key.as_bytes()]),
             Auth::ApiKey => h.header(b"api-key", key.as_bytes()),
             Auth::XApiKey => h.header(b"x-api-key", key.as_bytes()),
         };
@@ -749,7 +750,7 @@ pub(crate) fn request_head(
     }
     h.header(b"x-request-id", request_id.as_bytes());
     h.header(b"traceparent", &trace.traceparent(span));
-    h.header_fmt(b"x-forwarded-for", format_args!("{}", c.peer.ip()));
+    h.header(b"x-forwarded-for", c.peer_ip.as_bytes());
     h.body(framing);
     h.finish();
 }

@@ -319,9 +319,10 @@ pub async fn response(
                 usage: Usage::default(),
                 tail: (json_answer && !is_sse).then(BodyTail::default),
             };
-            let outcome = stream
-                .relay(c, &mut conn, buf, out, svc.timeout, rec, watch)
-                .await;
+            // Boxed: a stream lives long and its relay state is large; a
+            // whole answer should not carry it in its future.
+            let outcome =
+                Box::pin(stream.relay(c, &mut conn, buf, out, svc.timeout, rec, watch)).await;
             rec.usage = match &stream.tail {
                 Some(t) => t.usage(),
                 None => stream.usage,

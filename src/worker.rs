@@ -138,10 +138,12 @@ impl Worker {
     pub fn new_request_id(&self) -> String {
         let n = self.request_seq.get();
         self.request_seq.set(n + 1);
-        let mut s = String::with_capacity(32);
-        use std::fmt::Write;
-        let _ = write!(s, "{:016x}{:016x}", self.request_seed, n);
-        s
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&self.request_seed.to_be_bytes());
+        id[8..].copy_from_slice(&n.to_be_bytes());
+        let hex = crate::observe::trace::trace_hex(&id);
+        // Hex digits are ASCII.
+        String::from_utf8(hex.to_vec()).unwrap_or_default()
     }
 }
 

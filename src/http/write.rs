@@ -1,8 +1,6 @@
 //! Writes response and request heads. Heads are always rebuilt from parsed
 //! parts: raw client bytes are never forwarded.
 
-use std::io::Write;
-
 pub fn reason(status: u16) -> &'static str {
     match status {
         100 => "Continue",
@@ -77,10 +75,13 @@ impl<'a> HeadWriter<'a> {
         self
     }
 
-    pub fn header_fmt(&mut self, name: &[u8], value: std::fmt::Arguments) -> &mut Self {
+    /// A header whose value is `parts` joined (no formatting machinery).
+    pub fn header_parts(&mut self, name: &[u8], parts: &[&[u8]]) -> &mut Self {
         self.out.extend_from_slice(name);
         self.out.extend_from_slice(b": ");
-        let _ = self.out.write_fmt(value);
+        for p in parts {
+            self.out.extend_from_slice(p);
+        }
         self.out.extend_from_slice(b"\r\n");
         self
     }

@@ -7,7 +7,7 @@ use crate::runtime::Shared;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -114,11 +114,11 @@ pub fn series_key(key: &mut String, values: &[&str]) {
 /// What one worker counted since its last flush.
 #[derive(Debug, Default)]
 pub struct Delta {
-    pub series: HashMap<String, Series>,
+    pub series: crate::FastMap<String, Series>,
     /// Key: service, kind.
-    pub upstream_errors: HashMap<String, u64>,
+    pub upstream_errors: crate::FastMap<String, u64>,
     /// Key: model_api, service.
-    pub fallbacks: HashMap<String, u64>,
+    pub fallbacks: crate::FastMap<String, u64>,
     pub access_log_dropped: u64,
     pub spans_dropped: u64,
 }
@@ -141,7 +141,7 @@ impl Delta {
         self.series.get_mut(key).expect("just inserted")
     }
 
-    pub fn count(map: &mut HashMap<String, u64>, key: &str) {
+    pub fn count(map: &mut crate::FastMap<String, u64>, key: &str) {
         match map.get_mut(key) {
             Some(n) => *n += 1,
             None => {

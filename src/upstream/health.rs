@@ -5,7 +5,6 @@
 
 use crate::config::Service;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 /// Ejections back off up to this many times the base period.
@@ -23,7 +22,7 @@ struct State {
 /// reloads that keep the service.
 #[derive(Default)]
 pub struct Health {
-    services: RefCell<HashMap<String, State>>,
+    services: RefCell<crate::FastMap<String, State>>,
 }
 
 impl Health {

@@ -3,7 +3,6 @@
 
 use super::Conn;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,7 +16,7 @@ type Idle = (Conn, Instant);
 
 #[derive(Default)]
 pub struct Pool {
-    idle: RefCell<HashMap<Arc<str>, Vec<Idle>>>,
+    idle: RefCell<crate::FastMap<Arc<str>, Vec<Idle>>>,
 }
 
 impl Pool {
