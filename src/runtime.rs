@@ -336,6 +336,7 @@ async fn control(shared: Arc<Shared>, raw: RawConfig) -> Result<(), String> {
         "admin listening on {}",
         admin.local_addr().map_err(|e| e.to_string())?
     );
+    let mut keeper = None;
     if let Some(link) = shared.cluster.clone() {
         // Start from the cluster's resources when Redis answers in time;
         // otherwise serve the config file's and catch up once it does.
@@ -348,7 +349,10 @@ async fn control(shared: Arc<Shared>, raw: RawConfig) -> Result<(), String> {
             Ok(Err(e)) => tracing::warn!("cluster: starting without the cluster store: {e}"),
             Err(_) => tracing::warn!("cluster: Redis did not answer in time; starting degraded"),
         }
-        tokio::spawn(crate::cluster::limits::run(shared.clone(), link.clone()));
+        keeper = Some(tokio::spawn(crate::cluster::limits::run(
+            shared.clone(),
+            link.clone(),
+        )));
         tokio::spawn(crate::cluster::sync::run(shared.clone(), link));
     }
     tokio::spawn(admin::serve(admin, shared.clone()));
@@ -376,6 +380,10 @@ async fn control(shared: Arc<Shared>, raw: RawConfig) -> Result<(), String> {
     }
     tracing::info!("draining");
     shared.shutdown.store(true, Ordering::Release);
+    if let Some(keeper) = keeper {
+        // It gives this instance's leases back before it ends.
+        let _ = tokio::time::timeout(Duration::from_secs(1), keeper).await;
+    }
     if let Some(link) = &shared.cluster {
         let _ = tokio::time::timeout(Duration::from_secs(1), link.leave()).await;
     }

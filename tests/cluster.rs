@@ -639,3 +639,32 @@ fn tokens_used_on_one_instance_count_on_another() {
     assert_eq!(r.status, 429, "{}", r.text());
     assert!(r.text().contains("100 tokens per minute"), "{}", r.text());
 }
+
+#[test]
+fn a_draining_instance_gives_its_leased_permits_back() {
+    let Some(redis) = Redis::start() else { return };
+    let config = limited_apis(&[("small", 40)]);
+    let a = gateway(&redis.url(), &config);
+    until(Duration::from_secs(5), "a counted itself", || {
+        readyz(&a)["cluster"]["instances"] == 1
+    });
+    let paced = |g: &Gateway, n: usize| {
+        (0..n)
+            .filter(|_| {
+                let ok = chat(g.addr, "small.example.com").status == 200;
+                std::thread::sleep(Duration::from_millis(20));
+                ok
+            })
+            .count()
+    };
+    let used_on_a = paced(&a, 25);
+    assert!((1..=25).contains(&used_on_a), "{used_on_a}");
+    let b = gateway(&redis.url(), &config);
+    // a leaves: what it leased and did not use goes back at once.
+    a.signal("TERM");
+    until(Duration::from_secs(5), "only b counted", || {
+        readyz(&b)["cluster"]["instances"] == 1
+    });
+    let used_on_b = paced(&b, 100);
+    assert_eq!(used_on_a + used_on_b, 40, "a {used_on_a}, b {used_on_b}");
+}

@@ -39,8 +39,9 @@ const BATCH: usize = 256;
 const TOKENS_REFRESH_MS: u64 = 500;
 
 /// Per window, per call: kind (0 requests, 1 tokens), limit, permits
-/// wanted or tokens to add, and a replaced lease's second and unused
-/// permits. Answers the Redis time, then grant, sum and retry-after (s,
+/// wanted or tokens to add, a replaced lease's second and unused permits,
+/// and requests admitted by local counting meanwhile (charged now).
+/// Answers the Redis time, then grant, sum and retry-after (s,
 /// 0 when there is room) per window.
 const SCRIPT: &str = r"
 if redis.replicate_commands then redis.replicate_commands() end
@@ -48,9 +49,10 @@ local t = redis.call('TIME')
 local now = tonumber(t[1])
 local out = {now, tonumber(t[2])}
 for i, key in ipairs(KEYS) do
-  local a = (i - 1) * 5
+  local a = (i - 1) * 6
   local kind, limit, n = ARGV[a + 1], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-  local back_s, back_n = ARGV[a + 4], tonumber(ARGV[a + 5])
+  local back_s, back_n, owed = ARGV[a + 4], tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])
+  if owed > 0 then redis.call('HINCRBY', key, now, owed) end
   if back_n > 0 and redis.call('HEXISTS', key, back_s) == 1 then
     if redis.call('HINCRBY', key, back_s, -back_n) <= 0 then redis.call('HDEL', key, back_s) end
   end
@@ -98,6 +100,8 @@ struct Held {
     /// A replaced lease's second and unused permits, to give back.
     give_back: (u64, u64),
     demand_seen: u64,
+    /// Locally admitted requests already charged to Redis.
+    owed_sent: u64,
     tokens_sent: u64,
     refreshed_ms: u64,
 }
@@ -105,10 +109,12 @@ struct Held {
 /// One window's part of a call.
 struct Ask {
     slot: Slot,
-    args: [u64; 5],
+    args: [u64; 6],
 }
 
-/// Runs until the process ends.
+/// Runs until the process starts draining, then gives its leases back
+/// (so the other instances need not wait a minute for them) and counts
+/// locally for the rest of the drain.
 pub async fn run(shared: Arc<Shared>, link: Arc<Link>) {
     let Some(mode) = shared.limits.mode().cloned() else {
         return;
@@ -122,6 +128,11 @@ pub async fn run(shared: Arc<Shared>, link: Arc<Link>) {
     let mut last = Instant::now();
     loop {
         tick.tick().await;
+        if shared.shutdown.load(std::sync::atomic::Ordering::Acquire) {
+            mode.set_shared(link.live_instances());
+            give_back_all(&shared, &link, &script, &mut held).await;
+            return;
+        }
         let elapsed = last.elapsed().as_secs_f64().max(0.001);
         last = Instant::now();
         let slots = shared.limits.slots();
@@ -180,6 +191,37 @@ pub async fn run(shared: Arc<Shared>, link: Arc<Link>) {
     }
 }
 
+/// Gives every unused permit back to Redis, with those of replaced leases
+/// not yet returned.
+async fn give_back_all(
+    shared: &Shared,
+    link: &Link,
+    script: &redis::Script,
+    held: &mut HashMap<String, Held>,
+) {
+    let mut keys = Vec::new();
+    let mut args = Vec::new();
+    for slot in shared.limits.slots().iter().filter(|s| !s.tokens) {
+        let Some(h) = held.get_mut(&slot.key) else {
+            continue;
+        };
+        let unused = slot.window.lease.replace(0, 0);
+        for (second, n) in [h.give_back, (h.second, unused)] {
+            if n > 0 && second > 0 {
+                keys.push(format!("limit:{}", slot.key));
+                args.extend([0, slot.per_minute, 0, second, n, 0]);
+            }
+        }
+    }
+    for (keys, args) in keys.chunks(BATCH).zip(args.chunks(BATCH * 6)) {
+        let call = tokio::time::timeout(CALL_TIMEOUT, link.eval(script, keys, args));
+        if !matches!(call.await, Ok(Ok(_))) {
+            tracing::debug!("cluster: leases not given back; they lapse within a minute");
+            return;
+        }
+    }
+}
+
 /// What a window asks of this call, if anything.
 fn plan(
     slot: Slot,
@@ -195,7 +237,7 @@ fn plan(
         if add == 0 && now_ms < h.refreshed_ms + TOKENS_REFRESH_MS {
             return None;
         }
-        let args = [1, slot.per_minute, add, 0, 0];
+        let args = [1, slot.per_minute, add, 0, 0, 0];
         return Some(Ask { slot, args });
     }
     let demand = w.demand.load(Relaxed);
@@ -211,10 +253,11 @@ fn plan(
         false if left * 2 < target => target - left,
         false => 0,
     };
-    if want == 0 && h.give_back.1 == 0 {
+    let owed = w.local_admitted.load(Relaxed).saturating_sub(h.owed_sent);
+    if want == 0 && h.give_back.1 == 0 && owed == 0 {
         return None;
     }
-    let args = [0, slot.per_minute, want, h.give_back.0, h.give_back.1];
+    let args = [0, slot.per_minute, want, h.give_back.0, h.give_back.1, owed];
     Some(Ask { slot, args })
 }
 
@@ -247,6 +290,7 @@ fn apply(ask: &Ask, h: &mut Held, got: &[i64], redis_s: u64, offset_ms: i64, sta
         return;
     }
     h.give_back = (0, 0);
+    h.owed_sent += ask.args[5];
     // Charged to the next second, valid until it ends (on our clock).
     let second = redis_s + 1;
     let until = ((second as i64 + 1) * 1000 - offset_ms).max(0) as u64;

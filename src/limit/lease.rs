@@ -9,8 +9,10 @@
 //! for the whole 60 s after it, exactly as the local window does (used
 //! early is counted longer — never shorter).
 //!
-//! When Redis is unreachable, [`Mode`] says so and every window counts
-//! locally again, at its limit divided by the live instances last counted.
+//! When Redis is unreachable (or not yet heard from, at start), [`Mode`]
+//! says so and every window counts locally, at its limit divided by the
+//! live instances last counted; what it admits so is charged to the
+//! cluster's count as soon as Redis answers.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 
@@ -32,29 +34,30 @@ fn unpack(v: u64) -> (u64, u64) {
 }
 
 impl Lease {
-    /// Takes one permit if one is left and still valid at `now_ms`.
-    pub fn take(&self, now_ms: u64) -> bool {
+    /// Takes one permit if one is left and still valid at `now_ms`; the
+    /// lease it came from (its valid-until), for [`Lease::give_back`].
+    pub fn take(&self, now_ms: u64) -> Option<u64> {
         let mut v = self.0.load(SeqCst);
         loop {
             let (until, n) = unpack(v);
             if n == 0 || now_ms >= until {
-                return false;
+                return None;
             }
             match self.0.compare_exchange_weak(v, v - 1, SeqCst, SeqCst) {
-                Ok(_) => return true,
+                Ok(_) => return Some(until),
                 Err(cur) => v = cur,
             }
         }
     }
 
-    /// Gives back a permit taken at `now_ms` (the request was refused by
-    /// another limit), unless the lease was replaced since: a permit of
-    /// an old lease is not this lease's to hold.
-    pub fn give_back(&self, now_ms: u64) {
+    /// Gives back a permit taken from the lease valid until `from` (the
+    /// request was refused by another limit), unless that lease has been
+    /// replaced since: a permit of an old lease is not this one's to hold.
+    pub fn give_back(&self, from: u64) {
         let mut v = self.0.load(SeqCst);
         loop {
             let (until, n) = unpack(v);
-            if now_ms >= until || n == MAX_PERMITS {
+            if until != from || n == MAX_PERMITS {
                 return;
             }
             match self.0.compare_exchange_weak(v, v + 1, SeqCst, SeqCst) {
@@ -162,19 +165,19 @@ mod tests {
     #[test]
     fn permits_are_taken_until_spent_or_expired() {
         let l = Lease::default();
-        assert!(!l.take(0), "an empty lease admits nothing");
+        assert_eq!(l.take(0), None, "an empty lease admits nothing");
         assert_eq!(l.replace(1000, 2), 0);
-        assert!(l.take(999));
-        assert!(l.take(999));
-        assert!(!l.take(999));
-        l.give_back(999);
-        assert!(!l.take(1000), "expired at its valid-until");
+        assert_eq!(l.take(999), Some(1000));
+        assert_eq!(l.take(999), Some(1000));
+        assert_eq!(l.take(999), None);
+        l.give_back(1000);
+        assert_eq!(l.take(1000), None, "expired at its valid-until");
         assert_eq!(l.peek(), (1000, 1));
         assert!(l.top_up(1000, 5));
         assert!(!l.top_up(2000, 5), "only the lease it was asked for");
         assert_eq!(l.replace(2000, 3), 6);
-        l.give_back(2500);
-        assert_eq!(l.peek(), (2000, 3), "no give-back into an expired lease");
+        l.give_back(1000);
+        assert_eq!(l.peek(), (2000, 3), "no give-back into a newer lease");
     }
 
     #[test]
@@ -184,7 +187,7 @@ mod tests {
         let taken: u64 = (0..4)
             .map(|_| {
                 let l = l.clone();
-                std::thread::spawn(move || (0..400).filter(|_| l.take(1)).count() as u64)
+                std::thread::spawn(move || (0..400).filter(|_| l.take(1).is_some()).count() as u64)
             })
             .collect::<Vec<_>>()
             .into_iter()

@@ -98,6 +98,9 @@ pub struct Window {
     pub others: AtomicU64,
     /// Tokens ever added here (the control thread sends Redis the rest).
     pub tokens_added: AtomicU64,
+    /// Cluster mode: requests admitted by local counting (Redis not yet
+    /// or no longer reachable), charged to Redis once it answers.
+    pub local_admitted: AtomicU64,
 }
 
 impl Default for Window {
@@ -109,6 +112,7 @@ impl Default for Window {
             full_until_ms: AtomicU64::new(0),
             others: AtomicU64::new(0),
             tokens_added: AtomicU64::new(0),
+            local_admitted: AtomicU64::new(0),
         }
     }
 }
@@ -176,23 +180,38 @@ impl Window {
     /// Admits one request the way `counting` says: by lease in cluster
     /// mode, else locally (at a share of the limit while Redis is down).
     /// The local window counts it either way, ready for a fall-back.
-    fn admit_request(&self, counting: Counting, now: Now, limit: u64) -> Result<(), u64> {
-        if counting != Counting::Leased {
-            return self.try_admit(now.s, counting.local_limit(limit));
+    /// Answers the lease the permit came from (0: counted locally).
+    fn admit_request(&self, counting: Counting, now: Now, limit: u64) -> Result<u64, u64> {
+        match counting {
+            Counting::Local => self.try_admit(now.s, limit).map(|()| 0),
+            Counting::Share(_) => {
+                self.try_admit(now.s, counting.local_limit(limit))?;
+                // Owed to the cluster's count once Redis answers.
+                self.local_admitted.fetch_add(1, Relaxed);
+                Ok(0)
+            }
+            Counting::Leased => {
+                self.demand.fetch_add(1, Relaxed);
+                let Some(lease) = self.lease.take(now.ms) else {
+                    return Err(self.cluster_retry(now.ms));
+                };
+                self.add(now.s, 1);
+                Ok(lease)
+            }
         }
-        self.demand.fetch_add(1, Relaxed);
-        if self.lease.take(now.ms) {
-            self.add(now.s, 1);
-            return Ok(());
-        }
-        Err(self.cluster_retry(now.ms))
     }
 
     /// Takes back a request [`Window::admit_request`] admitted.
-    fn undo_request(&self, counting: Counting, now: Now) {
+    fn undo_request(&self, counting: Counting, now: Now, lease: u64) {
         self.sub(now.s, 1);
-        if counting == Counting::Leased {
-            self.lease.give_back(now.ms);
+        match counting {
+            Counting::Local => {}
+            Counting::Share(_) => {
+                let _ = self
+                    .local_admitted
+                    .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+            }
+            Counting::Leased => self.lease.give_back(lease),
         }
     }
 
@@ -508,7 +527,7 @@ pub fn admit(
             }
         }
     }
-    let mut taken: [Option<&Window>; 2] = [None, None];
+    let mut taken: [Option<(&Window, u64)>; 2] = [None, None];
     for (slot, (who, l)) in sets
         .iter()
         .enumerate()
@@ -516,13 +535,15 @@ pub fn admit(
     {
         if let Some(r) = l.requests {
             let w = table.get(r.window);
-            if let Err(retry) = w.admit_request(counting, now, r.per_minute) {
-                for t in taken.iter().flatten() {
-                    t.undo_request(counting, now);
+            match w.admit_request(counting, now, r.per_minute) {
+                Ok(lease) => taken[slot] = Some((w, lease)),
+                Err(retry) => {
+                    for (t, lease) in taken.iter().flatten() {
+                        t.undo_request(counting, now, *lease);
+                    }
+                    return Err(refuse(who, "requests", r.per_minute, retry));
                 }
-                return Err(refuse(who, "requests", r.per_minute, retry));
             }
-            taken[slot] = Some(w);
         }
     }
     let mut charge = Charge::default();
@@ -629,11 +650,13 @@ mod tests {
                 .filter(|_| admit(&table, None, ("chat", &api), None).is_ok())
                 .count()
         };
-        // Not yet leased, one live instance: the whole limit, locally.
+        // Not yet leased, one live instance: the whole limit, locally, and
+        // owed to the cluster's count.
         assert_eq!(admit_n(3), 3);
+        let slot = reg.slots().pop().unwrap();
+        assert_eq!(slot.window.local_admitted.load(SeqCst), 3);
         // Leased: exactly the permits held, whatever the local count says.
         reg.mode().unwrap().set_leased(2);
-        let slot = reg.slots().pop().unwrap();
         slot.window.lease.replace(now_ms() + 60_000, 4);
         assert_eq!(admit_n(6), 4);
         assert_eq!(slot.window.demand.load(SeqCst), 6);
