@@ -39,12 +39,15 @@ static GLOBAL: Counting = Counting;
 const ANSWER: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 178\r\n\r\n{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion\",\"created\":0,\"model\":\"m\",\"choices\":[{\"index\":0,\"message\":{\"role\":\"assistant\",\"content\":\"Hello!\"},\"finish_reason\":\"stop\"}],\"usage\":{}}";
 const BODY: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are a helpful assistant."},{"role":"user","content":"Summarise the plot of Hamlet in two sentences, please."}],"temperature":0.2,"max_tokens":128,"stream":false,"user":"bench-user-42"}"#;
 
-/// Reads one HTTP message (head + Content-Length body) into `buf`.
+/// Reads one HTTP message (head + Content-Length body) into `buf`; 0 when
+/// the peer closed first.
 fn read_message(s: &mut TcpStream, buf: &mut [u8]) -> usize {
     let mut n = 0;
     loop {
-        let r = s.read(&mut buf[n..]).expect("read");
-        assert!(r > 0, "peer closed");
+        let r = s.read(&mut buf[n..]).unwrap_or(0);
+        if r == 0 {
+            return 0;
+        }
         n += r;
         if let Some(end) = buf[..n].windows(4).position(|w| w == b"\r\n\r\n") {
             let head = std::str::from_utf8(&buf[..end]).unwrap();
@@ -72,9 +75,11 @@ fn upstream() -> SocketAddr {
             std::thread::spawn(move || {
                 let mut s = s;
                 let mut buf = vec![0u8; 64 * 1024];
-                loop {
-                    read_message(&mut s, &mut buf);
-                    s.write_all(ANSWER).unwrap();
+                // Until modelgate closes the connection.
+                while read_message(&mut s, &mut buf) > 0 {
+                    if s.write_all(ANSWER).is_err() {
+                        return;
+                    }
                 }
             });
         }
@@ -93,7 +98,7 @@ fn measure(addr: SocketAddr, n: u64) -> (f64, f64) {
     let mut buf = vec![0u8; 64 * 1024];
     for _ in 0..200 {
         s.write_all(req.as_bytes()).unwrap();
-        read_message(&mut s, &mut buf);
+        assert!(read_message(&mut s, &mut buf) > 0, "modelgate closed");
     }
     let (a0, b0) = (
         ALLOCS.load(Ordering::Relaxed),
@@ -101,7 +106,7 @@ fn measure(addr: SocketAddr, n: u64) -> (f64, f64) {
     );
     for _ in 0..n {
         s.write_all(req.as_bytes()).unwrap();
-        read_message(&mut s, &mut buf);
+        assert!(read_message(&mut s, &mut buf) > 0, "modelgate closed");
     }
     let (a1, b1) = (
         ALLOCS.load(Ordering::Relaxed),
