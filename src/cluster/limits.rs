@@ -158,18 +158,13 @@ pub async fn run(shared: Arc<Shared>, link: Arc<Link>) {
             let call = tokio::time::timeout(CALL_TIMEOUT, link.eval(&script, &keys, &args));
             let out = match call.await {
                 Ok(Ok(out)) if out.len() == 2 + 3 * batch.len() => out,
-                Ok(Ok(_)) => {
-                    tracing::warn!("cluster: limit script answered an unexpected shape");
-                    ok = false;
-                    break;
-                }
-                Ok(Err(e)) => {
-                    tracing::debug!("cluster: limits: {e}");
-                    ok = false;
-                    break;
-                }
-                Err(_) => {
-                    tracing::debug!("cluster: limits: Redis slower than {CALL_TIMEOUT:?}");
+                failed => {
+                    let why = match failed {
+                        Ok(Ok(_)) => "an answer of the wrong shape".to_string(),
+                        Ok(Err(e)) => e.to_string(),
+                        Err(_) => format!("no answer within {CALL_TIMEOUT:?}"),
+                    };
+                    tracing::debug!("cluster: limits counted locally this tick: {why}");
                     ok = false;
                     break;
                 }
