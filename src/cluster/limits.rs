@@ -109,7 +109,44 @@ struct Held {
 /// One window's part of a call.
 struct Ask {
     slot: Slot,
-    args: [u64; 6],
+    /// Permits wanted (requests) or tokens to add (tokens).
+    n: u64,
+    /// A replaced lease's second and unused permits.
+    back: (u64, u64),
+    /// Requests admitted by local counting, not yet charged.
+    owed: u64,
+}
+
+impl Ask {
+    /// The script's arguments for this window, in its order.
+    fn args(&self) -> [u64; 6] {
+        let kind = u64::from(self.slot.tokens);
+        let (back_s, back_n) = self.back;
+        [
+            kind,
+            self.slot.per_minute,
+            self.n,
+            back_s,
+            back_n,
+            self.owed,
+        ]
+    }
+}
+
+/// Runs the script for one batch of windows: the Redis time (s, µs),
+/// then grant, sum and retry per window.
+async fn call(link: &Link, script: &redis::Script, batch: &[Ask]) -> Result<Vec<i64>, String> {
+    let keys: Vec<String> = batch
+        .iter()
+        .map(|a| format!("limit:{}", a.slot.key))
+        .collect();
+    let args: Vec<u64> = batch.iter().flat_map(Ask::args).collect();
+    match tokio::time::timeout(CALL_TIMEOUT, link.eval(script, &keys, &args)).await {
+        Ok(Ok(out)) if out.len() == 2 + 3 * batch.len() => Ok(out),
+        Ok(Ok(_)) => Err("an answer of the wrong shape".into()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {CALL_TIMEOUT:?}")),
+    }
 }
 
 /// Runs until the process starts draining, then gives its leases back
@@ -150,20 +187,9 @@ pub async fn run(shared: Arc<Shared>, link: Arc<Link>) {
             .collect();
         let mut ok = true;
         for batch in asks.chunks(BATCH) {
-            let keys: Vec<String> = batch
-                .iter()
-                .map(|a| format!("limit:{}", a.slot.key))
-                .collect();
-            let args: Vec<u64> = batch.iter().flat_map(|a| a.args).collect();
-            let call = tokio::time::timeout(CALL_TIMEOUT, link.eval(&script, &keys, &args));
-            let out = match call.await {
-                Ok(Ok(out)) if out.len() == 2 + 3 * batch.len() => out,
-                failed => {
-                    let why = match failed {
-                        Ok(Ok(_)) => "an answer of the wrong shape".to_string(),
-                        Ok(Err(e)) => e.to_string(),
-                        Err(_) => format!("no answer within {CALL_TIMEOUT:?}"),
-                    };
+            let out = match call(&link, &script, batch).await {
+                Ok(out) => out,
+                Err(why) => {
                     tracing::debug!("cluster: limits counted locally this tick: {why}");
                     ok = false;
                     break;
@@ -194,24 +220,27 @@ async fn give_back_all(
     script: &redis::Script,
     held: &mut HashMap<String, Held>,
 ) {
-    let mut keys = Vec::new();
-    let mut args = Vec::new();
-    for slot in shared.limits.slots().iter().filter(|s| !s.tokens) {
+    let mut asks = Vec::new();
+    for slot in shared.limits.slots().into_iter().filter(|s| !s.tokens) {
         let Some(h) = held.get_mut(&slot.key) else {
             continue;
         };
         let unused = slot.window.lease.replace(0, 0);
-        for (second, n) in [h.give_back, (h.second, unused)] {
-            if n > 0 && second > 0 {
-                keys.push(format!("limit:{}", slot.key));
-                args.extend([0, slot.per_minute, 0, second, n, 0]);
+        for back in [h.give_back, (h.second, unused)] {
+            if back.0 > 0 && back.1 > 0 {
+                let (slot, n, owed) = (slot.clone(), 0, 0);
+                asks.push(Ask {
+                    slot,
+                    n,
+                    back,
+                    owed,
+                });
             }
         }
     }
-    for (keys, args) in keys.chunks(BATCH).zip(args.chunks(BATCH * 6)) {
-        let call = tokio::time::timeout(CALL_TIMEOUT, link.eval(script, keys, args));
-        if !matches!(call.await, Ok(Ok(_))) {
-            tracing::debug!("cluster: leases not given back; they lapse within a minute");
+    for batch in asks.chunks(BATCH) {
+        if let Err(why) = call(link, script, batch).await {
+            tracing::debug!("cluster: leases not given back ({why}); they lapse within a minute");
             return;
         }
     }
@@ -232,8 +261,12 @@ fn plan(
         if add == 0 && now_ms < h.refreshed_ms + TOKENS_REFRESH_MS {
             return None;
         }
-        let args = [1, slot.per_minute, add, 0, 0, 0];
-        return Some(Ask { slot, args });
+        return Some(Ask {
+            slot,
+            n: add,
+            back: (0, 0),
+            owed: 0,
+        });
     }
     let demand = w.demand.load(Relaxed);
     let rate = demand.saturating_sub(h.demand_seen) as f64 / elapsed_s;
@@ -252,8 +285,12 @@ fn plan(
     if want == 0 && h.give_back.1 == 0 && owed == 0 {
         return None;
     }
-    let args = [0, slot.per_minute, want, h.give_back.0, h.give_back.1, owed];
-    Some(Ask { slot, args })
+    Some(Ask {
+        slot,
+        n: want,
+        back: h.give_back,
+        owed,
+    })
 }
 
 /// Permits to hold: half a second of this instance's fair share at
@@ -278,14 +315,14 @@ fn apply(ask: &Ask, h: &mut Held, got: &[i64], redis_s: u64, offset_ms: i64, sta
     };
     w.full_until_ms.store(full_until, Relaxed);
     if ask.slot.tokens {
-        h.tokens_sent += ask.args[2];
+        h.tokens_sent += ask.n;
         h.refreshed_ms = start;
         let mine = w.sum(limit::now_s());
         w.others.store(sum.saturating_sub(mine), Relaxed);
         return;
     }
     h.give_back = (0, 0);
-    h.owed_sent += ask.args[5];
+    h.owed_sent += ask.owed;
     // Charged to the next second, valid until it ends (on our clock).
     let second = redis_s + 1;
     let until = ((second as i64 + 1) * 1000 - offset_ms).max(0) as u64;
