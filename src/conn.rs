@@ -8,10 +8,11 @@ use crate::http::head::{self, ParseError, RequestHead};
 use crate::http::write;
 use crate::worker::Worker;
 use monoio::buf::{IoBufMut, SliceMut};
-use monoio::io::{AsyncWriteRentExt, CancelableAsyncReadRent, Canceller};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 /// A new connection's read buffer: room for a typical LLM request head and
@@ -32,9 +33,6 @@ pub struct Client {
     pub peer_ip: PeerIp,
     /// Set on connections accepted by a TLS listener.
     pub tls: Option<Box<crate::tls::Session>>,
-    /// Cancels this connection's pending read on timeout or drain; reused
-    /// across reads (a new one only after a cancel).
-    canceller: Canceller,
 }
 
 /// An IP address as text, held inline (IPv6 text is at most 45 bytes).
@@ -113,17 +111,22 @@ impl Client {
         }
     }
 
-    /// One read from the socket into `buf`, cancelled cleanly on timeout
-    /// (an error) or drain (end of stream).
+    /// One read from the socket into `buf`, ended cleanly on timeout (an
+    /// error) or drain (end of stream).
+    ///
+    /// The read is ended by shutting the socket's receive side, which
+    /// completes it with what had arrived, or with end of stream: the
+    /// buffer comes back and bytes that raced the deadline are not lost.
+    /// (monoio's `Canceller` would do the same at the price of a hash-map
+    /// insert and remove on every read.)
     async fn read_socket(
         &mut self,
         buf: Vec<u8>,
         timeout: Duration,
         drain: Option<&Worker>,
     ) -> (io::Result<usize>, Vec<u8>) {
-        let read = self
-            .stream
-            .cancelable_read(spare(buf), self.canceller.handle());
+        let fd = self.stream.as_raw_fd();
+        let read = self.stream.read(spare(buf));
         let mut read = std::pin::pin!(read);
         let draining = async {
             match drain {
@@ -136,19 +139,19 @@ impl Client {
             r = &mut read => r,
             _ = monoio::time::sleep(timeout) => {
                 timed_out = true;
-                self.canceller = std::mem::take(&mut self.canceller).cancel();
+                shut_receive(fd);
                 read.await
             }
             _ = draining => {
-                self.canceller = std::mem::take(&mut self.canceller).cancel();
+                shut_receive(fd);
                 read.await
             }
         };
         let res = match res {
-            Err(e) if e.raw_os_error() == Some(libc::ECANCELED) && timed_out => Err(
-                io::Error::new(io::ErrorKind::TimedOut, "client read timed out"),
-            ),
-            Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => Ok(0),
+            Ok(0) if timed_out => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "client read timed out",
+            )),
             other => other,
         };
         (res, buf.into_inner())
@@ -328,7 +331,6 @@ pub async fn serve(w: &Worker, stream: TcpStream, peer: SocketAddr, tls: bool) {
         peer,
         peer_ip: PeerIp::new(peer.ip()),
         tls: session,
-        canceller: Canceller::new(),
     };
     let mut scratch = Vec::with_capacity(32);
     loop {
@@ -519,6 +521,15 @@ pub(crate) fn client_gone(e: io::Error) -> Error {
     } else {
         Error::new(Kind::BadRequest, format!("request body incomplete: {e}"))
     }
+}
+
+/// Shuts the socket's receive side, so a read pending on it completes with
+/// what had arrived, or with end of stream. Writing still works.
+fn shut_receive(fd: RawFd) {
+    // socket2 wants an owned or `AsFd` socket; this one stays owned by its
+    // monoio stream, so the borrowed descriptor goes straight to the call.
+    // SAFETY: `shutdown` takes no memory from us; `fd` is the stream's open socket.
+    unsafe { libc::shutdown(fd, libc::SHUT_RD) };
 }
 
 #[cfg(test)]

@@ -33,4 +33,4 @@ pub mod worker;
 
 /// A hash map for the per-request path: aHash (randomly seeded, so keys a
 /// client influences cannot be chosen to collide) instead of SipHash.
-pub type FastMap<K, V> = std::collections::HashMap<K, V, ahash::RandomState>;
+pub type FastMap<K, V> = hashbrown::HashMap<K, V, ahash::RandomState>;

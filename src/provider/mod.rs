@@ -15,6 +15,7 @@ mod vllm;
 mod zhipu;
 
 use crate::config::catalog::Protocol;
+use std::borrow::Cow;
 
 /// How a provider wants its key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,17 +97,17 @@ impl Provider {
 
     /// The upstream path (below the base URL's own path) for a client path
     /// (already stripped of the Model API's base path) spoken in `protocol`.
-    pub fn upstream_path(
+    pub fn upstream_path<'a>(
         &self,
         protocol: Protocol,
-        client_path: &str,
+        client_path: &'a str,
         model: &str,
         api_version: Option<&str>,
-    ) -> String {
+    ) -> Cow<'a, str> {
         match protocol {
             Protocol::Anthropic => match self.anthropic_path {
-                Some(p) if client_path.ends_with("/v1/messages") => p.to_string(),
-                _ => client_path.to_string(),
+                Some(p) if client_path.ends_with("/v1/messages") => Cow::Borrowed(p),
+                _ => Cow::Borrowed(client_path),
             },
             Protocol::Openai => {
                 // The catalog puts image and audio routes under `/api/v1`.
@@ -115,16 +116,17 @@ impl Provider {
                     .filter(|p| p.starts_with("/v1/"));
                 let path = path.unwrap_or(client_path);
                 if let Some(f) = self.openai_path {
-                    return f(path, model, api_version);
+                    return Cow::Owned(f(path, model, api_version));
                 }
                 match (self.openai_prefix, path.strip_prefix("/v1")) {
+                    (Some("/v1"), _) => Cow::Borrowed(path),
                     (Some(prefix), Some(rest)) if rest.is_empty() || rest.starts_with('/') => {
-                        format!("{prefix}{rest}")
+                        Cow::Owned([prefix, rest].concat())
                     }
-                    _ => path.to_string(),
+                    _ => Cow::Borrowed(path),
                 }
             }
-            _ => client_path.to_string(),
+            _ => Cow::Borrowed(client_path),
         }
     }
 }
@@ -162,6 +164,7 @@ mod tests {
             by_kind(k)
                 .unwrap()
                 .upstream_path(proto, path, "gpt-4o", Some("2024-06-01"))
+                .into_owned()
         };
         use Protocol::*;
         assert_eq!(
