@@ -912,3 +912,71 @@ fn multipart_scan_validates_and_finds_the_field() {
     let scan = multipart_scan(ok, b"xyz", "model", true).unwrap();
     assert_eq!(&ok[scan.field.unwrap()], b"m");
 }
+
+// --- the block scan of nested values ------------------------------------
+
+#[test]
+fn structural_mask_matches_the_byte_loop() {
+    for c in 0..=255u8 {
+        for k in 0..16 {
+            let mut block = [b'a'; 16];
+            block[k] = c;
+            assert_eq!(
+                structural_mask16(&block),
+                structural_mask16_bytes(&block),
+                "byte {c:#x} at {k}"
+            );
+        }
+    }
+}
+
+/// The byte-at-a-time walk `nested_end` replaced: the oracle.
+fn nested_end_bytewise(b: &[u8], mut i: usize) -> Res<usize> {
+    let mut stack = Vec::new();
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                i += 1;
+                loop {
+                    match b.get(i) {
+                        None => return Err(ExtractError::Truncated),
+                        Some(b'\\') => i += 2,
+                        Some(b'"') => break,
+                        Some(_) => i += 1,
+                    }
+                }
+            }
+            c @ (b'{' | b'[') => stack.push(c),
+            c @ (b'}' | b']') => {
+                let open = stack.pop().ok_or(ExtractError::NotJson)?;
+                if (open == b'{') != (c == b'}') {
+                    return Err(ExtractError::NotJson);
+                }
+                if stack.is_empty() {
+                    return Ok(i + 1);
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    Err(ExtractError::Truncated)
+}
+
+#[test]
+fn nested_end_agrees_with_the_bytewise_walk() {
+    let mut r = Rng(99);
+    let mut ends = 0;
+    for _ in 0..200_000 {
+        let n = r.below(70) as usize;
+        let mut b = vec![r.pick(b"{[")];
+        for _ in 0..n {
+            // Escapes and quotes land on every block boundary.
+            b.push(r.pick(b"{}[]\"\"\\\\aaaa"));
+        }
+        let want = nested_end_bytewise(&b, 0);
+        assert_eq!(nested_end(&b, 0), want, "{:?}", String::from_utf8_lossy(&b));
+        ends += usize::from(want.is_ok());
+    }
+    assert!(ends > 5_000, "only {ends} cases closed their value");
+}

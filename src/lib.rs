@@ -7,6 +7,7 @@
 //! `config` snapshots and `error`.
 
 pub mod admin;
+pub mod alloc;
 pub mod auth;
 pub mod cluster;
 pub mod config;

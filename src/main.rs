@@ -5,7 +5,7 @@ use modelgate::config::{self, compile};
 use std::process::ExitCode;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: modelgate::alloc::MiMalloc = modelgate::alloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(name = "modelgate", about = "An io_uring thread-per-core AI gateway")]
