@@ -249,6 +249,13 @@ static STRUCTURAL: [bool; 256] = table(b"\"\\{}[]");
 fn structural_mask(b: &[u8], p: usize) -> (u32, usize) {
     match b.get(p..p + 16) {
         Some(block) => (structural_mask16(block.try_into().expect("16 bytes")), 16),
+        // The last bytes of a longer buffer: the 16 bytes ending there,
+        // shifted past the ones already seen.
+        None if b.len() >= 16 => {
+            let last = &b[b.len() - 16..];
+            let m = structural_mask16(last.try_into().expect("16 bytes"));
+            (m >> (16 - (b.len() - p)), b.len() - p)
+        }
         None => {
             let tail = &b[p..];
             let m = tail.iter().enumerate().fold(0u32, |m, (k, &c)| {
@@ -422,6 +429,87 @@ pub fn object_members<'a>(
         f(&b[m.key.clone()], &b[m.value.clone()]);
         Ok(())
     })
+}
+
+/// Calls `f(n, value)` for each top-level member of the JSON object in `b`
+/// whose key is spelled exactly `names[n]`, in order (so the last call for
+/// a name is the last duplicate). Best effort and cheap, for reading
+/// `usage` from answers: only structural bytes are visited (as in
+/// [`nested_end`]) and nothing else is validated; a malformed body yields
+/// the members found before the damage.
+pub fn top_level_members<'a>(b: &'a [u8], names: &[&[u8]], mut f: impl FnMut(usize, &'a [u8])) {
+    let start = skip_ws(b, 0);
+    if b.get(start) != Some(&b'{') {
+        return;
+    }
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    let mut p = start;
+    'blocks: while p < b.len() {
+        let (mut m, n) = structural_mask(b, p);
+        if escaped {
+            m &= !1;
+            escaped = false;
+        }
+        while m != 0 {
+            let k = m.trailing_zeros() as usize;
+            m &= m - 1;
+            let at = p + k;
+            if in_string {
+                match b[at] {
+                    b'"' => in_string = false,
+                    b'\\' if k + 1 < n => m &= !(1 << (k + 1)),
+                    b'\\' => escaped = true,
+                    _ => {}
+                }
+                continue;
+            }
+            match b[at] {
+                b'"' => {
+                    if depth == 1 {
+                        if let Some((which, value)) = member_named(b, at, names) {
+                            f(which, &b[value.clone()]);
+                            p = value.end;
+                            continue 'blocks;
+                        }
+                    }
+                    in_string = true;
+                }
+                b'{' | b'[' => depth += 1,
+                b'}' | b']' => {
+                    depth = depth.saturating_sub(1);
+                    if depth == 0 {
+                        return;
+                    }
+                }
+                _ => {}
+            }
+        }
+        p += n;
+    }
+}
+
+/// `b[at]` opens a string at the top level of an object: when it is the
+/// key `names[n]`, `n` and the span of its value.
+fn member_named(b: &[u8], at: usize, names: &[&[u8]]) -> Option<(usize, Range<usize>)> {
+    let key = b.get(at + 1..)?;
+    // Most strings here are other keys and values: their length (where the
+    // closing quote would be) and first byte rule them out before a compare.
+    let (which, name) = names.iter().enumerate().find(|(_, name)| {
+        key.get(name.len()) == Some(&b'"')
+            && key.first() == name.first()
+            && key[..name.len()].iter().eq(name.iter())
+    })?;
+    let colon = skip_ws(b, at + name.len() + 2);
+    if b.get(colon) != Some(&b':') {
+        return None;
+    }
+    let v = skip_ws(b, colon + 1);
+    if v >= b.len() {
+        return None;
+    }
+    Some((which, v..value_end(b, v).ok()?))
 }
 
 enum ModelState {

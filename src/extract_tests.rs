@@ -980,3 +980,28 @@ fn nested_end_agrees_with_the_bytewise_walk() {
     }
     assert!(ends > 5_000, "only {ends} cases closed their value");
 }
+
+#[test]
+fn top_level_members_agrees_with_the_full_walk() {
+    let mut r = Rng(7);
+    let names: [&[u8]; 3] = [b"model", b"messages", b"stream"];
+    let mut found = 0;
+    for _ in 0..20_000 {
+        let mut s = String::new();
+        ws(&mut r, &mut s);
+        gen_object(&mut r, 0, &mut s, true);
+        let b = s.as_bytes();
+        let mut want = Vec::new();
+        object_members(b, |k, v| {
+            if let Some(n) = names.iter().position(|name| *name == k) {
+                want.push((n, v));
+            }
+        })
+        .expect("generated objects are valid");
+        let mut got = Vec::new();
+        top_level_members(b, &names, |n, v| got.push((n, v)));
+        assert_eq!(got, want, "{s}");
+        found += want.len();
+    }
+    assert!(found > 10_000, "only {found} members named");
+}

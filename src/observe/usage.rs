@@ -6,7 +6,7 @@
 //! totals once, Anthropic reports input in `message_start` and cumulative
 //! output in `message_delta`, so the last value is the answer in both.
 
-use crate::extract::object_members;
+use crate::extract::top_level_members;
 use memchr::memmem;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -17,27 +17,31 @@ pub struct Usage {
 
 /// A non-negative JSON integer (`12`, not `1.5e3`, `"12"` or `-1`).
 fn integer(v: &[u8]) -> Option<u64> {
-    if v.is_empty() || v.len() > 19 || !v.iter().all(u8::is_ascii_digit) {
+    if v.is_empty() || v.len() > 19 {
         return None;
     }
-    std::str::from_utf8(v).ok()?.parse().ok()
+    // At most 19 digits: no overflow.
+    v.iter().try_fold(0u64, |n, &c| {
+        c.is_ascii_digit().then(|| n * 10 + u64::from(c - b'0'))
+    })
 }
 
 impl Usage {
     /// Folds in the token counts of one `usage` object.
     fn read_usage(&mut self, obj: &[u8]) {
-        let _ = object_members(obj, |k, v| match k {
-            b"prompt_tokens" | b"input_tokens" => {
-                if let Some(n) = integer(v) {
-                    self.input = Some(n);
+        const NAMES: [&[u8]; 4] = [
+            b"prompt_tokens",
+            b"input_tokens",
+            b"completion_tokens",
+            b"output_tokens",
+        ];
+        top_level_members(obj, &NAMES, |n, v| {
+            if let Some(tokens) = integer(v) {
+                match n {
+                    0 | 1 => self.input = Some(tokens),
+                    _ => self.output = Some(tokens),
                 }
             }
-            b"completion_tokens" | b"output_tokens" => {
-                if let Some(n) = integer(v) {
-                    self.output = Some(n);
-                }
-            }
-            _ => {}
         });
     }
 
@@ -46,22 +50,25 @@ impl Usage {
     pub fn scan_json(&mut self, body: &[u8]) {
         let mut usage = None;
         let mut message = None;
-        let _ = object_members(body, |k, v| match k {
-            b"usage" if v.first() == Some(&b'{') => usage = Some(v),
-            b"message" if v.first() == Some(&b'{') => message = Some(v),
-            _ => {}
+        top_level_members(body, &[b"usage", b"message"], |n, v| {
+            if v.first() == Some(&b'{') {
+                match n {
+                    0 => usage = Some(v),
+                    _ => message = Some(v),
+                }
+            }
         });
+        if usage.is_none() {
+            if let Some(m) = message {
+                top_level_members(m, &[b"usage"], |_, v| {
+                    if v.first() == Some(&b'{') {
+                        usage = Some(v);
+                    }
+                });
+            }
+        }
         if let Some(u) = usage {
             self.read_usage(u);
-        } else if let Some(m) = message {
-            let _ = object_members(m, |k, v| {
-                if k == b"usage" && v.first() == Some(&b'{') {
-                    usage = Some(v);
-                }
-            });
-            if let Some(u) = usage {
-                self.read_usage(u);
-            }
         }
     }
 
