@@ -719,7 +719,7 @@ pub(crate) fn request_head(
     for hp in &head.headers {
         let name = &inbuf[hp.name.clone()];
         if dropped(name)
-            || head::connection_lists(inbuf, &head.headers, name)
+            || head.connection_lists(inbuf, name)
             // LLM answers are read for usage and events: keep them plain.
             || (json && name.eq_ignore_ascii_case(b"accept-encoding"))
             // The service's own headers win over the client's copies.

@@ -240,7 +240,7 @@ pub async fn response(
     let mut h = reply.head(&mut out, rh.status);
     for hp in &rh.headers {
         let name = &buf[hp.name.clone()];
-        if copied(name) && !head::connection_lists(&buf, &rh.headers, name) {
+        if copied(name) && !rh.connection_lists(&buf, name) {
             h.header(name, &buf[hp.value.clone()]);
         }
     }
@@ -468,7 +468,7 @@ async fn whole_answer(
         let name = &buf[hp.name.clone()];
         if copied(name)
             && !(translated && name.eq_ignore_ascii_case(b"content-type"))
-            && !head::connection_lists(buf, &rh.headers, name)
+            && !rh.connection_lists(buf, name)
         {
             h.header(name, &buf[hp.value.clone()]);
         }

@@ -173,6 +173,8 @@ pub struct RequestHead {
     /// Transfer-Encoding lists codings below the final `chunked` (e.g.
     /// `gzip, chunked`): the de-chunked body is still coded with them.
     pub transfer_coded: bool,
+    /// Which tokens its Connection headers list.
+    pub conn_tokens: ConnTokens,
 }
 
 impl RequestHead {
@@ -252,7 +254,8 @@ impl RequestHead {
     /// Whether header `name` is listed in this request's Connection header
     /// (and so hop-by-hop for this message).
     pub fn connection_lists(&self, buf: &[u8], name: &[u8]) -> bool {
-        connection_lists(buf, &self.headers, name)
+        self.conn_tokens
+            .lists(name, || connection_lists(buf, &self.headers, name))
     }
 
     /// Hands the header vector back for the next parse (no allocation).
@@ -279,6 +282,8 @@ pub struct ResponseHead {
     pub keep_alive: bool,
     /// Transfer-Encoding lists codings below the final `chunked`.
     pub transfer_coded: bool,
+    /// Which tokens its Connection headers list.
+    pub conn_tokens: ConnTokens,
 }
 
 impl ResponseHead {
@@ -295,12 +300,37 @@ impl ResponseHead {
 
     /// Whether header `name` is listed in this response's Connection header.
     pub fn connection_lists(&self, buf: &[u8], name: &[u8]) -> bool {
-        connection_lists(buf, &self.headers, name)
+        self.conn_tokens
+            .lists(name, || connection_lists(buf, &self.headers, name))
     }
 
     /// Hands the header vector back for the next parse (no allocation).
     pub fn recycle(self, scratch: &mut Vec<HeaderPos>) {
         *scratch = self.headers;
+    }
+}
+
+/// The tokens a message's Connection headers list, as far as the parse
+/// knows them: enough to answer [`connection_lists`] without a scan unless
+/// an unusual token is listed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnTokens(u8);
+
+impl ConnTokens {
+    const CLOSE: u8 = 1;
+    const KEEP_ALIVE: u8 = 2;
+    const UPGRADE: u8 = 4;
+    const OTHER: u8 = 8;
+
+    /// Whether `name` is listed; `scan` answers when other tokens are.
+    #[inline]
+    fn lists(self, name: &[u8], scan: impl FnOnce() -> bool) -> bool {
+        if self.0 & Self::OTHER != 0 {
+            return scan();
+        }
+        (self.0 & Self::CLOSE != 0 && name.eq_ignore_ascii_case(b"close"))
+            || (self.0 & Self::KEEP_ALIVE != 0 && name.eq_ignore_ascii_case(b"keep-alive"))
+            || (self.0 & Self::UPGRADE != 0 && name.eq_ignore_ascii_case(b"upgrade"))
     }
 }
 
@@ -449,6 +479,7 @@ fn parse_request_impl(
             upgrade: method == Method::Connect
                 || (version == 1 && f.conn_upgrade && f.upgrade_present),
             transfer_coded: f.te.other,
+            conn_tokens: f.conn_tokens,
         }),
         Err(e) => {
             *scratch = headers;
@@ -611,6 +642,7 @@ pub fn parse_response(
         framing,
         keep_alive,
         transfer_coded: f.te.other && f.te.last_chunked,
+        conn_tokens: f.conn_tokens,
     })
 }
 
@@ -637,6 +669,8 @@ struct Fields {
     conn_close: bool,
     conn_keep_alive: bool,
     conn_upgrade: bool,
+    /// Which tokens the Connection headers list (`ConnTokens`).
+    conn_tokens: ConnTokens,
     upgrade_present: bool,
     expect_continue: bool,
 }
@@ -666,10 +700,15 @@ impl Fields {
                 for token in list_elements(value) {
                     if token.eq_ignore_ascii_case(b"close") {
                         self.conn_close = true;
+                        self.conn_tokens.0 |= ConnTokens::CLOSE;
                     } else if token.eq_ignore_ascii_case(b"keep-alive") {
                         self.conn_keep_alive = true;
+                        self.conn_tokens.0 |= ConnTokens::KEEP_ALIVE;
                     } else if token.eq_ignore_ascii_case(b"upgrade") {
                         self.conn_upgrade = true;
+                        self.conn_tokens.0 |= ConnTokens::UPGRADE;
+                    } else {
+                        self.conn_tokens.0 |= ConnTokens::OTHER;
                     }
                 }
             }

@@ -622,3 +622,42 @@ fn interim_responses_are_skipped_by_head_len() {
         b"upgrade"
     ));
 }
+
+#[test]
+fn connection_tokens_answer_as_the_scan_does() {
+    let names: [&[u8]; 7] = [
+        b"close",
+        b"Keep-Alive",
+        b"upgrade",
+        b"x-foo",
+        b"connection",
+        b"te",
+        b"",
+    ];
+    for conn in [
+        "",
+        "close",
+        "keep-alive",
+        "Upgrade",
+        "close, upgrade",
+        "x-foo",
+        "keep-alive, X-Foo",
+        "te",
+    ] {
+        let text = if conn.is_empty() {
+            "GET / HTTP/1.1\r\nHost: x\r\n\r\n".to_string()
+        } else {
+            format!("GET / HTTP/1.1\r\nHost: x\r\nConnection: {conn}\r\n\r\n")
+        };
+        let b = text.as_bytes();
+        let h = parse(b).unwrap();
+        for name in names {
+            assert_eq!(
+                h.connection_lists(b, name),
+                connection_lists(b, &h.headers, name),
+                "{conn:?} {:?}",
+                String::from_utf8_lossy(name)
+            );
+        }
+    }
+}

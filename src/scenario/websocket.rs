@@ -167,7 +167,7 @@ async fn tunnel(
         let skip = head::is_hop_by_hop(name)
             || name.eq_ignore_ascii_case(b"content-length")
             || name.eq_ignore_ascii_case(b"x-request-id")
-            || head::connection_lists(&buf, &rh.headers, name);
+            || rh.connection_lists(&buf, name);
         if !skip {
             h.header(name, &buf[hp.value.clone()]);
         }
