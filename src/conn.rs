@@ -70,37 +70,35 @@ impl Client {
     /// `timeout`. Ok(0) is end of stream. The read is cancelled cleanly on
     /// timeout, so bytes that raced in are kept, never lost with the buffer.
     pub async fn read_more(&mut self, timeout: Duration) -> io::Result<usize> {
-        self.read_cancelable(timeout, None).await
+        self.read_cancelable(Instant::now() + timeout, None).await
     }
 
     /// Like `read_more`, but also gives up when the worker starts draining
     /// (reported as end of stream).
-    async fn read_idle(&mut self, w: &Worker, timeout: Duration) -> io::Result<usize> {
-        self.read_cancelable(timeout, Some(w)).await
+    async fn read_idle(&mut self, w: &Worker, deadline: Instant) -> io::Result<usize> {
+        self.read_cancelable(deadline, Some(w)).await
     }
 
     async fn read_cancelable(
         &mut self,
-        timeout: Duration,
+        deadline: Instant,
         drain: Option<&Worker>,
     ) -> io::Result<usize> {
         if self.tls.is_none() {
             let buf = std::mem::take(&mut self.inbuf);
-            let (res, buf) = self.read_socket(buf, timeout, drain).await;
+            let (res, buf) = self.read_socket(buf, deadline, drain).await;
             self.inbuf = buf;
             return res;
         }
         // TLS: read ciphertext until rustls has plaintext for `inbuf`.
-        let deadline = Instant::now() + timeout;
         loop {
             let tls = self.tls.as_mut().expect("tls session");
             if let Some(n) = tls.plaintext_into(&mut self.inbuf)? {
                 return Ok(n);
             }
             if tls.cipher_in.is_empty() {
-                let left = deadline.saturating_duration_since(Instant::now());
                 let cipher = std::mem::take(&mut tls.cipher_in);
-                let (res, cipher) = self.read_socket(cipher, left, drain).await;
+                let (res, cipher) = self.read_socket(cipher, deadline, drain).await;
                 self.tls.as_mut().expect("tls session").cipher_in = cipher;
                 if res? == 0 {
                     return Ok(0);
@@ -122,7 +120,7 @@ impl Client {
     async fn read_socket(
         &mut self,
         buf: Vec<u8>,
-        timeout: Duration,
+        deadline: Instant,
         drain: Option<&Worker>,
     ) -> (io::Result<usize>, Vec<u8>) {
         let fd = self.stream.as_raw_fd();
@@ -137,7 +135,7 @@ impl Client {
         let mut timed_out = false;
         let (res, buf) = monoio::select! {
             r = &mut read => r,
-            _ = monoio::time::sleep(timeout) => {
+            _ = monoio::time::sleep_until(deadline.into()) => {
                 timed_out = true;
                 shut_receive(fd);
                 read.await
@@ -251,11 +249,14 @@ enum HeadRead {
     Refuse(Error),
 }
 
+/// Reads the next request head; the connection has been idle since
+/// `idle_since`.
 async fn read_head(
     w: &Worker,
     c: &mut Client,
     edge: &EdgeLimits,
     scratch: &mut Vec<head::HeaderPos>,
+    idle_since: Instant,
 ) -> HeadRead {
     let mut deadline: Option<Instant> = None;
     loop {
@@ -274,7 +275,7 @@ async fn read_head(
         };
         let read = match deadline {
             // Waiting for a new request: idle timeout, and drain ends it.
-            None if c.inbuf.is_empty() => c.read_idle(w, edge.idle_timeout).await,
+            None if c.inbuf.is_empty() => c.read_idle(w, idle_since + edge.idle_timeout).await,
             _ => {
                 // Part of a head is here: the rest must follow in time.
                 let d = *deadline.get_or_insert_with(|| Instant::now() + edge.header_read_timeout);
@@ -333,9 +334,10 @@ pub async fn serve(w: &Worker, stream: TcpStream, peer: SocketAddr, tls: bool) {
         tls: session,
     };
     let mut scratch = Vec::with_capacity(32);
+    let mut idle_since = Instant::now();
     loop {
         let snap = w.snapshot();
-        let head = match read_head(w, &mut c, &snap.edge, &mut scratch).await {
+        let head = match read_head(w, &mut c, &snap.edge, &mut scratch, idle_since).await {
             HeadRead::Head(h) => h,
             HeadRead::Closed => return,
             HeadRead::Refuse(e) => {
@@ -363,17 +365,19 @@ pub async fn serve(w: &Worker, stream: TcpStream, peer: SocketAddr, tls: bool) {
         };
         // Boxed: the pipeline's state lives only while a request is in
         // flight, so an idle keep-alive connection stays small (a few KiB).
-        let keep_alive = boxed_in_place(|| crate::proxy::handle(w, &mut c, &snap, &head)).await;
+        let ended = boxed_in_place(|| crate::proxy::handle(w, &mut c, &snap, &head)).await;
         head.recycle(&mut scratch);
         // A connection that once carried a large body goes back to a small
         // buffer: idle keep-alive connections should cost little memory.
         if c.inbuf.is_empty() && c.inbuf.capacity() > MAX_IDLE_BUFFER {
             c.inbuf = Vec::with_capacity(INITIAL_BUFFER);
         }
-        if !keep_alive {
+        let Some(ended) = ended else {
             c.linger_close().await;
             return;
-        }
+        };
+        // The keep-alive wait counts from the end of the answer.
+        idle_since = ended;
         if w.shutdown.is_fired() {
             return;
         }

@@ -27,10 +27,16 @@ use crate::watch::Watch;
 use crate::worker::Worker;
 use crate::{auth, limit, moderation};
 use std::borrow::Cow;
+use std::time::Instant;
 
 /// Handles one request whose head is parsed at the start of `c.inbuf`.
-/// Returns whether the connection may serve another request.
-pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: &RequestHead) -> bool {
+/// Returns when it ended, if the connection may serve another request.
+pub async fn handle(
+    w: &Worker,
+    c: &mut Client,
+    snap: &Snapshot,
+    head: &RequestHead,
+) -> Option<Instant> {
     let mut rec = Record::start(head.method, head.header(&c.inbuf, "traceparent"));
     let mut reply = Reply {
         request_id: request_id(w, c, head),
@@ -47,8 +53,8 @@ pub async fn handle(w: &Worker, c: &mut Client, snap: &Snapshot, head: &RequestH
     // Finish: the tokens used count against token limits; metrics delta,
     // access log line, spans.
     watch.finish(&rec.usage);
-    w.observe.finish(snap, &reply.request_id, &mut rec);
-    keep_alive
+    let ended = w.observe.finish(snap, &reply.request_id, &mut rec);
+    keep_alive.then_some(ended)
 }
 
 async fn pipeline(
@@ -190,8 +196,7 @@ async fn pipeline(
         Ok(vec![t])
     } else {
         let mut state = w.select.borrow_mut();
-        let now = std::time::Instant::now();
-        let ejected = |s: usize| w.health.is_ejected(&snap.services[s], now);
+        let ejected = |s: usize| w.health.is_ejected(&snap.services[s]);
         select::attempt_order(
             snap,
             api_index,

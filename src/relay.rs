@@ -257,9 +257,17 @@ pub async fn response(
             res.is_ok() && reply.keep_alive
         }
         Framing::Length(n) => {
-            let mut tail = json_answer.then(BodyTail::default);
             let mut left = n;
             let take = (left as usize).min(buf.len());
+            // Usually the whole body came with the head: its usage is read
+            // in place, else from the tail kept while relaying.
+            let whole = take as u64 == n;
+            let mut usage = (json_answer && whole).then(|| {
+                let mut u = Usage::default();
+                u.scan_json(&buf[..take]);
+                u
+            });
+            let mut tail = (json_answer && !whole).then(BodyTail::default);
             out.extend_from_slice(&buf[..take]);
             if take > 0 {
                 tail.iter_mut().for_each(|t| t.push(&buf[..take]));
@@ -304,7 +312,10 @@ pub async fn response(
             }
             w.recycle(buf);
             if let Some(t) = tail {
-                rec.usage = t.usage();
+                usage = Some(t.usage());
+            }
+            if let Some(u) = usage {
+                rec.usage = u;
             }
             reply.keep_alive
         }

@@ -596,7 +596,7 @@ fn redis_down_shares_each_limit_among_the_instances_last_counted() {
     until_both_live(&[&a, &b]);
     redis.kill();
     until(Duration::from_secs(3), "readyz degraded", || {
-        readyz(&a)["status"] == "degraded"
+        readyz(&a)["status"] == "degraded" && readyz(&b)["status"] == "degraded"
     });
     // Two instances were live: each now counts to 40 / 2 locally.
     let admitted = (0..60)

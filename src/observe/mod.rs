@@ -26,6 +26,7 @@ use crate::runtime::Shared;
 use access_log::{Destination, Line, Msg};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use metrics::{series_key, Delta};
+use smallvec::SmallVec;
 use std::cell::{Cell, RefCell};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -58,6 +59,7 @@ pub struct Attempt {
 #[derive(Debug)]
 pub struct Record {
     pub start: Instant,
+    /// The wall clock at `start`, set by `finish` (for log lines and spans).
     pub wall: SystemTime,
     pub method: Method,
     pub api: Option<usize>,
@@ -71,7 +73,8 @@ pub struct Record {
     /// The error code, when the gateway answered with an error or a
     /// stream ended with one.
     pub error: Option<&'static str>,
-    pub attempts: Vec<Attempt>,
+    /// Inline: nearly every request makes exactly one attempt.
+    pub attempts: SmallVec<[Attempt; 1]>,
     pub first_packet: Option<Instant>,
     pub usage: Usage,
     pub trace: trace::Context,
@@ -98,7 +101,8 @@ impl Record {
     pub fn start(method: Method, traceparent: Option<&[u8]>) -> Record {
         Record {
             start: Instant::now(),
-            wall: SystemTime::now(),
+            // Set by `finish`, and only when a log line or span needs it.
+            wall: UNIX_EPOCH,
             method,
             api: None,
             route: None,
@@ -107,7 +111,7 @@ impl Record {
             stream: false,
             status: 0,
             error: None,
-            attempts: Vec::new(),
+            attempts: SmallVec::new(),
             first_packet: None,
             usage: Usage::default(),
             trace: trace::Context::from_header(traceparent),
@@ -386,7 +390,8 @@ pub struct Shard {
 
 impl Shard {
     /// Records a finished request: metrics, access log line, spans.
-    pub fn finish(&self, snap: &Snapshot, request_id: &str, rec: &mut Record) {
+    /// Returns the instant it ended.
+    pub fn finish(&self, snap: &Snapshot, request_id: &str, rec: &mut Record) -> Instant {
         let end = Instant::now();
         if rec.status == 0 {
             // Nothing reached the client: nginx's "client closed request".
@@ -450,8 +455,12 @@ impl Shard {
         }
 
         if !api.is_none_or(|a| a.spec.monitoring.enabled) {
-            return;
+            return end;
         }
+        // The wall clock when the request started: read once, at the end.
+        rec.wall = SystemTime::now()
+            .checked_sub(duration)
+            .unwrap_or(UNIX_EPOCH);
         let trace_hex = trace::trace_hex(&rec.trace.trace_id);
         let trace_id = std::str::from_utf8(&trace_hex).expect("hex is ASCII");
         if let Some(tx) = &self.log_tx {
@@ -502,6 +511,7 @@ impl Shard {
                 push_spans(&mut spans, snap, request_id, rec, end, service, model);
             }
         }
+        end
     }
 
     /// Sends what was recorded since the last flush, at most every

@@ -9,7 +9,7 @@ use monoio::net::TcpStream;
 use monoio::BufResult;
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Why `Conn::read_append` got nothing.
 #[derive(Debug)]
@@ -57,12 +57,21 @@ impl Conn {
         buf: &mut Vec<u8>,
         timeout: Duration,
     ) -> Result<usize, ReadError> {
+        self.read_append_until(buf, Instant::now() + timeout).await
+    }
+
+    /// [`Conn::read_append`] waiting until `deadline`.
+    pub async fn read_append_until(
+        &mut self,
+        buf: &mut Vec<u8>,
+        deadline: Instant,
+    ) -> Result<usize, ReadError> {
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(16 * 1024);
         }
         let (len, cap) = (buf.len(), buf.capacity());
         let slice = std::mem::take(buf).slice_mut(len..cap);
-        match monoio::time::timeout(timeout, self.read(slice)).await {
+        match monoio::time::timeout_at(deadline.into(), self.read(slice)).await {
             Ok((res, slice)) => {
                 *buf = slice.into_inner();
                 res.map_err(ReadError::Io)

@@ -95,12 +95,17 @@ async fn roundtrip(
     let started = Instant::now();
     let mut buf = w.buffer();
     let mut scratch = Vec::with_capacity(32);
+    // Each read waits `svc.timeout`, and the first packet timeout bounds
+    // them all; the clock is read again only when a head comes in parts.
+    let mut now = started;
     let head = loop {
         let wait = match req.first_packet {
-            Some(fp) => fp.saturating_sub(started.elapsed()).min(svc.timeout),
+            Some(fp) => fp.saturating_sub(now - started).min(svc.timeout),
             None => svc.timeout,
         };
-        let n = read_upstream(&mut conn, &mut buf, wait, svc, req.first_packet.is_some()).await?;
+        let deadline = now + wait;
+        let fp = req.first_packet.is_some();
+        let n = read_upstream(&mut conn, &mut buf, deadline, svc, fp).await?;
         if n == 0 {
             return Err(if buf.is_empty() {
                 Failure::Stale
@@ -112,9 +117,10 @@ async fn roundtrip(
             Ok(h) if h.status < 200 && h.status != 101 => {
                 // Interim response (100 Continue): skip it.
                 buf.drain(..h.head_len);
+                now = Instant::now();
             }
             Ok(h) => break h,
-            Err(ParseError::Incomplete) => {}
+            Err(ParseError::Incomplete) => now = Instant::now(),
             Err(e) => {
                 return Err(protocol_error(
                     svc,
@@ -127,8 +133,7 @@ async fn roundtrip(
     // timeout can still fall back.
     let awaiting_body = head.framing != head::Framing::None && buf.len() == head.head_len;
     if let (Some(fp), true) = (req.first_packet, awaiting_body && head.status < 300) {
-        let wait = fp.saturating_sub(started.elapsed());
-        let n = read_upstream(&mut conn, &mut buf, wait, svc, true).await?;
+        let n = read_upstream(&mut conn, &mut buf, started + fp, svc, true).await?;
         if n == 0 {
             return Err(protocol_error(svc, "closed before the first body byte"));
         }
@@ -140,11 +145,11 @@ async fn roundtrip(
 async fn read_upstream(
     conn: &mut Conn,
     buf: &mut Vec<u8>,
-    wait: Duration,
+    deadline: Instant,
     svc: &Service,
     first_packet: bool,
 ) -> Result<usize, Failure> {
-    match conn.read_append(buf, wait).await {
+    match conn.read_append_until(buf, deadline).await {
         Ok(n) => Ok(n),
         Err(ReadError::Io(_)) => {
             if buf.is_empty() {

@@ -26,12 +26,13 @@ pub struct Health {
 }
 
 impl Health {
-    pub fn is_ejected(&self, svc: &Service, now: Instant) -> bool {
+    pub fn is_ejected(&self, svc: &Service) -> bool {
         if svc.outlier.is_none() {
             return false;
         }
         let services = self.services.borrow();
-        matches!(services.get(&svc.name), Some(State { ejected_until: Some(t), .. }) if *t > now)
+        // The clock is read only for a service that has been ejected.
+        matches!(services.get(&svc.name), Some(State { ejected_until: Some(t), .. }) if *t > Instant::now())
     }
 
     /// Records the outcome of one attempt: `ok` unless it failed to connect,
