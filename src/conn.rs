@@ -10,9 +10,11 @@ use crate::worker::Worker;
 use monoio::buf::{IoBufMut, SliceMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
+use monoio::time::Sleep;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 /// A new connection's read buffer: room for a typical LLM request head and
@@ -33,6 +35,10 @@ pub struct Client {
     pub peer_ip: PeerIp,
     /// Set on connections accepted by a TLS listener.
     pub tls: Option<Box<crate::tls::Session>>,
+    /// Bounds each read; one per connection, moved to each read's
+    /// deadline (a later one costs no timer-wheel work) rather than a new
+    /// timer per read.
+    timer: Pin<Box<Sleep>>,
 }
 
 /// An IP address as text, held inline (IPv6 text is at most 45 bytes).
@@ -124,7 +130,9 @@ impl Client {
         drain: Option<&Worker>,
     ) -> (io::Result<usize>, Vec<u8>) {
         let fd = self.stream.as_raw_fd();
-        let read = self.stream.read(spare(buf));
+        let Client { stream, timer, .. } = self;
+        timer.as_mut().reset(deadline.into());
+        let read = stream.read(spare(buf));
         let mut read = std::pin::pin!(read);
         let draining = async {
             match drain {
@@ -135,7 +143,7 @@ impl Client {
         let mut timed_out = false;
         let (res, buf) = monoio::select! {
             r = &mut read => r,
-            _ = monoio::time::sleep_until(deadline.into()) => {
+            _ = timer.as_mut() => {
                 timed_out = true;
                 shut_receive(fd);
                 read.await
@@ -332,6 +340,7 @@ pub async fn serve(w: &Worker, stream: TcpStream, peer: SocketAddr, tls: bool) {
         peer,
         peer_ip: PeerIp::new(peer.ip()),
         tls: session,
+        timer: Box::pin(monoio::time::sleep_until(Instant::now().into())),
     };
     let mut scratch = Vec::with_capacity(32);
     let mut idle_since = Instant::now();

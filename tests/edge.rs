@@ -504,6 +504,42 @@ fn slow_heads_get_408_and_idle_connections_close_silently() {
 }
 
 #[test]
+fn keep_alive_waits_count_from_each_answer() {
+    let up = MockLlm::start("up");
+    let g = strict_gateway(&up, "idle_timeout_ms = 600");
+    let mut r = BufReader::new(connect(g.addr));
+    let body = br#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hi"}]}"#;
+    let mut post = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    post.extend_from_slice(body);
+    // Three requests 400 ms apart on one connection: each answer starts
+    // a new 600 ms wait, so 1.2 s in all never closes it.
+    for _ in 0..3 {
+        r.get_mut().write_all(&post).unwrap();
+        let resp = read_response(&mut r, false).unwrap();
+        assert_eq!(resp.status, 200);
+        std::thread::sleep(std::time::Duration::from_millis(400));
+    }
+    // Then silence: closed about 600 ms after the last answer, no bytes.
+    let quiet = std::time::Instant::now();
+    r.get_mut()
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut rest = Vec::new();
+    r.read_to_end(&mut rest).expect("closed within 5 s");
+    assert!(rest.is_empty());
+    let waited = quiet.elapsed() + std::time::Duration::from_millis(400);
+    assert!(
+        waited >= std::time::Duration::from_millis(550)
+            && waited < std::time::Duration::from_secs(3),
+        "closed after {waited:?} idle"
+    );
+}
+
+#[test]
 fn max_connections_holds_per_process() {
     let up = MockLlm::start("up");
     let g = strict_gateway(&up, "max_connections = 3");
