@@ -37,7 +37,8 @@ pub struct Client {
     pub tls: Option<Box<crate::tls::Session>>,
     /// Bounds each read; one per connection, moved to each read's
     /// deadline (a later one costs no timer-wheel work) rather than a new
-    /// timer per read.
+    /// timer per read. Only this connection's task ever polls it (monoio
+    /// keeps waking the first task that polled a timer).
     timer: Pin<Box<Sleep>>,
 }
 
@@ -538,7 +539,7 @@ pub(crate) fn client_gone(e: io::Error) -> Error {
 
 /// Shuts the socket's receive side, so a read pending on it completes with
 /// what had arrived, or with end of stream. Writing still works.
-fn shut_receive(fd: RawFd) {
+pub(crate) fn shut_receive(fd: RawFd) {
     // socket2 wants an owned or `AsFd` socket; this one stays owned by its
     // monoio stream, so the borrowed descriptor goes straight to the call.
     // SAFETY: `shutdown` takes no memory from us; `fd` is the stream's open socket.

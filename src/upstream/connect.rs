@@ -9,6 +9,7 @@ use monoio::net::TcpStream;
 use monoio::BufResult;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::{Duration, Instant};
 
 /// Why `Conn::read_append` got nothing.
@@ -28,30 +29,53 @@ impl From<ReadError> for io::Error {
 }
 
 /// An upstream connection.
-pub enum Conn {
+pub struct Conn {
+    stream: Stream,
+    /// The socket under `stream`: a timed-out read is ended by shutting its
+    /// receive side.
+    fd: RawFd,
+}
+
+/// What an upstream connection runs over.
+pub enum Stream {
     Plain(TcpStream),
     Tls(Box<monoio_rustls::ClientTlsStream<TcpStream>>),
 }
 
-impl Conn {
-    pub async fn read<B: IoBufMut>(&mut self, buf: B) -> BufResult<usize, B> {
+impl Stream {
+    async fn read<B: IoBufMut>(&mut self, buf: B) -> BufResult<usize, B> {
         match self {
-            Conn::Plain(s) => s.read(buf).await,
-            Conn::Tls(s) => s.read(buf).await,
+            Stream::Plain(s) => s.read(buf).await,
+            Stream::Tls(s) => s.read(buf).await,
         }
+    }
+}
+
+impl Conn {
+    fn new(stream: Stream, fd: RawFd) -> Conn {
+        Conn { stream, fd }
+    }
+
+    /// The connection's stream, for a tunnel that outlives the exchange.
+    pub fn into_stream(self) -> Stream {
+        self.stream
+    }
+
+    pub async fn read<B: IoBufMut>(&mut self, buf: B) -> BufResult<usize, B> {
+        self.stream.read(buf).await
     }
 
     pub async fn write_all<B: IoBuf>(&mut self, buf: B) -> BufResult<usize, B> {
-        match self {
-            Conn::Plain(s) => s.write_all(buf).await,
-            Conn::Tls(s) => s.write_all(buf).await,
+        match &mut self.stream {
+            Stream::Plain(s) => s.write_all(buf).await,
+            Stream::Tls(s) => s.write_all(buf).await,
         }
     }
 
     /// Appends what the service sends next to `buf` (growing it when little
     /// room is left), waiting at most `timeout`; Ok(0) at end of stream.
-    /// On timeout the read is dropped with the buffer's contents: callers
-    /// then discard the connection.
+    /// On timeout the read is ended by shutting the socket's receive side;
+    /// callers then discard the connection.
     pub async fn read_append(
         &mut self,
         buf: &mut Vec<u8>,
@@ -71,23 +95,34 @@ impl Conn {
         }
         let (len, cap) = (buf.len(), buf.capacity());
         let slice = std::mem::take(buf).slice_mut(len..cap);
-        match monoio::time::timeout_at(deadline.into(), self.read(slice)).await {
-            Ok((res, slice)) => {
+        // A timer per read, not per connection: a pooled connection moves
+        // between tasks, and a monoio timer keeps waking the first task
+        // that polled it.
+        let timer = monoio::time::sleep_until(deadline.into());
+        let read = self.stream.read(slice);
+        let mut read = std::pin::pin!(read);
+        monoio::select! {
+            (res, slice) = &mut read => {
                 *buf = slice.into_inner();
                 res.map_err(ReadError::Io)
             }
-            Err(_) => Err(ReadError::TimedOut),
+            _ = timer => {
+                crate::conn::shut_receive(self.fd);
+                let (_, slice) = read.await;
+                *buf = slice.into_inner();
+                Err(ReadError::TimedOut)
+            }
         }
     }
 
     /// Closes without waiting for the peer (used when an attempt is
     /// abandoned: the connection is never pooled again).
     pub async fn close(self) {
-        match self {
-            Conn::Plain(mut s) => {
+        match self.stream {
+            Stream::Plain(mut s) => {
                 let _ = s.shutdown().await;
             }
-            Conn::Tls(mut s) => {
+            Stream::Tls(mut s) => {
                 let _ = s.shutdown().await;
             }
         }
@@ -129,14 +164,15 @@ async fn connect_addr(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStre
 }
 
 async fn wrap(up: &Upstream, tcp: TcpStream, timeout: Duration) -> io::Result<Conn> {
+    let fd = tcp.as_raw_fd();
     let Some(tls) = &up.tls else {
-        return Ok(Conn::Plain(tcp));
+        return Ok(Conn::new(Stream::Plain(tcp), fd));
     };
     let name = rustls_pki_types::ServerName::try_from(up.host.clone())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let connector = monoio_rustls::TlsConnector::from(tls.clone());
     match monoio::time::timeout(timeout, connector.connect(name, tcp)).await {
-        Ok(Ok(s)) => Ok(Conn::Tls(Box::new(s))),
+        Ok(Ok(s)) => Ok(Conn::new(Stream::Tls(Box::new(s)), fd)),
         Ok(Err(e)) => Err(io::Error::new(
             io::ErrorKind::ConnectionAborted,
             e.to_string(),
