@@ -92,6 +92,18 @@ for t in $TARGETS; do
   fi
 done
 echo "modelgate/nginx: req/s $(echo "$RPSM_modelgate / $RPSM_nginx" | bc -l | cut -c1-5)x, req per CPU-s $(echo "$PER_modelgate / $PER_nginx" | bc -l | cut -c1-5)x"
+# Each round's own ratio, then their median: drift between rounds (other
+# tenants of a shared machine) cancels within a round.
+paired() { # target → median over rounds of (target req/CPU-s) / (nginx req/CPU-s), and of req/s
+  paste -d' ' <(echo "${RPS[$1]}" | tr ' ' '\n' | grep -v '^$') <(echo "${CPU[$1]}" | tr ' ' '\n' | grep -v '^$') \
+    <(echo "${RPS[nginx]}" | tr ' ' '\n' | grep -v '^$') <(echo "${CPU[nginx]}" | tr ' ' '\n' | grep -v '^$') \
+    | awk '{ if ($2 > 0 && $4 > 0) printf "%f ", ($1 / $2) / ($3 / $4) }' | median
+}
+paired_rps() {
+  paste -d' ' <(echo "${RPS[$1]}" | tr ' ' '\n' | grep -v '^$') <(echo "${RPS[nginx]}" | tr ' ' '\n' | grep -v '^$') \
+    | awk '{ printf "%f ", $1 / $2 }' | median
+}
+echo "modelgate/nginx paired (median of per-round ratios): req/s $(paired_rps modelgate | cut -c1-5)x, req per CPU-s $(paired modelgate | cut -c1-5)x"
 if [ -n "${BASELINE_BIN:-}" ]; then
   echo "modelgate/baseline: req/s $(echo "$RPSM_modelgate / $RPSM_baseline" | bc -l | cut -c1-5)x, req per CPU-s $(echo "$PER_modelgate / $PER_baseline" | bc -l | cut -c1-5)x"
 fi
