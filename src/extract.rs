@@ -171,76 +171,129 @@ fn find_quote(b: &[u8], mut j: usize) -> Option<usize> {
 const CHECKED_DEPTH: usize = 1024;
 
 /// `b[i]` is `{` or `[`. Returns the index just past the matching bracket.
-///
-/// Walks 16-byte blocks by their structural bytes only (`"`, `\`,
-/// brackets; see [`structural_mask`]): the bytes inside strings, most of a
-/// nested value, cost nothing one by one. A backslash inside a string
-/// hides the byte after it, so an escaped quote never ends the string.
+/// Only structural bytes are visited (see [`Structural`]).
 fn nested_end(b: &[u8], i: usize) -> Res<usize> {
     // One bit per level: 1 = object, 0 = array.
     let mut kinds = [0u64; CHECKED_DEPTH / 64];
     let mut depth = 0usize;
-    let mut in_string = false;
-    // The first byte of the next block is escaped.
-    let mut escaped = false;
-    let mut p = i;
-    while p < b.len() {
-        let (mut m, n) = structural_mask(b, p);
-        if escaped {
-            m &= !1;
-            escaped = false;
-        }
-        while m != 0 {
-            let k = m.trailing_zeros() as usize;
-            m &= m - 1;
-            let c = b[p + k];
-            if in_string {
-                match c {
-                    b'"' => in_string = false,
-                    b'\\' if k + 1 < n => m &= !(1 << (k + 1)),
-                    b'\\' => escaped = true,
-                    _ => {}
-                }
-                continue;
-            }
-            match c {
-                b'"' => in_string = true,
-                b'{' | b'[' => {
-                    if depth < CHECKED_DEPTH {
-                        let bit = 1u64 << (depth % 64);
-                        if c == b'{' {
-                            kinds[depth / 64] |= bit;
-                        } else {
-                            kinds[depth / 64] &= !bit;
-                        }
+    for at in Structural::new(b, i) {
+        let c = b[at];
+        match c {
+            b'{' | b'[' => {
+                if depth < CHECKED_DEPTH {
+                    let bit = 1u64 << (depth % 64);
+                    if c == b'{' {
+                        kinds[depth / 64] |= bit;
+                    } else {
+                        kinds[depth / 64] &= !bit;
                     }
-                    depth += 1;
                 }
-                b'}' | b']' => {
-                    if depth == 0 {
+                depth += 1;
+            }
+            b'}' | b']' => {
+                if depth == 0 {
+                    return Err(ExtractError::NotJson);
+                }
+                depth -= 1;
+                if depth < CHECKED_DEPTH {
+                    let is_obj = kinds[depth / 64] & (1u64 << (depth % 64)) != 0;
+                    if is_obj != (c == b'}') {
                         return Err(ExtractError::NotJson);
                     }
-                    depth -= 1;
-                    if depth < CHECKED_DEPTH {
-                        let is_obj = kinds[depth / 64] & (1u64 << (depth % 64)) != 0;
-                        if is_obj != (c == b'}') {
-                            return Err(ExtractError::NotJson);
-                        }
-                    }
-                    if depth == 0 {
-                        return Ok(p + k + 1);
-                    }
                 }
-                // A backslash outside strings: left to the upstream to judge.
-                _ => {}
+                if depth == 0 {
+                    return Ok(at + 1);
+                }
             }
+            // A quote opening a string, or a backslash outside strings
+            // (left to the upstream to judge).
+            _ => {}
         }
-        p += n;
     }
     Err(ExtractError::Truncated)
 }
 
-/// Bytes [`nested_end`] stops at.
+/// The structural bytes of a JSON text outside strings, in order: brackets
+/// and the quotes that open strings. Walks 16-byte blocks by their masks
+/// (see [`structural_mask`]), so the bytes inside strings, most of a
+/// value, cost nothing one by one. A backslash inside a string hides the
+/// byte after it, so an escaped quote never ends the string.
+struct Structural<'a> {
+    b: &'a [u8],
+    /// Start and length of the current block, and its bits not yet seen.
+    p: usize,
+    n: usize,
+    m: u32,
+    in_string: bool,
+    /// The first byte of the next block is escaped.
+    escaped: bool,
+}
+
+impl<'a> Structural<'a> {
+    /// Starts at `b[at]`, outside any string.
+    fn new(b: &'a [u8], at: usize) -> Self {
+        let mut scan = Structural {
+            b,
+            p: at,
+            n: 0,
+            m: 0,
+            in_string: false,
+            escaped: false,
+        };
+        scan.seek(at);
+        scan
+    }
+
+    /// Goes on from `b[at]`, outside any string.
+    fn seek(&mut self, at: usize) {
+        self.in_string = false;
+        self.escaped = false;
+        self.p = at;
+        (self.m, self.n) = if at < self.b.len() {
+            structural_mask(self.b, at)
+        } else {
+            (0, 0)
+        };
+    }
+}
+
+impl Iterator for Structural<'_> {
+    /// The index of the next structural byte outside strings.
+    type Item = usize;
+
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        loop {
+            while self.m == 0 {
+                self.p += self.n;
+                if self.p >= self.b.len() {
+                    return None;
+                }
+                (self.m, self.n) = structural_mask(self.b, self.p);
+                if self.escaped {
+                    self.m &= !1;
+                    self.escaped = false;
+                }
+            }
+            let k = self.m.trailing_zeros() as usize;
+            self.m &= self.m - 1;
+            let c = self.b[self.p + k];
+            if self.in_string {
+                match c {
+                    b'"' => self.in_string = false,
+                    b'\\' if k + 1 < self.n => self.m &= !(1 << (k + 1)),
+                    b'\\' => self.escaped = true,
+                    _ => {}
+                }
+                continue;
+            }
+            self.in_string = c == b'"';
+            return Some(self.p + k);
+        }
+    }
+}
+
+/// Bytes [`Structural`] stops at.
 static STRUCTURAL: [bool; 256] = table(b"\"\\{}[]");
 
 /// For the block of up to 16 bytes at `b[p..]`: bit `k` is set when
@@ -443,50 +496,24 @@ pub fn top_level_members<'a>(b: &'a [u8], names: &[&[u8]], mut f: impl FnMut(usi
         return;
     }
     let mut depth = 0usize;
-    let mut in_string = false;
-    let mut escaped = false;
-    let mut p = start;
-    'blocks: while p < b.len() {
-        let (mut m, n) = structural_mask(b, p);
-        if escaped {
-            m &= !1;
-            escaped = false;
-        }
-        while m != 0 {
-            let k = m.trailing_zeros() as usize;
-            m &= m - 1;
-            let at = p + k;
-            if in_string {
-                match b[at] {
-                    b'"' => in_string = false,
-                    b'\\' if k + 1 < n => m &= !(1 << (k + 1)),
-                    b'\\' => escaped = true,
-                    _ => {}
+    let mut scan = Structural::new(b, start);
+    while let Some(at) = scan.next() {
+        match b[at] {
+            b'"' if depth == 1 => {
+                if let Some((which, value)) = member_named(b, at, names) {
+                    f(which, &b[value.clone()]);
+                    scan.seek(value.end);
                 }
-                continue;
             }
-            match b[at] {
-                b'"' => {
-                    if depth == 1 {
-                        if let Some((which, value)) = member_named(b, at, names) {
-                            f(which, &b[value.clone()]);
-                            p = value.end;
-                            continue 'blocks;
-                        }
-                    }
-                    in_string = true;
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth = depth.saturating_sub(1);
+                if depth == 0 {
+                    return;
                 }
-                b'{' | b'[' => depth += 1,
-                b'}' | b']' => {
-                    depth = depth.saturating_sub(1);
-                    if depth == 0 {
-                        return;
-                    }
-                }
-                _ => {}
             }
+            _ => {}
         }
-        p += n;
     }
 }
 
