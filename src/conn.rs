@@ -335,16 +335,16 @@ pub async fn serve(w: &Worker, stream: TcpStream, peer: SocketAddr, tls: bool) {
         },
         (true, None) => return,
     };
+    let mut idle_since = Instant::now();
     let mut c = Client {
         stream,
         inbuf: Vec::with_capacity(INITIAL_BUFFER),
         peer,
         peer_ip: PeerIp::new(peer.ip()),
         tls: session,
-        timer: Box::pin(monoio::time::sleep_until(Instant::now().into())),
+        timer: Box::pin(monoio::time::sleep_until(idle_since.into())),
     };
     let mut scratch = Vec::with_capacity(32);
-    let mut idle_since = Instant::now();
     loop {
         let snap = w.snapshot();
         let head = match read_head(w, &mut c, &snap.edge, &mut scratch, idle_since).await {

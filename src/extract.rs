@@ -234,7 +234,7 @@ impl<'a> Structural<'a> {
     fn new(b: &'a [u8], at: usize) -> Self {
         let mut scan = Structural {
             b,
-            p: at,
+            p: 0,
             n: 0,
             m: 0,
             in_string: false,
@@ -244,16 +244,11 @@ impl<'a> Structural<'a> {
         scan
     }
 
-    /// Goes on from `b[at]`, outside any string.
+    /// Goes on from `b[at]`, outside any string (`next` reads the block).
     fn seek(&mut self, at: usize) {
+        (self.p, self.n, self.m) = (at, 0, 0);
         self.in_string = false;
         self.escaped = false;
-        self.p = at;
-        (self.m, self.n) = if at < self.b.len() {
-            structural_mask(self.b, at)
-        } else {
-            (0, 0)
-        };
     }
 }
 
@@ -464,24 +459,6 @@ fn walk_object(b: &[u8], i: usize, mut f: impl FnMut(&Member) -> Res<()>) -> Res
             _ => return Err(ExtractError::NotJson),
         }
     }
-}
-
-/// Calls `f(key, value)` for each member of the JSON object at the start
-/// of `b` (after whitespace); keys are the raw text between the quotes.
-/// Returns the index just past the object. Used to read `usage` from
-/// responses without a full parse.
-pub fn object_members<'a>(
-    b: &'a [u8],
-    mut f: impl FnMut(&'a [u8], &'a [u8]),
-) -> Result<usize, ExtractError> {
-    let i = skip_ws(b, 0);
-    if i == b.len() || b[i] != b'{' {
-        return Err(ExtractError::NotJson);
-    }
-    walk_object(b, i, |m| {
-        f(&b[m.key.clone()], &b[m.value.clone()]);
-        Ok(())
-    })
 }
 
 /// Calls `f(n, value)` for each top-level member of the JSON object in `b`

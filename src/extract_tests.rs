@@ -981,6 +981,23 @@ fn nested_end_agrees_with_the_bytewise_walk() {
     assert!(ends > 5_000, "only {ends} cases closed their value");
 }
 
+/// Calls `f(key, value)` for each member of the JSON object at the start
+/// of `b` (after whitespace); keys are the raw text between the quotes.
+/// The full member-by-member walk: the oracle for `top_level_members`.
+fn object_members<'a>(
+    b: &'a [u8],
+    mut f: impl FnMut(&'a [u8], &'a [u8]),
+) -> Result<usize, ExtractError> {
+    let i = skip_ws(b, 0);
+    if i == b.len() || b[i] != b'{' {
+        return Err(ExtractError::NotJson);
+    }
+    walk_object(b, i, |m| {
+        f(&b[m.key.clone()], &b[m.value.clone()]);
+        Ok(())
+    })
+}
+
 #[test]
 fn top_level_members_agrees_with_the_full_walk() {
     let mut r = Rng(7);

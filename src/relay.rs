@@ -262,7 +262,7 @@ pub async fn response(
             // Usually the whole body came with the head: its usage is read
             // in place, else from the tail kept while relaying.
             let whole = take as u64 == n;
-            let mut usage = (json_answer && whole).then(|| {
+            let usage = (json_answer && whole).then(|| {
                 let mut u = Usage::default();
                 u.scan_json(&buf[..take]);
                 u
@@ -311,10 +311,7 @@ pub async fn response(
                 w.pool.put(pool_key, conn);
             }
             w.recycle(buf);
-            if let Some(t) = tail {
-                usage = Some(t.usage());
-            }
-            if let Some(u) = usage {
+            if let Some(u) = usage.or_else(|| tail.map(|t| t.usage())) {
                 rec.usage = u;
             }
             reply.keep_alive

@@ -322,15 +322,19 @@ impl ConnTokens {
     const UPGRADE: u8 = 4;
     const OTHER: u8 = 8;
 
+    fn has(self, token: u8) -> bool {
+        self.0 & token != 0
+    }
+
     /// Whether `name` is listed; `scan` answers when other tokens are.
     #[inline]
     fn lists(self, name: &[u8], scan: impl FnOnce() -> bool) -> bool {
-        if self.0 & Self::OTHER != 0 {
+        if self.has(Self::OTHER) {
             return scan();
         }
-        (self.0 & Self::CLOSE != 0 && name.eq_ignore_ascii_case(b"close"))
-            || (self.0 & Self::KEEP_ALIVE != 0 && name.eq_ignore_ascii_case(b"keep-alive"))
-            || (self.0 & Self::UPGRADE != 0 && name.eq_ignore_ascii_case(b"upgrade"))
+        (self.has(Self::CLOSE) && name.eq_ignore_ascii_case(b"close"))
+            || (self.has(Self::KEEP_ALIVE) && name.eq_ignore_ascii_case(b"keep-alive"))
+            || (self.has(Self::UPGRADE) && name.eq_ignore_ascii_case(b"upgrade"))
     }
 }
 
@@ -477,7 +481,7 @@ fn parse_request_impl(
             keep_alive: f.keep_alive(version),
             expect_continue: version == 1 && f.expect_continue,
             upgrade: method == Method::Connect
-                || (version == 1 && f.conn_upgrade && f.upgrade_present),
+                || (version == 1 && f.conn_tokens.has(ConnTokens::UPGRADE) && f.upgrade_present),
             transfer_coded: f.te.other,
             conn_tokens: f.conn_tokens,
         }),
@@ -666,10 +670,7 @@ struct Fields {
     te: TeState,
     host_count: u32,
     host: Option<Range<usize>>,
-    conn_close: bool,
-    conn_keep_alive: bool,
-    conn_upgrade: bool,
-    /// Which tokens the Connection headers list (`ConnTokens`).
+    /// Which tokens the Connection headers list.
     conn_tokens: ConnTokens,
     upgrade_present: bool,
     expect_continue: bool,
@@ -678,7 +679,8 @@ struct Fields {
 impl Fields {
     /// HTTP/1.1: unless `close`; HTTP/1.0: only with `keep-alive`.
     fn keep_alive(&self, version: u8) -> bool {
-        !self.conn_close && (version == 1 || self.conn_keep_alive)
+        let t = self.conn_tokens;
+        !t.has(ConnTokens::CLOSE) && (version == 1 || t.has(ConnTokens::KEEP_ALIVE))
     }
 
     /// Records the framing- and connection-relevant meaning of one field.
@@ -698,18 +700,15 @@ impl Fields {
             7 if name.eq_ignore_ascii_case(b"upgrade") => self.upgrade_present = true,
             10 if name.eq_ignore_ascii_case(b"connection") => {
                 for token in list_elements(value) {
-                    if token.eq_ignore_ascii_case(b"close") {
-                        self.conn_close = true;
-                        self.conn_tokens.0 |= ConnTokens::CLOSE;
+                    self.conn_tokens.0 |= if token.eq_ignore_ascii_case(b"close") {
+                        ConnTokens::CLOSE
                     } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                        self.conn_keep_alive = true;
-                        self.conn_tokens.0 |= ConnTokens::KEEP_ALIVE;
+                        ConnTokens::KEEP_ALIVE
                     } else if token.eq_ignore_ascii_case(b"upgrade") {
-                        self.conn_upgrade = true;
-                        self.conn_tokens.0 |= ConnTokens::UPGRADE;
+                        ConnTokens::UPGRADE
                     } else {
-                        self.conn_tokens.0 |= ConnTokens::OTHER;
-                    }
+                        ConnTokens::OTHER
+                    };
                 }
             }
             14 if name.eq_ignore_ascii_case(b"content-length") => {

@@ -165,12 +165,16 @@ fn opt_u64(out: &mut Vec<u8>, v: Option<u64>) {
 fn millis(out: &mut Vec<u8>, d: Duration) {
     let micros = d.as_micros().min(u64::MAX as u128) as u64;
     out.extend_from_slice(itoa::Buffer::new().format(micros / 1000).as_bytes());
-    let frac = (micros % 1000) as u16;
+    thousandths(out, (micros % 1000) as u16);
+}
+
+/// `.045` for 45: a dot and three digits.
+fn thousandths(out: &mut Vec<u8>, n: u16) {
     out.extend_from_slice(&[
         b'.',
-        b'0' + (frac / 100) as u8,
-        b'0' + (frac / 10 % 10) as u8,
-        b'0' + (frac % 10) as u8,
+        b'0' + (n / 100) as u8,
+        b'0' + (n / 10 % 10) as u8,
+        b'0' + (n % 10) as u8,
     ]);
 }
 
@@ -244,14 +248,8 @@ pub fn rfc3339(out: &mut Vec<u8>, t: SystemTime) {
         SECOND.set((secs, text));
     }
     out.extend_from_slice(&text);
-    let ms = d.subsec_millis() as u16;
-    out.extend_from_slice(&[
-        b'.',
-        b'0' + (ms / 100) as u8,
-        b'0' + (ms / 10 % 10) as u8,
-        b'0' + (ms % 10) as u8,
-        b'Z',
-    ]);
+    thousandths(out, d.subsec_millis() as u16);
+    out.push(b'Z');
 }
 
 /// `2024-05-01T12:00:00` for seconds since the epoch.

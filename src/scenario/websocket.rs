@@ -18,7 +18,7 @@ use crate::observe::Record;
 use crate::proxy::{request_head, retry_status, upstream_target};
 use crate::relay::{self, Reply};
 use crate::upstream::exchange::{exchange, Request, Response};
-use crate::upstream::Stream;
+use crate::upstream::Conn;
 use crate::worker::Worker;
 
 /// Serves a request on a WebSocket route. Returns whether the client
@@ -187,9 +187,9 @@ async fn tunnel(
     to_client.extend_from_slice(&buf[rh.head_len..]);
     let to_upstream = std::mem::take(&mut c.inbuf);
     let client = Borrowed(&mut c.stream);
-    let moved = match conn.into_stream() {
-        Stream::Plain(s) => ws::tunnel(client, s, to_upstream, to_client, idle).await,
-        Stream::Tls(s) => ws::tunnel(client, *s, to_upstream, to_client, idle).await,
+    let moved = match conn {
+        Conn::Plain(s) => ws::tunnel(client, s, to_upstream, to_client, idle).await,
+        Conn::Tls(s, _) => ws::tunnel(client, *s, to_upstream, to_client, idle).await,
     };
     tracing::debug!(
         service,

@@ -29,46 +29,32 @@ impl From<ReadError> for io::Error {
 }
 
 /// An upstream connection.
-pub struct Conn {
-    stream: Stream,
-    /// The socket under `stream`: a timed-out read is ended by shutting its
-    /// receive side.
-    fd: RawFd,
-}
-
-/// What an upstream connection runs over.
-pub enum Stream {
+pub enum Conn {
     Plain(TcpStream),
-    Tls(Box<monoio_rustls::ClientTlsStream<TcpStream>>),
-}
-
-impl Stream {
-    async fn read<B: IoBufMut>(&mut self, buf: B) -> BufResult<usize, B> {
-        match self {
-            Stream::Plain(s) => s.read(buf).await,
-            Stream::Tls(s) => s.read(buf).await,
-        }
-    }
+    /// With the socket under the TLS stream, which does not lend it out.
+    Tls(Box<monoio_rustls::ClientTlsStream<TcpStream>>, RawFd),
 }
 
 impl Conn {
-    fn new(stream: Stream, fd: RawFd) -> Conn {
-        Conn { stream, fd }
-    }
-
-    /// The connection's stream, for a tunnel that outlives the exchange.
-    pub fn into_stream(self) -> Stream {
-        self.stream
-    }
-
     pub async fn read<B: IoBufMut>(&mut self, buf: B) -> BufResult<usize, B> {
-        self.stream.read(buf).await
+        match self {
+            Conn::Plain(s) => s.read(buf).await,
+            Conn::Tls(s, _) => s.read(buf).await,
+        }
+    }
+
+    /// The socket: a timed-out read is ended by shutting its receive side.
+    fn fd(&self) -> RawFd {
+        match self {
+            Conn::Plain(s) => s.as_raw_fd(),
+            Conn::Tls(_, fd) => *fd,
+        }
     }
 
     pub async fn write_all<B: IoBuf>(&mut self, buf: B) -> BufResult<usize, B> {
-        match &mut self.stream {
-            Stream::Plain(s) => s.write_all(buf).await,
-            Stream::Tls(s) => s.write_all(buf).await,
+        match self {
+            Conn::Plain(s) => s.write_all(buf).await,
+            Conn::Tls(s, _) => s.write_all(buf).await,
         }
     }
 
@@ -99,7 +85,8 @@ impl Conn {
         // between tasks, and a monoio timer keeps waking the first task
         // that polled it.
         let timer = monoio::time::sleep_until(deadline.into());
-        let read = self.stream.read(slice);
+        let fd = self.fd();
+        let read = self.read(slice);
         let mut read = std::pin::pin!(read);
         monoio::select! {
             (res, slice) = &mut read => {
@@ -107,7 +94,7 @@ impl Conn {
                 res.map_err(ReadError::Io)
             }
             _ = timer => {
-                crate::conn::shut_receive(self.fd);
+                crate::conn::shut_receive(fd);
                 let (_, slice) = read.await;
                 *buf = slice.into_inner();
                 Err(ReadError::TimedOut)
@@ -118,11 +105,11 @@ impl Conn {
     /// Closes without waiting for the peer (used when an attempt is
     /// abandoned: the connection is never pooled again).
     pub async fn close(self) {
-        match self.stream {
-            Stream::Plain(mut s) => {
+        match self {
+            Conn::Plain(mut s) => {
                 let _ = s.shutdown().await;
             }
-            Stream::Tls(mut s) => {
+            Conn::Tls(mut s, _) => {
                 let _ = s.shutdown().await;
             }
         }
@@ -164,15 +151,15 @@ async fn connect_addr(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStre
 }
 
 async fn wrap(up: &Upstream, tcp: TcpStream, timeout: Duration) -> io::Result<Conn> {
-    let fd = tcp.as_raw_fd();
     let Some(tls) = &up.tls else {
-        return Ok(Conn::new(Stream::Plain(tcp), fd));
+        return Ok(Conn::Plain(tcp));
     };
+    let fd = tcp.as_raw_fd();
     let name = rustls_pki_types::ServerName::try_from(up.host.clone())
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let connector = monoio_rustls::TlsConnector::from(tls.clone());
     match monoio::time::timeout(timeout, connector.connect(name, tcp)).await {
-        Ok(Ok(s)) => Ok(Conn::new(Stream::Tls(Box::new(s)), fd)),
+        Ok(Ok(s)) => Ok(Conn::Tls(Box::new(s), fd)),
         Ok(Err(e)) => Err(io::Error::new(
             io::ErrorKind::ConnectionAborted,
             e.to_string(),

@@ -7,5 +7,5 @@ pub mod health;
 pub mod pool;
 pub mod whole;
 
-pub use connect::{connect, Conn, Stream};
+pub use connect::{connect, Conn};
 pub use pool::Pool;
