@@ -224,7 +224,7 @@ async fn ask_service(
     text: &str,
     request_id: &str,
 ) -> Result<bool, Error> {
-    let up = svc.upstream.as_ref().expect("moderation service is remote");
+    let up = svc.endpoint().expect("moderation service is remote");
     let body = serde_json::to_vec(&serde_json::json!({ "input": text })).unwrap_or_default();
     let path = format!(
         "{}{}",

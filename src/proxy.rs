@@ -651,11 +651,7 @@ pub(crate) fn upstream_target(
     let mapped =
         svc.provider
             .upstream_path(protocol, forward_path, model, svc.api_version.as_deref());
-    let base = svc
-        .upstream
-        .as_ref()
-        .map(|u| u.base_path.as_str())
-        .unwrap_or("");
+    let base = svc.endpoint().map(|u| u.base_path.as_str()).unwrap_or("");
     // A base URL that already ends where the provider's layout begins
     // (`https://host/v1`, `.../compatible-mode/v1`) is not repeated.
     let within = |p: &str| {
@@ -716,7 +712,7 @@ pub(crate) fn request_head(
     framing: BodyHeader,
     (trace, span): (&trace::Context, SpanId),
 ) {
-    let up = svc.upstream.as_ref().expect("remote service");
+    let up = svc.endpoint().expect("remote service");
     let inbuf = &c.inbuf[..];
     let mut h = HeadWriter::request(out, &inbuf[head.method_range.clone()], target.as_bytes());
     h.header(b"host", up.authority.as_bytes());

@@ -193,7 +193,7 @@ pub async fn response(
         head: rh,
         mut buf,
     } = resp;
-    let pool_key = &svc.upstream.as_ref().expect("remote service").pool_key;
+    let pool_key = &svc.endpoint().expect("remote service").pool_key;
     let is_sse = rh
         .header(&buf, "content-type")
         .is_some_and(|v| v.len() >= 17 && v[..17].eq_ignore_ascii_case(b"text/event-stream"));
@@ -397,7 +397,7 @@ async fn whole_answer(
     rec: &mut Record,
     watch: &mut Watch,
 ) -> bool {
-    let pool_key = &svc.upstream.as_ref().expect("remote service").pool_key;
+    let pool_key = &svc.endpoint().expect("remote service").pool_key;
     if translate.is_some()
         && resp
             .head

@@ -7,6 +7,7 @@ use super::raw::{ModelApiSpec, RawConfig, SelectionSpec, ServiceSpec, TargetSpec
 use super::{resolve_secret, valid_name, Problems};
 use crate::provider::{self, Provider};
 use crate::upstream::health::OutlierPolicy;
+use crate::upstream::Endpoint;
 use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
@@ -20,28 +21,21 @@ pub struct EdgeLimits {
     pub idle_timeout: Duration,
     pub max_connections: usize,
     pub body_buffer_bytes: usize,
+    /// The longest a request body may take to arrive, in total.
+    pub body_read_timeout: Duration,
 }
 
-/// Where a remote service lives, resolved.
-pub struct Upstream {
-    pub tls: Option<Arc<rustls::ClientConfig>>,
-    /// Host name for SNI and the `Host` header (without port).
-    pub host: String,
-    /// `Host` header value (with the port when not the scheme's default).
-    pub authority: String,
-    /// Path of the base URL, no trailing `/` (may be empty).
-    pub base_path: String,
-    pub port: u16,
-    pub addrs: Vec<SocketAddr>,
-    /// Pools are keyed by this, so they outlive snapshots.
-    pub pool_key: Arc<str>,
+/// What serves a service's requests: the in-process `mock` provider, or a
+/// remote endpoint.
+pub enum Backend {
+    Mock,
+    Remote(Endpoint),
 }
 
 pub struct Service {
     pub name: String,
     pub provider: &'static Provider,
-    /// None for the in-process `mock` provider.
-    pub upstream: Option<Upstream>,
+    pub backend: Backend,
     pub keys: Vec<String>,
     pub headers: Vec<(String, String)>,
     pub connect_timeout: Duration,
@@ -50,6 +44,16 @@ pub struct Service {
     pub resource_group: String,
     pub outlier: Option<OutlierPolicy>,
     pub spec: ServiceSpec,
+}
+
+impl Service {
+    /// The remote endpoint, for a service that has one.
+    pub fn endpoint(&self) -> Option<&Endpoint> {
+        match &self.backend {
+            Backend::Remote(e) => Some(e),
+            Backend::Mock => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -323,8 +327,8 @@ fn compile_service(i: usize, s: &ServiceSpec, mode: Mode, p: &mut Problems) -> O
             Err(e) => p.warn(format!("{at}.headers.{name}"), e),
         }
     }
-    let upstream = if provider.is_mock() {
-        None
+    let backend = if provider.is_mock() {
+        Backend::Mock
     } else {
         let url = s.base_url.as_deref().or(provider.default_base_url);
         let Some(url) = url else {
@@ -381,7 +385,7 @@ fn compile_service(i: usize, s: &ServiceSpec, mode: Mode, p: &mut Problems) -> O
         };
         let scheme = if base.tls { "https" } else { "http" };
         let ca = s.ca_file.as_deref().unwrap_or("");
-        Some(Upstream {
+        Backend::Remote(Endpoint {
             pool_key: format!("{scheme}://{}:{}#{ca}", base.host, base.port).into(),
             tls,
             host: base.host,
@@ -394,7 +398,7 @@ fn compile_service(i: usize, s: &ServiceSpec, mode: Mode, p: &mut Problems) -> O
     Some(Service {
         name: s.name.clone(),
         provider,
-        upstream,
+        backend,
         keys,
         headers,
         connect_timeout: Duration::from_millis(s.connect_timeout_ms),
@@ -436,7 +440,10 @@ fn check_limits(at: &str, l: &super::raw::RateLimitsSpec, p: &mut Problems) {
 pub fn dns_changed(snap: &Snapshot) -> bool {
     snap.services
         .iter()
-        .filter_map(|s| s.upstream.as_ref())
+        .filter_map(|s| match &s.backend {
+            Backend::Remote(e) => Some(e),
+            Backend::Mock => None,
+        })
         .any(|u| {
             if u.host.parse::<std::net::IpAddr>().is_ok() {
                 return false;
@@ -836,6 +843,7 @@ pub fn compile(
             idle_timeout: Duration::from_millis(l.idle_timeout_ms.max(1)),
             max_connections: l.max_connections,
             body_buffer_bytes: l.body_buffer_bytes.max(4096),
+            body_read_timeout: Duration::from_millis(l.body_read_timeout_ms.max(1)),
         },
         services,
         apis,
@@ -878,7 +886,7 @@ fn placeholder_service(spec: &ServiceSpec) -> Service {
     Service {
         name: spec.name.clone(),
         provider: &provider::mock::PROVIDER,
-        upstream: None,
+        backend: Backend::Mock,
         keys: Vec::new(),
         headers: Vec::new(),
         connect_timeout: Duration::from_secs(1),
@@ -1096,6 +1104,13 @@ mod tests {
         assert!(parse_base_url("http:///v1").is_err());
     }
 
+    fn endpoint_mut(s: &mut Service) -> &mut Endpoint {
+        match &mut s.backend {
+            Backend::Remote(e) => e,
+            Backend::Mock => panic!("mock service"),
+        }
+    }
+
     #[test]
     fn dns_refresh_notices_changed_addresses() {
         let text = r#"
@@ -1109,15 +1124,15 @@ mod tests {
             base_url = "http://127.0.0.1:9"
         "#;
         let (mut snap, _) = compile(&parse(text), 1, Mode::Serve).unwrap();
-        assert!(!snap.services[0].upstream.as_ref().unwrap().addrs.is_empty());
+        assert!(!snap.services[0].endpoint().unwrap().addrs.is_empty());
         assert!(!dns_changed(&snap));
         // As if the name had pointed elsewhere when the snapshot was made.
-        snap.services[0].upstream.as_mut().unwrap().addrs = vec!["10.9.9.9:9".parse().unwrap()];
+        endpoint_mut(&mut snap.services[0]).addrs = vec!["10.9.9.9:9".parse().unwrap()];
         assert!(dns_changed(&snap));
         // IP literals are never looked up.
-        snap.services[0].upstream.as_mut().unwrap().addrs.clear();
+        endpoint_mut(&mut snap.services[0]).addrs.clear();
         snap.services.remove(0);
-        snap.services[0].upstream.as_mut().unwrap().addrs = vec!["10.9.9.9:9".parse().unwrap()];
+        endpoint_mut(&mut snap.services[0]).addrs = vec!["10.9.9.9:9".parse().unwrap()];
         assert!(!dns_changed(&snap));
     }
 }

@@ -6,7 +6,7 @@ pub mod catalog;
 pub mod compile;
 pub mod raw;
 
-pub use compile::{compile, ModelApi, Selection, Service, Snapshot, Target, Upstream};
+pub use compile::{compile, Backend, ModelApi, Selection, Service, Snapshot, Target};
 
 use std::fmt;
 

@@ -91,6 +91,8 @@ pub struct LimitsRaw {
     /// anywhere in them and a fallback attempt can replay them; larger bodies
     /// stream through after this prefix.
     pub body_buffer_bytes: usize,
+    /// A request body must arrive within this, in total (not per read).
+    pub body_read_timeout_ms: u64,
 }
 
 impl Default for LimitsRaw {
@@ -103,6 +105,7 @@ impl Default for LimitsRaw {
             idle_timeout_ms: 60_000,
             max_connections: 65_536,
             body_buffer_bytes: 1024 * 1024,
+            body_read_timeout_ms: 60_000,
         }
     }
 }

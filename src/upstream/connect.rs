@@ -2,7 +2,7 @@
 //! service's connect timeout. Addresses come resolved in the snapshot, so
 //! no DNS lookup happens here.
 
-use crate::config::Upstream;
+use super::Endpoint;
 use monoio::buf::{IoBuf, IoBufMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
@@ -118,7 +118,7 @@ impl Conn {
 
 /// Connects to one of `up.addrs`, starting at `start` (round-robin across
 /// calls), trying the next address when one refuses.
-pub async fn connect(up: &Upstream, start: usize, timeout: Duration) -> io::Result<Conn> {
+pub async fn connect(up: &Endpoint, start: usize, timeout: Duration) -> io::Result<Conn> {
     if up.addrs.is_empty() {
         return Err(io::Error::new(
             io::ErrorKind::NotFound,
@@ -150,7 +150,7 @@ async fn connect_addr(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStre
     Ok(tcp)
 }
 
-async fn wrap(up: &Upstream, tcp: TcpStream, timeout: Duration) -> io::Result<Conn> {
+async fn wrap(up: &Endpoint, tcp: TcpStream, timeout: Duration) -> io::Result<Conn> {
     let Some(tls) = &up.tls else {
         return Ok(Conn::Plain(tcp));
     };

@@ -3,8 +3,9 @@
 //! with a first packet timeout, the first body bytes.
 
 use super::connect::ReadError;
+use super::Endpoint;
 use super::{connect, Conn};
-use crate::config::{Service, Upstream};
+use crate::config::Service;
 use crate::conn::{client_gone, Client, Rest};
 use crate::error::{Error, Kind};
 use crate::http::head::{self, Method, ParseError, ResponseHead};
@@ -36,7 +37,7 @@ enum Failure {
 }
 
 pub async fn exchange(w: &Worker, svc: &Service, req: &mut Request<'_>) -> Result<Response, Error> {
-    let up = svc.upstream.as_ref().expect("remote service");
+    let up = svc.endpoint().expect("remote service");
     // A pooled connection may have been closed by the server while idle;
     // that shows as a failure before any response byte, retried once fresh.
     if let Some(conn) = w.pool.take(&up.pool_key) {
@@ -60,7 +61,7 @@ pub async fn exchange(w: &Worker, svc: &Service, req: &mut Request<'_>) -> Resul
     }
 }
 
-async fn open(w: &Worker, svc: &Service, up: &Upstream) -> Result<Conn, Error> {
+async fn open(w: &Worker, svc: &Service, up: &Endpoint) -> Result<Conn, Error> {
     connect(up, w.next_addr(), svc.connect_timeout)
         .await
         .map_err(|e| {

@@ -2,10 +2,12 @@
 //! keep-alive pool.
 
 pub mod connect;
+pub mod endpoint;
 pub mod exchange;
 pub mod health;
 pub mod pool;
 pub mod whole;
 
 pub use connect::{connect, Conn};
+pub use endpoint::Endpoint;
 pub use pool::Pool;
