@@ -1028,3 +1028,93 @@ fn close_and_garbage() {
     assert!(!all.is_empty());
     assert!(!all.starts_with(b"HTTP/"));
 }
+
+#[test]
+fn hang_up_interim_heads_idle_close_and_connection_events() {
+    let srv = Server::start(&[]);
+    // x-mock-interim: 100 and 103 heads in the same write as the final one.
+    let mut c = srv.conn();
+    let interim = [("x-mock-interim", "100,103"), ("x-request-id", "i")];
+    c.send_request("GET", "/v1/models", &interim, "");
+    assert_eq!(c.read_head().unwrap().status, 100);
+    assert!(
+        find(&c.buf, b"HTTP/1.1 200 OK\r\n").is_some(),
+        "not one write"
+    );
+    let early = c.read_head().unwrap();
+    assert_eq!(early.status, 103);
+    assert!(early.header("link").unwrap().contains("preload"));
+    assert_eq!(c.read_response().unwrap().status(), 200);
+
+    // x-mock-continue-every-ms: 100 Continue again and again, no final head.
+    let t = Instant::now();
+    let every = [("x-mock-continue-every-ms", "50"), ("x-request-id", "c")];
+    c.send_request("GET", "/v1/models", &every, "");
+    for _ in 0..4 {
+        assert_eq!(c.read_head().unwrap().status, 100);
+    }
+    assert!(t.elapsed() >= Duration::from_millis(150));
+    drop(c); // peer_closed
+
+    // x-mock-hang-up: the whole request is read, then FIN without a byte.
+    let mut c = srv.conn();
+    let hang_up = [("x-mock-hang-up", "1"), ("x-request-id", "h")];
+    c.send_request("POST", "/v1/chat/completions", &hang_up, "{}");
+    let e = c.read_head().unwrap_err();
+    assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+
+    // A body cut short: `cut` with the body bytes that came.
+    let mut c = srv.conn();
+    c.send(b"POST /v1/chat/completions HTTP/1.1\r\nhost: m\r\nx-request-id: cut\r\ncontent-length: 100\r\n\r\n0123456789");
+    drop(c);
+
+    // x-mock-idle-close-ms: keep-alive framing, then closed once idle.
+    let mut c = srv.conn();
+    let r = c.request("GET", "/v1/models", &[("x-mock-idle-close-ms", "100")], "");
+    assert_eq!(r.header("connection"), Some("keep-alive"));
+    let t = Instant::now();
+    assert!(c.is_closed());
+    assert!(t.elapsed() < Duration::from_secs(2));
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let events = loop {
+        let v = srv.conn().request("GET", "/_mock/events", &[], "").json();
+        let evs: Vec<(String, String, Value)> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let rid = e["request_id"].as_str().unwrap_or("-").to_string();
+                (
+                    e["event"].as_str().unwrap().to_string(),
+                    rid,
+                    e["value"].clone(),
+                )
+            })
+            .collect();
+        let has = |ev: &str| evs.iter().any(|(e, _, _)| e == ev);
+        if (has("cut") && has("peer_closed")) || Instant::now() > deadline {
+            break evs;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let ev = |e: &str, r: &str, v: Value| (e.to_string(), r.to_string(), v);
+    for want in [
+        ev("head", "i", Value::Null),
+        ev("head", "c", Value::Null),
+        ev("head", "h", json!(2)),
+        ev("hung_up", "h", Value::Null),
+        ev("head", "cut", json!(100)),
+        ev("cut", "cut", json!(10)),
+        ev("head", "-", Value::Null),
+    ] {
+        assert!(events.contains(&want), "{want:?} not in {events:?}");
+    }
+    assert!(events
+        .iter()
+        .any(|(e, r, v)| e == "peer_closed" && r == "c" && v.as_u64() >= Some(150)));
+    let cleared = srv.conn().request("DELETE", "/_mock/events", &[], "");
+    assert_eq!(cleared.status(), 200);
+    let v = srv.conn().request("GET", "/_mock/events", &[], "").json();
+    assert_eq!(v, json!([]));
+}

@@ -272,6 +272,41 @@ pub async fn read_request<S>(io: &mut S, buf: &mut Vec<u8>, conn: u64) -> Result
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    read_request_observed(io, buf, conn, |_| {}).await
+}
+
+/// A request head as soon as it is parsed, before its body is read.
+pub struct HeadSeen<'a> {
+    /// The request target as sent (path and query).
+    pub target: &'a str,
+    /// Header names lower-cased, in arrival order.
+    pub headers: &'a [(String, String)],
+    /// Bytes of the head at the start of the buffer.
+    pub len: usize,
+}
+
+impl HeadSeen<'_> {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// [`read_request`], calling `on_head` once the head is parsed (before the
+/// body is read); when the read then fails, `buf` still holds the head and
+/// the body bytes received so far.
+pub async fn read_request_observed<S, F>(
+    io: &mut S,
+    buf: &mut Vec<u8>,
+    conn: u64,
+    on_head: F,
+) -> Result<Request, ReadError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    F: FnOnce(&HeadSeen<'_>),
+{
     let head = loop {
         if !buf.is_empty() {
             if let Some(h) = parse_head(buf)? {
@@ -280,6 +315,11 @@ where
         }
         fill(io, buf).await?;
     };
+    on_head(&HeadSeen {
+        target: &head.target,
+        headers: &head.headers,
+        len: head.len,
+    });
     let fr = framing(&head.headers)?;
     let expects_continue = head
         .headers
@@ -336,6 +376,7 @@ where
 pub fn reason(status: u16) -> &'static str {
     match status {
         100 => "Continue",
+        103 => "Early Hints",
         200 => "OK",
         201 => "Created",
         202 => "Accepted",
@@ -390,6 +431,16 @@ pub fn response_head(
     });
     h.push_str("\r\n");
     h.into_bytes()
+}
+
+/// An interim (1xx) response head; `103 Early Hints` carries a `link`.
+pub fn interim_head(status: u16) -> Vec<u8> {
+    let link = if status == 103 {
+        "link: </hint.css>; rel=preload\r\n"
+    } else {
+        ""
+    };
+    format!("HTTP/1.1 {status} {}\r\n{link}\r\n", reason(status)).into_bytes()
 }
 
 /// Frames `data` as one chunk of a chunked body.

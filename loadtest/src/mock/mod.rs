@@ -16,13 +16,14 @@ pub mod ws;
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Instant;
 
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
 pub use server::{bind, run};
 
-/// How many requests `/_mock/requests` keeps.
+/// How many requests `/_mock/requests` (and events `/_mock/events`) keeps.
 pub const MAX_RECORDS: usize = 1000;
 
 /// Start-up settings.
@@ -79,6 +80,29 @@ impl Record {
     }
 }
 
+/// One connection-level event, as `/_mock/events` shows it: what reached
+/// the mock and how each exchange ended, including requests that never
+/// arrived whole (which `/_mock/requests` cannot show).
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// `head`: a request head was read (before its body); `cut`: the
+    /// connection ended before that request's body was whole; `peer_closed`:
+    /// the peer closed the connection before the response was sent whole;
+    /// `hung_up`: the mock closed the connection without answering
+    /// (`x-mock-hang-up`).
+    pub event: &'static str,
+    /// The TCP connection's sequence number, as in [`Record::conn`].
+    pub conn: u64,
+    /// The request's `x-request-id`, if it had one.
+    pub request_id: Option<String>,
+    /// Milliseconds since the mock started.
+    pub at_ms: u64,
+    /// `head`: declared Content-Length; `cut`: body bytes received;
+    /// `peer_closed`: ms since the request was read whole.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<u64>,
+}
+
 /// Shared server state (counters, records, issued task ids).
 pub struct State {
     pub cfg: Config,
@@ -88,6 +112,8 @@ pub struct State {
     pub connections_total: AtomicU64,
     pub requests_total: AtomicU64,
     records: Mutex<VecDeque<Record>>,
+    events: Mutex<VecDeque<Event>>,
+    started: Instant,
     tasks: Mutex<HashSet<String>>,
     /// Generation slots when `max_concurrency` is set.
     pub slots: Option<Semaphore>,
@@ -105,6 +131,8 @@ impl State {
             connections_total: AtomicU64::new(0),
             requests_total: AtomicU64::new(0),
             records: Mutex::new(VecDeque::new()),
+            events: Mutex::new(VecDeque::new()),
+            started: Instant::now(),
             tasks: Mutex::new(HashSet::new()),
         }
     }
@@ -134,6 +162,41 @@ impl State {
 
     pub fn clear_records(&self) {
         self.records
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// Logs a connection event (see [`Event`]).
+    pub fn event(
+        &self,
+        event: &'static str,
+        conn: u64,
+        request_id: Option<&str>,
+        value: Option<u64>,
+    ) {
+        let ev = Event {
+            event,
+            conn,
+            request_id: request_id.map(str::to_string),
+            at_ms: self.started.elapsed().as_millis() as u64,
+            value,
+        };
+        let mut e = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        if e.len() >= MAX_RECORDS {
+            e.pop_front();
+        }
+        e.push_back(ev);
+    }
+
+    pub fn events_json(&self) -> Vec<u8> {
+        let e = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        let v: Vec<&Event> = e.iter().collect();
+        serde_json::to_vec(&v).unwrap_or_else(|_| b"[]".to_vec())
+    }
+
+    pub fn clear_events(&self) {
+        self.events
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();

@@ -1,6 +1,7 @@
 //! Connections: keep-alive request loop, `/_mock/*` inspection, the
-//! per-request faults (status, delays, resets, stalls, garbage, close) and
-//! token pacing (see [`super::pacing`]).
+//! per-request faults (status, delays, resets, stalls, garbage, close,
+//! hang-up, interim responses, idle close) and token pacing (see
+//! [`super::pacing`]).
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -13,7 +14,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{sleep, sleep_until, Instant};
 
 use super::api::{self, Body, Reply};
-use super::http::{self, ReadError, Request};
+use super::http::{self, HeadSeen, ReadError, Request};
 use super::pacing::Pacing;
 use super::{Record, State};
 
@@ -127,6 +128,18 @@ pub struct Fault {
     pub stall_after: Option<usize>,
     pub close: bool,
     pub garbage: bool,
+    /// `x-mock-hang-up`: read the whole request, then close the connection
+    /// (FIN) without sending a byte.
+    pub hang_up: bool,
+    /// `x-mock-interim: 100,103`: interim heads sent in the same write as,
+    /// and just before, the final head.
+    pub interim: Vec<u16>,
+    /// `x-mock-continue-every-ms: N`: `100 Continue` every N ms and never a
+    /// final response (until the peer leaves, [`STALL_LIMIT`] at most).
+    pub continue_every_ms: Option<u64>,
+    /// `x-mock-idle-close-ms: N`: answer with keep-alive framing, then close
+    /// the connection (FIN) if no next request starts within N ms.
+    pub idle_close_ms: Option<u64>,
 }
 
 fn truthy(v: Option<&str>) -> bool {
@@ -159,7 +172,27 @@ impl Fault {
             stall_after: req.header_u64("x-mock-stall-after").map(|k| k as usize),
             close: truthy(req.header("x-mock-close")),
             garbage: truthy(req.header("x-mock-garbage")),
+            hang_up: truthy(req.header("x-mock-hang-up")),
+            interim: req
+                .header("x-mock-interim")
+                .unwrap_or("")
+                .split(',')
+                .filter_map(|s| s.trim().parse().ok())
+                .filter(|s| (100..200).contains(s) && *s != 101)
+                .collect(),
+            continue_every_ms: req
+                .header_u64("x-mock-continue-every-ms")
+                .filter(|ms| *ms > 0),
+            idle_close_ms: req.header_u64("x-mock-idle-close-ms"),
         }
+    }
+
+    /// The interim heads to send before the final head.
+    fn interim_heads(&self) -> Vec<u8> {
+        self.interim
+            .iter()
+            .flat_map(|s| http::interim_head(*s))
+            .collect()
     }
 
     /// The timings for this response: the per-request pacing overrides,
@@ -191,10 +224,36 @@ async fn handle_conn(state: Arc<State>, mut stream: TcpStream) {
     let conn = state.next_conn();
     let mut buf: Vec<u8> = Vec::new();
     let mut first = true;
+    // Set by `x-mock-idle-close-ms` on the last response.
+    let mut idle_close: Option<Duration> = None;
     loop {
-        let req = match http::read_request(&mut stream, &mut buf, conn).await {
+        if let Some(d) = idle_close.take().filter(|_| buf.is_empty()) {
+            if tokio::time::timeout(d, stream.readable()).await.is_err() {
+                let _ = stream.shutdown().await;
+                return;
+            }
+        }
+        // The request id and head length of a request whose head was read.
+        let mut seen: Option<(Option<String>, usize)> = None;
+        let on_head = |h: &HeadSeen<'_>| {
+            if !h.target.starts_with("/_mock") {
+                let rid = h.header("x-request-id");
+                let length = h
+                    .header("content-length")
+                    .and_then(|v| v.trim().parse().ok());
+                state.event("head", conn, rid, length);
+                seen = Some((rid.map(str::to_string), h.len));
+            }
+        };
+        let req = match http::read_request_observed(&mut stream, &mut buf, conn, on_head).await {
             Ok(r) => r,
-            Err(ReadError::Closed) => return,
+            Err(ReadError::Closed) => {
+                if let Some((rid, len)) = seen {
+                    let got = buf.len().saturating_sub(len) as u64;
+                    state.event("cut", conn, rid.as_deref(), Some(got));
+                }
+                return;
+            }
             Err(e) => {
                 let proto = api::Proto::OpenAi;
                 let reply = api::error_reply(&state, proto, e.status(), e.message());
@@ -228,6 +287,13 @@ async fn handle_conn(state: Arc<State>, mut stream: TcpStream) {
         let record = Record::of(&req);
         state.record(record.clone());
         let fault = Fault::of(&req, &state.cfg.name);
+        let rid = req.header("x-request-id").map(str::to_string);
+        let read_at = Instant::now();
+        if fault.hang_up {
+            state.event("hung_up", conn, rid.as_deref(), None);
+            let _ = stream.shutdown().await;
+            return;
+        }
         close |= fault.close;
         let proto = api::proto_of(&req.path);
         let reply = if let Some(s) = fault.status.filter(|s| *s >= 400) {
@@ -261,7 +327,11 @@ async fn handle_conn(state: Arc<State>, mut stream: TcpStream) {
                     r = &mut fut => break r.unwrap_or(Outcome::Close),
                     r = rd.read(&mut tmp), if watching => match r {
                         // The peer went away: stop sending and close.
-                        Ok(0) | Err(_) => break Outcome::Close,
+                        Ok(0) | Err(_) => {
+                            let ms = read_at.elapsed().as_millis() as u64;
+                            state.event("peer_closed", conn, rid.as_deref(), Some(ms));
+                            break Outcome::Close;
+                        }
                         Ok(n) => {
                             buf.extend_from_slice(&tmp[..n]);
                             watching = buf.len() < MAX_PIPELINE;
@@ -271,7 +341,10 @@ async fn handle_conn(state: Arc<State>, mut stream: TcpStream) {
             }
         };
         match outcome {
-            Outcome::Done if !close => continue,
+            Outcome::Done if !close => {
+                idle_close = fault.idle_close_ms.map(Duration::from_millis);
+                continue;
+            }
             Outcome::Done | Outcome::Close => {
                 let _ = stream.shutdown().await;
                 return;
@@ -348,6 +421,15 @@ async fn respond<W: AsyncWrite + Unpin>(
         wr.flush().await?;
         return Ok(Outcome::Close);
     }
+    if let Some(ms) = fault.continue_every_ms {
+        let end = Instant::now() + STALL_LIMIT;
+        while Instant::now() < end {
+            wr.write_all(&http::interim_head(100)).await?;
+            wr.flush().await?;
+            sleep_ms(ms).await;
+        }
+        return Ok(Outcome::Close);
+    }
     // A generation holds one of the server's slots (`--max-concurrency`)
     // while it is paced and sent; beyond that, requests queue.
     let _slot = match (&state.slots, reply.tokens) {
@@ -367,13 +449,14 @@ async fn respond<W: AsyncWrite + Unpin>(
                 return Ok(Outcome::Close);
             }
             wait_until(start + pacing.whole_due(reply.tokens)).await;
-            let mut out = http::response_head(
+            let mut out = fault.interim_heads();
+            out.extend_from_slice(&http::response_head(
                 reply.status,
                 reply.content_type,
                 Some(body.len()),
                 &extra,
                 close,
-            );
+            ));
             match fault.first_byte_ms.filter(|ms| *ms > 0) {
                 Some(ms) if !body.is_empty() => {
                     wr.write_all(&out).await?;
@@ -390,7 +473,14 @@ async fn respond<W: AsyncWrite + Unpin>(
             Ok(if close { Outcome::Close } else { Outcome::Done })
         }
         Body::Stream(events) => {
-            let head = http::response_head(reply.status, reply.content_type, None, &extra, close);
+            let mut head = fault.interim_heads();
+            head.extend_from_slice(&http::response_head(
+                reply.status,
+                reply.content_type,
+                None,
+                &extra,
+                close,
+            ));
             wr.write_all(&head).await?;
             wr.flush().await?;
             let n = events.len();
@@ -442,6 +532,11 @@ fn inspect(state: &State, req: &Request) -> Reply {
             json_bytes(200, b"{\"cleared\":true}".to_vec())
         }
         ("GET", "/_mock/stats") => json_bytes(200, state.stats_json()),
+        ("GET", "/_mock/events") => json_bytes(200, state.events_json()),
+        ("DELETE", "/_mock/events") => {
+            state.clear_events();
+            json_bytes(200, b"{\"cleared\":true}".to_vec())
+        }
         _ => api::error_reply(
             state,
             api::Proto::OpenAi,
