@@ -441,3 +441,22 @@ pub fn refusing_addr() -> (socket2::Socket, SocketAddr) {
     let addr = s.local_addr().unwrap().as_socket().unwrap();
     (s, addr)
 }
+
+impl MockLlm {
+    /// Connection events the mock logged (`/_mock/events`): `head` (a
+    /// request head arrived, before its body), `cut` (the connection ended
+    /// mid-request), `peer_closed` (the peer closed before the response was
+    /// sent whole), `hung_up` (`x-mock-hang-up`).
+    pub fn events(&self) -> Vec<serde_json::Value> {
+        let r = request(self.addr, "GET", "/_mock/events", &[], b"");
+        serde_json::from_slice::<Vec<serde_json::Value>>(&r.body).unwrap()
+    }
+
+    /// The events of `kind` for the request with that `x-request-id`.
+    pub fn events_of(&self, kind: &str, request_id: &str) -> Vec<serde_json::Value> {
+        self.events()
+            .into_iter()
+            .filter(|e| e["event"] == kind && e["request_id"] == request_id)
+            .collect()
+    }
+}
