@@ -120,3 +120,18 @@ impl std::fmt::Display for Error {
 }
 
 impl std::error::Error for Error {}
+
+impl From<crate::http::head::ParseError> for Error {
+    fn from(e: crate::http::head::ParseError) -> Error {
+        use crate::http::head::ParseError;
+        match e {
+            ParseError::HeadTooLarge => Error::new(Kind::HeadTooLarge, "request head too large"),
+            ParseError::TooManyHeaders => Error::new(Kind::HeadTooLarge, "too many header fields"),
+            ParseError::BodyTooLarge => Error::new(Kind::BodyTooLarge, "request body too large"),
+            ParseError::Invalid(why) => {
+                Error::new(Kind::BadRequest, format!("malformed request: {why}"))
+            }
+            ParseError::Incomplete => Error::new(Kind::BadRequest, "incomplete request"),
+        }
+    }
+}

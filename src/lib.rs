@@ -8,25 +8,32 @@
 
 pub mod admin;
 pub mod alloc;
+pub mod attempt;
 pub mod auth;
+pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod conn;
 pub mod error;
 pub mod extract;
+pub mod forward;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod guard;
 pub mod http;
 pub mod limit;
+pub mod listener;
 pub mod moderation;
 pub mod observe;
 pub mod protocol;
 pub mod provider;
 pub mod proxy;
 pub mod relay;
+pub mod request;
 pub mod route;
 pub mod runtime;
 pub mod scenario;
+pub mod sys;
 pub mod tls;
 pub mod upstream;
 pub mod watch;

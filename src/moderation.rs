@@ -2,7 +2,8 @@
 //! one Aho-Corasick automaton) and `re:` regular expressions (one
 //! `RegexSet`), checked on the prompt's text and, with `check_response`, on
 //! the answer's; an optional moderation service that answers OpenAI's
-//! `/v1/moderations` shape, asked about the prompt before it is forwarded.
+//! `/v1/moderations` shape, asked about the prompt before it is forwarded
+//! (by the pipeline's `guard`, through the attempt engine).
 //!
 //! Text is only parsed out of bodies when moderation is on for the Model
 //! API. Streamed answers are checked event by event on the text they
@@ -12,14 +13,8 @@
 
 use crate::config::catalog::Protocol;
 use crate::config::raw::ModerationSpec;
-use crate::config::{Problems, Service};
+use crate::config::Problems;
 use crate::error::{Error, Kind};
-use crate::http::head::Method;
-use crate::http::write::{BodyHeader, HeadWriter};
-use crate::provider::Auth;
-use crate::upstream::exchange::{exchange, Request};
-use crate::upstream::whole::read_whole;
-use crate::worker::Worker;
 use aho_corasick::AhoCorasick;
 use regex::RegexSet;
 use serde_json::Value;
@@ -27,8 +22,6 @@ use std::sync::Arc;
 
 /// Text kept from earlier events for regular expressions spanning events.
 const REGEX_TAIL: usize = 256;
-/// Largest moderation service answer read.
-const SERVICE_ANSWER_CAP: usize = 1 << 20;
 
 /// A Model API's compiled moderation settings.
 pub struct Policy {
@@ -183,118 +176,6 @@ pub fn prompt_text(body: &[u8]) -> Result<String, Error> {
         }
     }
     Ok(out)
-}
-
-/// Checks a prompt before it is forwarded: deny rules, then the
-/// moderation service. `whole`: the body is held whole (a prompt too
-/// large to hold cannot be checked, so it is refused).
-pub async fn check_prompt(
-    w: &Worker,
-    services: &[Service],
-    policy: Option<&Policy>,
-    body: &[u8],
-    whole: bool,
-    request_id: &str,
-) -> Result<(), Error> {
-    let Some(policy) = policy else {
-        return Ok(());
-    };
-    if !whole {
-        return Err(Error::new(
-            Kind::BodyTooLarge,
-            "request body too large for content moderation",
-        ));
-    }
-    let text = prompt_text(body)?;
-    if policy.denies(&text) {
-        return Err(prompt_blocked());
-    }
-    if let Some(i) = policy.service {
-        if ask_service(w, &services[i], &text, request_id).await? {
-            return Err(prompt_blocked());
-        }
-    }
-    Ok(())
-}
-
-/// Asks a moderation service whether `text` is flagged.
-async fn ask_service(
-    w: &Worker,
-    svc: &Service,
-    text: &str,
-    request_id: &str,
-) -> Result<bool, Error> {
-    let up = svc.endpoint().expect("moderation service is remote");
-    let body = serde_json::to_vec(&serde_json::json!({ "input": text })).unwrap_or_default();
-    let path = format!(
-        "{}{}",
-        up.base_path,
-        svc.provider.upstream_path(
-            Protocol::Openai,
-            "/v1/moderations",
-            "",
-            svc.api_version.as_deref()
-        )
-    );
-    let mut bytes = Vec::with_capacity(512 + body.len());
-    let mut h = HeadWriter::request(&mut bytes, b"POST", path.as_bytes());
-    h.header(b"host", up.authority.as_bytes());
-    h.header(b"content-type", b"application/json");
-    if let Some(key) = svc.keys.get(w.next_key() % svc.keys.len().max(1)) {
-        match svc.provider.auth {
-            Auth::Bearer => h.header_parts(b"authorization", &[b"Bearer ", key.as_bytes()]),
-            Auth::ApiKey => h.header(b"api-key", key.as_bytes()),
-            Auth::XApiKey => h.header(b"x-api-key", key.as_bytes()),
-        };
-    }
-    for (name, value) in &svc.headers {
-        h.header(name.as_bytes(), value.as_bytes());
-    }
-    h.header(b"x-request-id", request_id.as_bytes());
-    h.body(BodyHeader::Length(body.len() as u64));
-    h.finish();
-    bytes.extend_from_slice(&body);
-    let mut req = Request {
-        bytes,
-        method: Method::Post,
-        rest: None,
-        first_packet: None,
-    };
-    let unavailable = |e: Error| {
-        Error::new(
-            e.kind,
-            format!("moderation service {}: {}", svc.name, e.message),
-        )
-    };
-    let resp = exchange(w, svc, &mut req).await.map_err(unavailable)?;
-    let answer = read_whole(resp, &svc.name, svc.timeout, SERVICE_ANSWER_CAP)
-        .await
-        .map_err(unavailable)?;
-    let status = answer.head.status;
-    if answer.reusable {
-        w.pool.put(&up.pool_key, answer.conn);
-    }
-    if status != 200 {
-        return Err(Error::new(
-            Kind::UpstreamStatus,
-            format!("moderation service {} answered {status}", svc.name),
-        ));
-    }
-    let v: Value = serde_json::from_slice(&answer.body).map_err(|e| {
-        Error::new(
-            Kind::UpstreamProtocol,
-            format!("moderation service {}: answer is not JSON: {e}", svc.name),
-        )
-    })?;
-    let results = v.get("results").and_then(Value::as_array).ok_or_else(|| {
-        Error::new(
-            Kind::UpstreamProtocol,
-            format!("moderation service {}: answer has no results", svc.name),
-        )
-    })?;
-    Ok(results
-        .iter()
-        .any(|r| r.get("flagged").and_then(Value::as_bool) == Some(true)))
 }
 
 /// The text an answer carries, in the client's protocol: a whole JSON

@@ -2,9 +2,9 @@
 //! arrive (SSE event by event, never cut mid-event), gateway errors and
 //! mock answers, each with `x-request-id` and `x-modelgate-fallback`.
 
+use crate::client::Client;
 use crate::config::catalog::Protocol;
 use crate::config::Service;
-use crate::conn::Client;
 use crate::error::{Error, Kind};
 use crate::http::body::{write_chunk_header, ChunkedDecoder, LAST_CHUNK};
 use crate::http::head::{self, Framing};
@@ -183,17 +183,16 @@ pub async fn response(
     c: &mut Client,
     reply: &mut Reply,
     svc: &Service,
-    resp: Response,
+    resp: Response<'_>,
     rec: &mut Record,
     watch: &mut Watch,
 ) -> bool {
     rec.status = resp.head.status;
     let Response {
-        mut conn,
+        mut lease,
         head: rh,
         mut buf,
     } = resp;
-    let pool_key = &svc.endpoint().expect("remote service").pool_key;
     let is_sse = rh
         .header(&buf, "content-type")
         .is_some_and(|v| v.len() >= 17 && v[..17].eq_ignore_ascii_case(b"text/event-stream"));
@@ -213,11 +212,11 @@ pub async fn response(
     let held = !reply.head_only && watch.holds_whole(rh.header(&buf, "content-type"));
     if translate.is_some() || held {
         let resp = Response {
-            conn,
+            lease,
             head: rh,
             buf,
         };
-        return whole_answer(w, c, reply, svc, resp, translate, rec, watch).await;
+        return whole_answer(c, reply, svc, resp, translate, rec, watch).await;
     }
     // A JSON answer's usage is read from its last bytes.
     let json_answer = rh.status < 300
@@ -252,7 +251,7 @@ pub async fn response(
         Framing::None => {
             let (res, _) = c.write(out).await;
             if rh.keep_alive && buf.is_empty() {
-                w.pool.put(pool_key, conn);
+                lease.reusable();
             }
             res.is_ok() && reply.keep_alive
         }
@@ -284,7 +283,7 @@ pub async fn response(
             }
             while left > 0 {
                 buf.clear();
-                let n = match read(&mut conn, buf, svc.timeout).await {
+                let n = match read(lease.conn(), buf, svc.timeout).await {
                     (Ok(n), b) if n > 0 && n as u64 <= left => {
                         buf = b;
                         n
@@ -308,7 +307,7 @@ pub async fn response(
                 }
             }
             if rh.keep_alive && !extra {
-                w.pool.put(pool_key, conn);
+                lease.reusable();
             }
             w.recycle(buf);
             if let Some(u) = usage.or_else(|| tail.map(|t| t.usage())) {
@@ -326,11 +325,11 @@ pub async fn response(
                 payload: Vec::with_capacity(16 * 1024),
                 usage: Usage::default(),
                 tail: (json_answer && !is_sse).then(BodyTail::default),
+                timeout: svc.timeout,
             };
             // Boxed: a stream lives long and its relay state is large; a
             // whole answer should not carry it in its future.
-            let outcome =
-                Box::pin(stream.relay(c, &mut conn, buf, out, svc.timeout, rec, watch)).await;
+            let outcome = Box::pin(stream.relay(c, lease.conn(), buf, out, rec, watch)).await;
             rec.usage = match &stream.tail {
                 Some(t) => t.usage(),
                 None => stream.usage,
@@ -338,7 +337,7 @@ pub async fn response(
             match outcome {
                 Outcome::Done { reusable } => {
                     if reusable && rh.keep_alive && rh.framing == Framing::Chunked {
-                        w.pool.put(pool_key, conn);
+                        lease.reusable();
                     }
                     reply.keep_alive
                 }
@@ -386,18 +385,15 @@ const MAX_HELD_BODY: usize = 32 * 1024 * 1024;
 /// SSE body whether an OpenAI client asked for the usage chunk), then
 /// seen whole by response moderation (`watch`), and re-framed with its
 /// length — or the moderation error in its place.
-#[allow(clippy::too_many_arguments)]
 async fn whole_answer(
-    w: &Worker,
     c: &mut Client,
     reply: &Reply,
     svc: &Service,
-    resp: Response,
+    resp: Response<'_>,
     translate: Option<(Direction, Option<bool>)>,
     rec: &mut Record,
     watch: &mut Watch,
 ) -> bool {
-    let pool_key = &svc.endpoint().expect("remote service").pool_key;
     if translate.is_some()
         && resp
             .head
@@ -424,9 +420,6 @@ async fn whole_answer(
             return error(c, reply, &e, rec).await;
         }
     };
-    if answer.reusable {
-        w.pool.put(pool_key, answer.conn);
-    }
     let (rh, buf, body) = (&answer.head, &answer.head_bytes, answer.body);
     let events = translate.and_then(|(_, events)| events);
     // Usage as the upstream reported it, before translation.
@@ -594,19 +587,19 @@ struct Stream {
     usage: Usage,
     /// A chunked JSON answer's last bytes, for its usage.
     tail: Option<BodyTail>,
+    /// The longest wait for the next upstream bytes.
+    timeout: Duration,
 }
 
 impl Stream {
     /// Relays until the body ends. `raw` holds body bytes already read;
     /// `out` holds the response head not yet written.
-    #[allow(clippy::too_many_arguments)]
     async fn relay(
         &mut self,
         c: &mut Client,
         conn: &mut crate::upstream::Conn,
         mut raw: Vec<u8>,
         mut out: Vec<u8>,
-        timeout: Duration,
         rec: &mut Record,
         watch: &mut Watch,
     ) -> Outcome {
@@ -659,7 +652,7 @@ impl Stream {
                 };
             }
             raw.clear();
-            let Some(next) = c.unless_gone(read(conn, raw, timeout)).await else {
+            let Some(next) = c.unless_gone(read(conn, raw, self.timeout)).await else {
                 return Outcome::ClientGone;
             };
             match next {

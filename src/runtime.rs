@@ -6,7 +6,7 @@ use crate::admin::store::{Resources, Store};
 use crate::config::compile::{compile, Mode};
 use crate::config::raw::{IoMode, RawConfig};
 use crate::config::{self, Snapshot};
-use crate::{admin, observe, worker};
+use crate::{admin, listener, observe};
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -124,8 +124,8 @@ fn bind_listeners(
     plain: &[String],
     tls: &[String],
     workers: usize,
-) -> std::io::Result<Vec<Vec<worker::Listener>>> {
-    let mut per_worker: Vec<Vec<worker::Listener>> = (0..workers).map(|_| Vec::new()).collect();
+) -> std::io::Result<Vec<Vec<listener::Listener>>> {
+    let mut per_worker: Vec<Vec<listener::Listener>> = (0..workers).map(|_| Vec::new()).collect();
     let addrs = plain
         .iter()
         .map(|a| (a, false))
@@ -148,7 +148,7 @@ fn bind_listeners(
             sock.listen(4096)?;
             let l: std::net::TcpListener = sock.into();
             addr = l.local_addr()?;
-            list.push(worker::Listener {
+            list.push(listener::Listener {
                 socket: l,
                 tls: is_tls,
             });
@@ -265,7 +265,7 @@ pub fn serve(config_path: &str, raw: RawConfig) -> Result<(), String> {
         let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
         let t = std::thread::Builder::new()
             .name(format!("modelgate-w{id}"))
-            .spawn(move || worker::run(id, core, io, shared, ls))
+            .spawn(move || listener::run(id, core, io, shared, ls))
             .map_err(|e| e.to_string())?;
         threads.push(t);
     }

@@ -242,7 +242,7 @@ pub fn submit_task_id(body: &[u8]) -> Option<Cow<'_, str>> {
 /// body into `resp.buf`, where the relay finds it, and remembers the
 /// task id → `svc`. Answers that are not 2xx, streams, too large, or not
 /// framed by length or chunks are relayed without being remembered.
-pub async fn remember_submit(tasks: &TaskMap, svc: &Service, resp: &mut Response) {
+pub async fn remember_submit(tasks: &TaskMap, svc: &Service, resp: &mut Response<'_>) {
     let streamed = resp
         .head
         .header(&resp.buf, "content-type")
@@ -291,8 +291,8 @@ pub async fn remember_submit(tasks: &TaskMap, svc: &Service, resp: &mut Response
 
 /// Appends upstream bytes to `resp.buf`; false on end, error or timeout
 /// (the relay then meets the same condition and ends the answer).
-async fn read_more(resp: &mut Response, timeout: Duration) -> bool {
-    matches!(resp.conn.read_append(&mut resp.buf, timeout).await, Ok(n) if n > 0)
+async fn read_more(resp: &mut Response<'_>, timeout: Duration) -> bool {
+    matches!(resp.lease.conn().read_append(&mut resp.buf, timeout).await, Ok(n) if n > 0)
 }
 
 #[cfg(test)]

@@ -7,42 +7,31 @@
 //! the `101` falls back to the next target. Any other answer (401, 404…)
 //! is relayed as a plain HTTP response.
 
+use crate::attempt::{self, NotSent, Outcome, Plan, To};
+use crate::client::{Body, Client};
 use crate::config::catalog::RouteDef;
-use crate::config::{ModelApi, Snapshot, Target};
-use crate::conn::{Client, RequestBody};
+use crate::config::{ModelApi, Service, Target};
 use crate::error::{Error, Kind};
-use crate::http::head::{self, Method, RequestHead};
+use crate::forward::{request_head, upstream_target, Hop, Origin};
+use crate::http::head::{self, Method};
 use crate::http::write::{BodyHeader, HeadWriter};
 use crate::http::ws::{self, Borrowed};
-use crate::observe::Record;
-use crate::proxy::{request_head, retry_status, upstream_target};
 use crate::relay::{self, Reply};
-use crate::upstream::exchange::{exchange, Request, Response};
+use crate::request::Request;
+use crate::upstream::exchange::Response;
 use crate::upstream::Conn;
 use crate::worker::Worker;
 
 /// Serves a request on a WebSocket route. Returns whether the client
 /// connection may serve another request (never after a tunnel).
-#[allow(clippy::too_many_arguments)]
 pub async fn proxy(
-    w: &Worker,
-    c: &mut Client,
-    snap: &Snapshot,
-    head: &RequestHead,
-    body: &RequestBody,
-    consumed: usize,
+    rq: &mut Request<'_>,
     route: &RouteDef,
     api: &ModelApi,
     forward_path: &str,
     order: &[&Target],
-    reply: &mut Reply,
-    rec: &mut Record,
 ) -> bool {
-    if !body.is_whole() {
-        reply.keep_alive = false;
-    }
-    if !ws::is_websocket_upgrade(head, &c.inbuf) {
-        c.consume(consumed);
+    if !ws::is_websocket_upgrade(rq.head, &rq.c.inbuf) {
         let e = Error::new(
             Kind::BadRequest,
             format!(
@@ -50,113 +39,132 @@ pub async fn proxy(
                 route.name
             ),
         );
-        return relay::error(c, reply, &e, rec).await;
+        return rq.refuse(&e).await;
     }
-    if c.tls.is_some() {
+    if rq.c.tls.is_some() {
         // The tunnel copies raw socket bytes; over TLS it would need to
         // decrypt and re-encrypt each direction, which it does not do yet.
-        c.consume(consumed);
         let e = Error::new(
             Kind::BadRequest,
             "WebSocket routes are served on plain listeners only (not on server.tls.listen)",
         );
-        return relay::error(c, reply, &e, rec).await;
+        return rq.refuse(&e).await;
     }
-    let query = head.query(&c.inbuf).map(str::to_string);
-    let mut last_error = None;
-    for (n, target) in order.iter().enumerate() {
-        let svc = &snap.services[target.service];
-        let last = n + 1 == order.len();
-        reply.fallbacks = n;
-        if svc.provider.is_mock() || !svc.provider.speaks(api.protocol) {
-            last_error = Some(Error::new(
+    let query = rq.head.query(&rq.c.inbuf).map(str::to_string);
+    let mut plan = Upgrade {
+        w: rq.w,
+        api,
+        origin: Origin {
+            head: rq.head,
+            request_id: &rq.reply.request_id,
+            route,
+        },
+        forward_path,
+        query: query.as_deref(),
+    };
+    let body = rq.body.as_mut().expect("body read");
+    let outcome = attempt::run(rq.w, rq.c, rq.snap, order, body, &mut rq.rec, &mut plan).await;
+    let (attempted, resp) = match outcome {
+        Outcome::Answered(attempted, resp) => (attempted, resp),
+        Outcome::Failed(fallbacks, e) => {
+            rq.reply.fallbacks = fallbacks;
+            return rq.refuse(&e).await;
+        }
+        Outcome::ClientGone => return false,
+        Outcome::Mock(..) => unreachable!("mock targets are skipped by the plan"),
+    };
+    rq.reply.fallbacks = attempted.fallbacks;
+    rq.settle();
+    let svc = attempted.svc;
+    if resp.head.status != 101 {
+        // Any other answer (401, 404…) is relayed as a plain HTTP response.
+        let mut watch = Default::default();
+        return relay::response(
+            rq.w,
+            rq.c,
+            &mut rq.reply,
+            svc,
+            resp,
+            &mut rq.rec,
+            &mut watch,
+        )
+        .await;
+    }
+    rq.rec.status = 101;
+    tunnel(rq.c, &rq.reply, resp, svc.timeout, &svc.name).await;
+    false
+}
+
+/// The upgrade request each attempt sends.
+struct Upgrade<'r> {
+    w: &'r Worker,
+    api: &'r ModelApi,
+    origin: Origin<'r>,
+    forward_path: &'r str,
+    query: Option<&'r str>,
+}
+
+impl Plan for Upgrade<'_> {
+    type Prepared = String;
+
+    fn prepare(
+        &mut self,
+        _: &Client,
+        _: &Body,
+        _: &Target,
+        svc: &Service,
+    ) -> Result<String, NotSent> {
+        let protocol = self.api.protocol;
+        if svc.provider.is_mock() || !svc.provider.speaks(protocol) {
+            return Err(NotSent::Skip(Error::new(
                 Kind::BadRequest,
                 format!(
                     "service {} ({}) does not serve {} WebSockets",
                     svc.name,
                     svc.provider.kind,
-                    api.protocol.as_str()
+                    protocol.as_str()
                 ),
-            ));
-            if last {
-                break;
-            }
-            continue;
+            )));
         }
-        let path = upstream_target(svc, api.protocol, forward_path, query.as_deref(), "");
-        let mut bytes = Vec::with_capacity(1024);
-        let span = rec.attempt(target.service, target.model.as_deref());
-        request_head(
-            &mut bytes,
-            head,
-            c,
+        Ok(upstream_target(
             svc,
-            route,
-            &path,
-            &reply.request_id,
-            w.next_key(),
-            BodyHeader::Omit,
-            (&rec.trace, span),
-        );
+            protocol,
+            self.forward_path,
+            self.query,
+            "",
+        ))
+    }
+
+    fn wire(&mut self, c: &Client, _: &Body, path: String, to: To<'_>, bytes: &mut Vec<u8>) {
+        let hop = Hop {
+            svc: to.svc,
+            endpoint: to.endpoint,
+            path: &path,
+            key: self.w.next_key(),
+            framing: BodyHeader::Omit,
+            trace: to.trace,
+        };
+        request_head(bytes, c, &self.origin, &hop);
         // The upgrade is hop-by-hop: asked for again on the upstream hop.
         bytes.truncate(bytes.len() - 2);
         bytes.extend_from_slice(b"connection: upgrade\r\nupgrade: websocket\r\n\r\n");
-        let mut req = Request {
-            bytes,
-            method: Method::Get,
-            rest: None,
-            first_packet: None,
-        };
-        let result = exchange(w, svc, &mut req).await;
-        match &result {
-            Ok(resp) => w.health.record(svc, resp.head.status < 500),
-            Err(e) if e.retryable() => w.health.record(svc, false),
-            Err(_) => {}
-        }
-        match result {
-            Ok(resp) if resp.head.status == 101 => {
-                c.consume(consumed);
-                rec.attempt_answered(101, false);
-                rec.status = 101;
-                let idle = svc.timeout;
-                tunnel(c, reply, resp, idle, &svc.name).await;
-                return false;
-            }
-            Ok(resp) if !last && retry_status(resp.head.status) => {
-                tracing::debug!(service = %svc.name, status = resp.head.status, "upgrade failed; falling back");
-                rec.attempt_answered(resp.head.status, true);
-                resp.conn.close().await;
-            }
-            Ok(resp) => {
-                c.consume(consumed);
-                rec.attempt_answered(resp.head.status, false);
-                return relay::response(w, c, reply, svc, resp, rec, &mut Default::default()).await;
-            }
-            Err(e) => {
-                tracing::debug!(service = %svc.name, error = %e, "upgrade attempt failed");
-                rec.attempt_failed(&e);
-                last_error = Some(e);
-                if last {
-                    break;
-                }
-            }
-        }
     }
-    c.consume(consumed);
-    let e = last_error.unwrap_or_else(|| Error::new(Kind::Internal, "no attempt was made"));
-    relay::error(c, reply, &e, rec).await
+
+    fn method(&self) -> Method {
+        Method::Get
+    }
 }
 
 /// Relays the `101` and then bytes both ways until either side is done.
 async fn tunnel(
     c: &mut Client,
     reply: &Reply,
-    resp: Response,
+    resp: Response<'_>,
     idle: std::time::Duration,
     service: &str,
 ) {
     let Response {
-        conn,
+        lease,
         head: rh,
         buf,
     } = resp;
@@ -187,7 +195,7 @@ async fn tunnel(
     to_client.extend_from_slice(&buf[rh.head_len..]);
     let to_upstream = std::mem::take(&mut c.inbuf);
     let client = Borrowed(&mut c.stream);
-    let moved = match conn {
+    let moved = match lease.into_conn() {
         Conn::Plain(s) => ws::tunnel(client, s, to_upstream, to_client, idle).await,
         Conn::Tls(s, _) => ws::tunnel(client, *s, to_upstream, to_client, idle).await,
     };

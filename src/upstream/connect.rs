@@ -43,6 +43,11 @@ impl Conn {
         }
     }
 
+    /// Whether an idle connection is still open (see [`crate::sys`]).
+    pub fn is_open(&self) -> bool {
+        crate::sys::idle_socket_open(self.fd())
+    }
+
     /// The socket: a timed-out read is ended by shutting its receive side.
     fn fd(&self) -> RawFd {
         match self {
@@ -94,7 +99,7 @@ impl Conn {
                 res.map_err(ReadError::Io)
             }
             _ = timer => {
-                crate::conn::shut_receive(fd);
+                crate::sys::shut_receive(fd);
                 let (_, slice) = read.await;
                 *buf = slice.into_inner();
                 Err(ReadError::TimedOut)

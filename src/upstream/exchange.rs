@@ -1,68 +1,117 @@
-//! One attempt against one service: take a pooled connection (or open
-//! one), send the request, and read the response head — plus, for streams
-//! with a first packet timeout, the first body bytes.
+//! One attempt's exchange with a service: lease a connection (a pooled one
+//! still open, else a new one), send the request — head and held body,
+//! then the rest of a streamed body from the [`BodySource`] it is handed —
+//! and read the answer's head: interim (1xx) answers skipped, the whole
+//! wait bounded by the service's timeout; for streams with a first packet
+//! timeout, also the first body bytes.
+//!
+//! Nothing is sent twice here: a pooled connection is only given up for a
+//! fresh one while the request could not have reached the service (the
+//! write failed). Whether another attempt follows is the attempt engine's
+//! call.
 
 use super::connect::ReadError;
-use super::Endpoint;
-use super::{connect, Conn};
-use crate::config::Service;
-use crate::conn::{client_gone, Client, Rest};
+use super::pool::{Lease, Pool};
+use super::{connect, Endpoint};
 use crate::error::{Error, Kind};
 use crate::http::head::{self, Method, ParseError, ResponseHead};
-use crate::worker::Worker;
 use std::io;
 use std::time::{Duration, Instant};
 
-pub struct Response {
-    pub conn: Conn,
+/// Largest upstream response head.
+const MAX_HEAD: usize = 64 * 1024;
+/// Pooled connections tried before a fresh one is opened.
+const POOLED_TRIES: usize = 2;
+
+/// What one attempt needs to know of the service it calls.
+pub struct Call<'a> {
+    pub service: &'a str,
+    pub endpoint: &'a Endpoint,
+    pub connect_timeout: Duration,
+    /// The longest wait for the answer's head, in total.
+    pub timeout: Duration,
+    pub method: Method,
+    /// For streams: the longest wait for the first body bytes.
+    pub first_packet: Option<Duration>,
+}
+
+pub struct Response<'p> {
+    pub lease: Lease<'p>,
     pub head: ResponseHead,
     /// The head bytes followed by whatever body bytes came with them.
     pub buf: Vec<u8>,
 }
 
-/// What to send: the request head and held body, and maybe a rest still
-/// on the client socket.
-pub struct Request<'a> {
-    pub bytes: Vec<u8>,
-    pub method: Method,
-    pub rest: Option<(&'a mut Client, &'a mut Rest)>,
-    /// For streams: the longest wait for the first body bytes.
-    pub first_packet: Option<Duration>,
+/// The rest of a request body, still arriving from the client.
+// Single-threaded runtime: the futures need no `Send` bound.
+#[allow(async_fn_in_trait)]
+pub trait BodySource {
+    /// Appends the next part of the body, framed for the upstream hop, to
+    /// `out`; true once the body is complete.
+    async fn next(&mut self, out: &mut Vec<u8>) -> Result<bool, Error>;
 }
 
-enum Failure {
-    /// Nothing came back on a reused connection: the server had closed it.
-    Stale,
-    Failed(Error),
+/// A request whose body was sent whole with its head.
+pub struct NoRest;
+
+impl BodySource for NoRest {
+    async fn next(&mut self, _: &mut Vec<u8>) -> Result<bool, Error> {
+        Ok(true)
+    }
 }
 
-pub async fn exchange(w: &Worker, svc: &Service, req: &mut Request<'_>) -> Result<Response, Error> {
-    let up = svc.endpoint().expect("remote service");
-    // A pooled connection may have been closed by the server while idle;
-    // that shows as a failure before any response byte, retried once fresh.
-    if let Some(conn) = w.pool.take(&up.pool_key) {
-        match roundtrip(w, conn, svc, req).await {
-            Ok(r) => return Ok(r),
-            Err(Failure::Failed(e)) => return Err(e),
-            Err(Failure::Stale) => {}
+/// Sends `bytes` (head and held body) and then `rest`; returns the
+/// connection, now awaiting the answer.
+pub async fn send<'p, B: BodySource>(
+    pool: &'p Pool,
+    addr_start: usize,
+    call: &Call<'p>,
+    mut bytes: Vec<u8>,
+    rest: &mut B,
+) -> Result<Lease<'p>, Error> {
+    let key = &call.endpoint.pool_key;
+    let mut sent = None;
+    for _ in 0..POOLED_TRIES {
+        let Some(mut lease) = pool.take(key) else {
+            break;
+        };
+        let (res, b) = lease.conn().write_all(bytes).await;
+        bytes = b;
+        // A write refused on a pooled connection: the service had closed
+        // it, so none of the request can have been processed.
+        if res.is_ok() {
+            sent = Some(lease);
+            break;
         }
     }
-    let conn = open(w, svc, up).await?;
-    match roundtrip(w, conn, svc, req).await {
-        Ok(r) => Ok(r),
-        Err(Failure::Failed(e)) => Err(e),
-        Err(Failure::Stale) => Err(Error::new(
-            Kind::UpstreamProtocol,
-            format!(
-                "service {} closed the connection without answering",
-                svc.name
-            ),
-        )),
+    let mut lease = match sent {
+        Some(lease) => lease,
+        None => {
+            let conn = open(call, addr_start).await?;
+            let mut lease = Lease::new(conn, pool, key, false);
+            let (res, _) = lease.conn().write_all(bytes).await;
+            res.map_err(|e| upstream_gone(call, e))?;
+            lease
+        }
+    };
+    let mut out = Vec::new();
+    loop {
+        out.clear();
+        let done = rest.next(&mut out).await?;
+        if !out.is_empty() {
+            let (res, b) = lease.conn().write_all(out).await;
+            out = b;
+            res.map_err(|e| upstream_gone(call, e))?;
+        }
+        if done {
+            return Ok(lease);
+        }
     }
 }
 
-async fn open(w: &Worker, svc: &Service, up: &Endpoint) -> Result<Conn, Error> {
-    connect(up, w.next_addr(), svc.connect_timeout)
+async fn open(call: &Call<'_>, addr_start: usize) -> Result<super::Conn, Error> {
+    let up = call.endpoint;
+    connect(up, addr_start, call.connect_timeout)
         .await
         .map_err(|e| {
             let kind = if e.kind() == io::ErrorKind::TimedOut {
@@ -72,177 +121,107 @@ async fn open(w: &Worker, svc: &Service, up: &Endpoint) -> Result<Conn, Error> {
             };
             Error::new(
                 kind,
-                format!("service {}: connect to {}: {e}", svc.name, up.host),
+                format!(
+                    "service {}: connect to {}:{}: {e}",
+                    call.service, up.host, up.port
+                ),
             )
         })
 }
 
-async fn roundtrip(
-    w: &Worker,
-    mut conn: Conn,
-    svc: &Service,
-    req: &mut Request<'_>,
-) -> Result<Response, Failure> {
-    let (res, bytes) = conn.write_all(std::mem::take(&mut req.bytes)).await;
-    req.bytes = bytes;
-    if res.is_err() {
-        return Err(Failure::Stale);
-    }
-    if let Some((client, rest)) = req.rest.as_mut() {
-        pump_rest(client, rest, &mut conn, svc)
-            .await
-            .map_err(Failure::Failed)?;
-    }
+fn upstream_gone(call: &Call<'_>, e: io::Error) -> Error {
+    Error::new(
+        Kind::UpstreamConnect,
+        format!("service {}: sending the request: {e}", call.service),
+    )
+}
+
+/// Reads the answer's head into `buf` (a pooled buffer): what is already
+/// buffered is parsed before anything more is awaited, interim answers are
+/// skipped, and the whole wait is bounded by `call.timeout` (and by the
+/// first packet timeout, which also covers the first body bytes).
+pub async fn read_head<'p>(
+    mut lease: Lease<'p>,
+    call: &Call<'_>,
+    mut buf: Vec<u8>,
+) -> Result<Response<'p>, Error> {
     let started = Instant::now();
-    let mut buf = w.buffer();
+    let timeout = started + call.timeout;
+    let first_packet = call.first_packet.map(|fp| started + fp);
+    let deadline = first_packet.map_or(timeout, |f| f.min(timeout));
     let mut scratch = Vec::with_capacity(32);
-    // Each read waits `svc.timeout`, and the first packet timeout bounds
-    // them all; the clock is read again only when a head comes in parts.
-    let mut now = started;
     let head = loop {
-        let wait = match req.first_packet {
-            Some(fp) => fp.saturating_sub(now - started).min(svc.timeout),
-            None => svc.timeout,
-        };
-        let deadline = now + wait;
-        let fp = req.first_packet.is_some();
-        let n = read_upstream(&mut conn, &mut buf, deadline, svc, fp).await?;
-        if n == 0 {
-            return Err(if buf.is_empty() {
-                Failure::Stale
-            } else {
-                protocol_error(svc, "closed mid-head")
-            });
-        }
-        match head::parse_response(&buf, req.method, 64 * 1024, &mut scratch) {
-            Ok(h) if h.status < 200 && h.status != 101 => {
-                // Interim response (100 Continue): skip it.
-                buf.drain(..h.head_len);
-                now = Instant::now();
+        if !buf.is_empty() {
+            match head::parse_response(&buf, call.method, MAX_HEAD, &mut scratch) {
+                Ok(h) if h.status < 200 && h.status != 101 => {
+                    // Interim answer (100 Continue, 103 Early Hints): skip it.
+                    buf.drain(..h.head_len);
+                    continue;
+                }
+                Ok(h) => break h,
+                Err(ParseError::Incomplete) => {}
+                Err(e) => {
+                    let why = Error::from(e).message;
+                    return Err(protocol_error(call, &format!("bad response head: {why}")));
+                }
             }
-            Ok(h) => break h,
-            Err(ParseError::Incomplete) => now = Instant::now(),
-            Err(e) => {
+        }
+        let was_empty = buf.is_empty();
+        match read(&mut lease, &mut buf, deadline, call, deadline < timeout).await? {
+            0 if was_empty => {
                 return Err(protocol_error(
-                    svc,
-                    &format!("bad response head: {}", crate::conn::parse_error(e).message),
+                    call,
+                    "closed the connection without answering",
                 ))
             }
+            0 => return Err(protocol_error(call, "closed mid-head")),
+            _ => {}
         }
     };
     // Hold the head back until the first body bytes, so a first packet
     // timeout can still fall back.
     let awaiting_body = head.framing != head::Framing::None && buf.len() == head.head_len;
-    if let (Some(fp), true) = (req.first_packet, awaiting_body && head.status < 300) {
-        let n = read_upstream(&mut conn, &mut buf, started + fp, svc, true).await?;
-        if n == 0 {
-            return Err(protocol_error(svc, "closed before the first body byte"));
+    if let (Some(fp), true) = (first_packet, awaiting_body && head.status < 300) {
+        if read(&mut lease, &mut buf, fp, call, true).await? == 0 {
+            return Err(protocol_error(call, "closed before the first body byte"));
         }
     }
-    Ok(Response { conn, head, buf })
+    Ok(Response { lease, head, buf })
 }
 
-/// Appends upstream bytes to `buf`, bounded by `wait`.
-async fn read_upstream(
-    conn: &mut Conn,
+/// Appends upstream bytes to `buf` until `deadline`; `first_packet`: the
+/// deadline is the first packet timeout's.
+async fn read(
+    lease: &mut Lease<'_>,
     buf: &mut Vec<u8>,
     deadline: Instant,
-    svc: &Service,
+    call: &Call<'_>,
     first_packet: bool,
-) -> Result<usize, Failure> {
-    match conn.read_append_until(buf, deadline).await {
+) -> Result<usize, Error> {
+    match lease.conn().read_append_until(buf, deadline).await {
         Ok(n) => Ok(n),
-        Err(ReadError::Io(_)) => {
-            if buf.is_empty() {
-                Err(Failure::Stale)
-            } else {
-                Err(protocol_error(svc, "connection reset mid-head"))
-            }
-        }
-        Err(ReadError::TimedOut) if first_packet => Err(Failure::Failed(Error::new(
+        Err(ReadError::Io(e)) => Err(protocol_error(call, &format!("connection reset: {e}"))),
+        Err(ReadError::TimedOut) if first_packet => Err(Error::new(
             Kind::FirstPacketTimeout,
             format!(
                 "service {}: no first packet within the first packet timeout",
-                svc.name
+                call.service
             ),
-        ))),
-        Err(ReadError::TimedOut) => Err(Failure::Failed(Error::new(
+        )),
+        Err(ReadError::TimedOut) => Err(Error::new(
             Kind::UpstreamTimeout,
             format!(
                 "service {}: no response within {} ms",
-                svc.name,
-                svc.timeout.as_millis()
+                call.service,
+                call.timeout.as_millis()
             ),
-        ))),
+        )),
     }
 }
 
-fn protocol_error(svc: &Service, what: &str) -> Failure {
-    Failure::Failed(Error::new(
+fn protocol_error(call: &Call<'_>, what: &str) -> Error {
+    Error::new(
         Kind::UpstreamProtocol,
-        format!("service {}: {what}", svc.name),
-    ))
-}
-
-/// Streams the part of a large request body still on the client socket.
-async fn pump_rest(
-    client: &mut Client,
-    rest: &mut Rest,
-    conn: &mut Conn,
-    svc: &Service,
-) -> Result<(), Error> {
-    use crate::http::body::{write_chunk_header, LAST_CHUNK};
-    let idle = Duration::from_secs(60);
-    let upstream_gone =
-        |e: io::Error| Error::new(Kind::UpstreamConnect, format!("service {}: {e}", svc.name));
-    let mut out = Vec::with_capacity(16 * 1024 + 16);
-    loop {
-        out.clear();
-        let done = match rest {
-            Rest::Length(0) => true,
-            Rest::Length(left) => {
-                if client.inbuf.is_empty()
-                    && client.read_more(idle).await.map_err(client_gone)? == 0
-                {
-                    return Err(client_gone(io::ErrorKind::UnexpectedEof.into()));
-                }
-                let take = (*left as usize).min(client.inbuf.len());
-                out.extend_from_slice(&client.inbuf[..take]);
-                client.consume(take);
-                *left -= take as u64;
-                false
-            }
-            Rest::Chunked(decoder) => {
-                if client.inbuf.is_empty()
-                    && client.read_more(idle).await.map_err(client_gone)? == 0
-                {
-                    return Err(client_gone(io::ErrorKind::UnexpectedEof.into()));
-                }
-                let mut data = Vec::new();
-                let p = decoder
-                    .decode(&client.inbuf, |d| data.extend_from_slice(d))
-                    .map_err(|e| {
-                        Error::new(Kind::BadRequest, format!("malformed chunked body: {e:?}"))
-                    })?;
-                client.consume(p.consumed);
-                if !data.is_empty() {
-                    write_chunk_header(data.len(), &mut out);
-                    out.extend_from_slice(&data);
-                    out.extend_from_slice(b"\r\n");
-                }
-                if p.done {
-                    out.extend_from_slice(LAST_CHUNK);
-                }
-                p.done
-            }
-        };
-        if !out.is_empty() {
-            let (res, b) = conn.write_all(out).await;
-            out = b;
-            res.map_err(upstream_gone)?;
-        }
-        if done {
-            return Ok(());
-        }
-    }
+        format!("service {}: {what}", call.service),
+    )
 }

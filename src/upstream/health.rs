@@ -3,7 +3,6 @@
 //! other targets can serve. Never shared across cores: no locks; each core
 //! learns on its own traffic.
 
-use crate::config::Service;
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
@@ -26,35 +25,36 @@ pub struct Health {
 }
 
 impl Health {
-    pub fn is_ejected(&self, svc: &Service) -> bool {
-        if svc.outlier.is_none() {
+    /// Whether service `name` (with ejection `policy`) is ejected now.
+    pub fn is_ejected(&self, name: &str, policy: Option<OutlierPolicy>) -> bool {
+        if policy.is_none() {
             return false;
         }
         let services = self.services.borrow();
         // The clock is read only for a service that has been ejected.
-        matches!(services.get(&svc.name), Some(State { ejected_until: Some(t), .. }) if *t > Instant::now())
+        matches!(services.get(name), Some(State { ejected_until: Some(t), .. }) if *t > Instant::now())
     }
 
     /// Records the outcome of one attempt: `ok` unless it failed to connect,
     /// timed out, or answered 5xx.
-    pub fn record(&self, svc: &Service, ok: bool) {
-        let Some(policy) = svc.outlier else { return };
+    pub fn record(&self, name: &str, policy: Option<OutlierPolicy>, ok: bool) {
+        let Some(policy) = policy else { return };
         let mut services = self.services.borrow_mut();
         if ok {
-            if let Some(s) = services.get_mut(&svc.name) {
+            if let Some(s) = services.get_mut(name) {
                 s.consecutive = 0;
                 s.ejections = 0;
                 s.ejected_until = None;
             }
             return;
         }
-        let s = services.entry(svc.name.clone()).or_default();
+        let s = services.entry_ref(name).or_default();
         s.consecutive += 1;
         if s.consecutive >= policy.consecutive_failures {
             s.ejections = (s.ejections + 1).min(MAX_BACKOFF);
             s.ejected_until = Some(Instant::now() + policy.ejection * s.ejections);
             s.consecutive = 0;
-            tracing::warn!(service = %svc.name, for_ms = (policy.ejection * s.ejections).as_millis() as u64, "service ejected");
+            tracing::warn!(service = %name, for_ms = (policy.ejection * s.ejections).as_millis() as u64, "service ejected");
         }
     }
 }

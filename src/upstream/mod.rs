@@ -10,4 +10,4 @@ pub mod whole;
 
 pub use connect::{connect, Conn};
 pub use endpoint::Endpoint;
-pub use pool::Pool;
+pub use pool::{Lease, Pool};

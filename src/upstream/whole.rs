@@ -4,35 +4,34 @@
 
 use super::connect::ReadError;
 use super::exchange::Response;
-use super::Conn;
+use super::pool::Lease;
 use crate::error::{Error, Kind};
 use crate::http::body::ChunkedDecoder;
 use crate::http::head::{Framing, ResponseHead};
 use std::time::Duration;
 
+/// A whole answer; its connection went back to the pool when it could.
 pub struct WholeResponse {
-    pub conn: Conn,
     pub head: ResponseHead,
     /// The head's bytes (its header ranges index these).
     pub head_bytes: Vec<u8>,
     pub body: Vec<u8>,
-    /// Whether `conn` may go back to the pool.
-    pub reusable: bool,
 }
 
 /// Reads the rest of `resp`'s body, at most `cap` bytes, each read within
 /// `timeout`.
 pub async fn read_whole(
-    resp: Response,
+    resp: Response<'_>,
     service: &str,
     timeout: Duration,
     cap: usize,
 ) -> Result<WholeResponse, Error> {
     let Response {
-        mut conn,
+        mut lease,
         head,
         buf: mut head_bytes,
     } = resp;
+    let conn = &mut lease;
     let mut raw = head_bytes.split_off(head.head_len);
     let fail = |why: &str| Error::new(Kind::UpstreamProtocol, format!("service {service}: {why}"));
     let too_large = || fail(&format!("response body over {cap} bytes"));
@@ -44,7 +43,7 @@ pub async fn read_whole(
             }
             let n = n as usize;
             while raw.len() < n {
-                if read(&mut conn, &mut raw, timeout, service).await? == 0 {
+                if read(conn, &mut raw, timeout, service).await? == 0 {
                     return Err(fail("closed mid-body"));
                 }
             }
@@ -63,13 +62,13 @@ pub async fn read_whole(
                     break (body, head.keep_alive && p.consumed == raw.len());
                 }
                 raw.clear();
-                if read(&mut conn, &mut raw, timeout, service).await? == 0 {
+                if read(conn, &mut raw, timeout, service).await? == 0 {
                     return Err(fail("closed mid-body"));
                 }
             }
         }
         Framing::UntilClose => {
-            while read(&mut conn, &mut raw, timeout, service).await? > 0 {
+            while read(conn, &mut raw, timeout, service).await? > 0 {
                 if raw.len() > cap {
                     return Err(too_large());
                 }
@@ -77,23 +76,24 @@ pub async fn read_whole(
             (raw, false)
         }
     };
+    if reusable {
+        lease.reusable();
+    }
     Ok(WholeResponse {
-        conn,
         head,
         head_bytes,
         body,
-        reusable,
     })
 }
 
 /// Appends what `conn` sends next to `buf`; 0 at end of stream.
 async fn read(
-    conn: &mut Conn,
+    conn: &mut Lease<'_>,
     buf: &mut Vec<u8>,
     timeout: Duration,
     service: &str,
 ) -> Result<usize, Error> {
-    match conn.read_append(buf, timeout).await {
+    match conn.conn().read_append(buf, timeout).await {
         Ok(n) => Ok(n),
         Err(ReadError::Io(e)) => Err(Error::new(
             Kind::UpstreamProtocol,
