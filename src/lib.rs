@@ -24,6 +24,7 @@ pub mod http;
 pub mod limit;
 pub mod listener;
 pub mod moderation;
+pub mod multipart;
 pub mod observe;
 pub mod protocol;
 pub mod provider;
