@@ -16,7 +16,7 @@ use crate::multipart::{self, MultipartModel};
 use crate::observe::trace::{self, SpanId};
 use crate::protocol::translate::{request as translate_request, Direction};
 use crate::provider::Auth;
-use crate::relay::Reshape;
+use crate::request::Reshape;
 use crate::upstream::Endpoint;
 use crate::worker::Worker;
 use std::borrow::Cow;

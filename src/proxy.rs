@@ -22,8 +22,8 @@ use crate::http::head::RequestHead;
 use crate::limit::Charge;
 use crate::multipart;
 use crate::provider::mock;
-use crate::relay::{self, Reshape};
-use crate::request::Request;
+use crate::relay;
+use crate::request::{Request, Reshape};
 use crate::route::{api, select};
 use crate::scenario::{tasks, websocket};
 use crate::watch::Watch;
@@ -151,7 +151,7 @@ async fn pipeline(rq: &mut Request<'_>) -> Result<bool, Error> {
             rq.reply.reshape = out.reshape;
             let answer = mock::answer(&out.path, out.body(rq.held()));
             rq.settle();
-            return Ok(relay::mock(rq.c, &rq.reply, answer, &mut rq.rec, &mut rq.watch).await);
+            return Ok(relay::mock(rq, answer).await);
         }
         Outcome::Failed(fallbacks, e) => {
             rq.reply.fallbacks = fallbacks;
@@ -168,17 +168,7 @@ async fn pipeline(rq: &mut Request<'_>) -> Result<bool, Error> {
         tasks::remember_submit(&rq.w.shared.tasks, attempted.svc, &mut resp).await;
     }
     rq.settle();
-    let (w, svc) = (rq.w, attempted.svc);
-    Ok(relay::response(
-        w,
-        rq.c,
-        &mut rq.reply,
-        svc,
-        resp,
-        &mut rq.rec,
-        &mut rq.watch,
-    )
-    .await)
+    Ok(relay::response(rq, attempted.svc, resp).await)
 }
 
 /// Phase 1: the Model API and route for the request's host, method and

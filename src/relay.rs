@@ -9,101 +9,23 @@ use crate::error::{Error, Kind};
 use crate::http::body::{write_chunk_header, ChunkedDecoder, LAST_CHUNK};
 use crate::http::head::{self, Framing};
 use crate::http::sse::SseSplitter;
-use crate::http::write::{BodyHeader, HeadWriter};
+use crate::http::write::BodyHeader;
 use crate::observe::usage::BodyTail;
 use crate::observe::{Record, Usage};
 use crate::protocol;
 use crate::protocol::openai::is_usage_only_chunk;
 use crate::protocol::translate::{self, stream::StreamTranslator, Direction};
 use crate::provider::mock::MockAnswer;
+use crate::request::{write_error, Request, Reshape};
 use crate::upstream::exchange::Response;
 use crate::upstream::whole::read_whole;
+use crate::upstream::Lease;
 use crate::watch::Watch;
-use crate::worker::Worker;
 use std::time::Duration;
 
-/// How the answer to this request is written.
-pub struct Reply {
-    pub request_id: String,
-    pub protocol: Protocol,
-    pub fallbacks: usize,
-    pub keep_alive: bool,
-    pub http10: bool,
-    pub head_only: bool,
-    pub reshape: Reshape,
-    /// The service that answered, told (`x-modelgate-service`) only to the
-    /// admin's debug request.
-    pub service: Option<String>,
-}
-
-/// What the relay does to the upstream's answer before the client sees it.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Reshape {
-    /// Relayed as it comes, never parsed.
-    #[default]
-    None,
-    /// An OpenAI stream the gateway asked usage of: the usage-only chunk
-    /// is dropped (the client did not ask for it).
-    HideUsageChunk,
-    /// Translated into the client's protocol: whole answers and errors
-    /// re-framed, streams event by event. `client_usage`: an OpenAI client
-    /// asked for the usage chunk.
-    Translate {
-        direction: Direction,
-        client_usage: bool,
-    },
-}
-
-impl Reply {
-    fn head<'a>(&self, out: &'a mut Vec<u8>, status: u16) -> HeadWriter<'a> {
-        let mut h = HeadWriter::response(out, status);
-        h.header(b"x-request-id", self.request_id.as_bytes());
-        let mut n = itoa::Buffer::new();
-        h.header(b"x-modelgate-fallback", n.format(self.fallbacks).as_bytes());
-        if let Some(s) = &self.service {
-            h.header(b"x-modelgate-service", s.as_bytes());
-        }
-        if !self.keep_alive {
-            h.header(b"connection", b"close");
-        } else if self.http10 {
-            h.header(b"connection", b"keep-alive");
-        }
-        h
-    }
-}
-
-/// A gateway error in the client's protocol shape.
-pub async fn error(c: &mut Client, reply: &Reply, e: &Error, rec: &mut Record) -> bool {
-    rec.status = e.status();
-    rec.error = Some(e.code());
-    let body = e.body(reply.protocol, &reply.request_id);
-    let mut out = Vec::with_capacity(256 + body.len());
-    let mut h = reply.head(&mut out, e.status());
-    h.header(b"content-type", b"application/json");
-    if e.kind == Kind::RateLimited {
-        let mut n = itoa::Buffer::new();
-        h.header(
-            b"retry-after",
-            n.format(e.retry_after.unwrap_or(60)).as_bytes(),
-        );
-    }
-    h.body(BodyHeader::Length(body.len() as u64));
-    h.finish();
-    if !reply.head_only {
-        out.extend_from_slice(&body);
-    }
-    let (res, _) = c.write(out).await;
-    res.is_ok() && reply.keep_alive
-}
-
 /// An in-process answer of the `mock` provider.
-pub async fn mock(
-    c: &mut Client,
-    reply: &Reply,
-    mut answer: MockAnswer,
-    rec: &mut Record,
-    watch: &mut Watch,
-) -> bool {
+pub async fn mock(rq: &mut Request<'_>, mut answer: MockAnswer) -> bool {
+    let (c, reply, rec, watch) = (&mut *rq.c, &rq.reply, &mut rq.rec, &mut rq.watch);
     rec.status = answer.status;
     // Usage is read before the hidden usage chunk is dropped.
     if answer.events.is_empty() {
@@ -118,7 +40,7 @@ pub async fn mock(
     // Moderation sees what the client would get.
     if answer.events.is_empty() {
         if !watch.allows_whole(&answer.body) {
-            return error(c, reply, &watch.blocked_error(), rec).await;
+            return write_error(c, reply, &watch.blocked_error(), rec).await;
         }
     } else if let Some(cut) = answer.events.iter().position(|e| !watch.allows_event(e)) {
         let e = watch.blocked_error();
@@ -178,27 +100,15 @@ fn copied(name: &[u8]) -> bool {
 }
 
 /// Relays an upstream response: head, then body as it arrives.
-pub async fn response(
-    w: &Worker,
-    c: &mut Client,
-    reply: &mut Reply,
-    svc: &Service,
-    resp: Response<'_>,
-    rec: &mut Record,
-    watch: &mut Watch,
-) -> bool {
-    rec.status = resp.head.status;
-    let Response {
-        mut lease,
-        head: rh,
-        mut buf,
-    } = resp;
-    let is_sse = rh
-        .header(&buf, "content-type")
+pub async fn response(rq: &mut Request<'_>, svc: &Service, resp: Response<'_>) -> bool {
+    rq.rec.status = resp.head.status;
+    let rh = &resp.head;
+    let content_type = rh.header(&resp.buf, "content-type");
+    let is_sse = content_type
         .is_some_and(|v| v.len() >= 17 && v[..17].eq_ignore_ascii_case(b"text/event-stream"));
     // Translated answers that are not open-ended streams are read whole,
     // and so are JSON answers that response moderation must see whole.
-    let translate = match reply.reshape {
+    let translate = match rq.reply.reshape {
         Reshape::Translate {
             direction,
             client_usage,
@@ -209,119 +119,65 @@ pub async fn response(
         }
         _ => None,
     };
-    let held = !reply.head_only && watch.holds_whole(rh.header(&buf, "content-type"));
+    let held = !rq.reply.head_only && rq.watch.holds_whole(content_type);
     if translate.is_some() || held {
-        let resp = Response {
-            lease,
-            head: rh,
-            buf,
-        };
-        return whole_answer(c, reply, svc, resp, translate, rec, watch).await;
+        return whole_answer(rq, svc, resp, translate).await;
     }
     // A JSON answer's usage is read from its last bytes.
-    let json_answer = rh.status < 300
-        && rh
-            .header(&buf, "content-type")
-            .is_some_and(|v| memchr::memmem::find(v, b"json").is_some());
+    let json_answer =
+        rh.status < 300 && content_type.is_some_and(|v| memchr::memmem::find(v, b"json").is_some());
     let framing_out = match rh.framing {
         Framing::None => BodyHeader::Omit,
         Framing::Length(n) => BodyHeader::Length(n),
         // An HTTP/1.0 client gets the body delimited by close.
-        Framing::Chunked | Framing::UntilClose if reply.http10 => {
-            reply.keep_alive = false;
+        Framing::Chunked | Framing::UntilClose if rq.reply.http10 => {
+            rq.reply.keep_alive = false;
             BodyHeader::Omit
         }
         Framing::Chunked | Framing::UntilClose => BodyHeader::Chunked,
     };
-    let reply = &*reply;
-
-    let mut out = w.buffer();
-    let mut h = reply.head(&mut out, rh.status);
+    let mut out = rq.w.buffer();
+    let mut h = rq.reply.head(&mut out, rh.status);
     for hp in &rh.headers {
-        let name = &buf[hp.name.clone()];
-        if copied(name) && !rh.connection_lists(&buf, name) {
-            h.header(name, &buf[hp.value.clone()]);
+        let name = &resp.buf[hp.name.clone()];
+        if copied(name) && !rh.connection_lists(&resp.buf, name) {
+            h.header(name, &resp.buf[hp.value.clone()]);
         }
     }
     h.body(framing_out);
     h.finish();
+    let Response {
+        mut lease,
+        head: rh,
+        mut buf,
+    } = resp;
     buf.drain(..rh.head_len);
-
+    let answer = Answer {
+        keep_alive: rh.keep_alive,
+        buf,
+    };
     match rh.framing {
         Framing::None => {
-            let (res, _) = c.write(out).await;
-            if rh.keep_alive && buf.is_empty() {
+            let (res, _) = rq.c.write(out).await;
+            if answer.keep_alive && answer.buf.is_empty() {
                 lease.reusable();
             }
-            res.is_ok() && reply.keep_alive
+            res.is_ok() && rq.reply.keep_alive
         }
         Framing::Length(n) => {
-            let mut left = n;
-            let take = (left as usize).min(buf.len());
-            // Usually the whole body came with the head: its usage is read
-            // in place, else from the tail kept while relaying.
-            let whole = take as u64 == n;
-            let usage = (json_answer && whole).then(|| {
-                let mut u = Usage::default();
-                u.scan_json(&buf[..take]);
-                u
-            });
-            let mut tail = (json_answer && !whole).then(BodyTail::default);
-            out.extend_from_slice(&buf[..take]);
-            if take > 0 {
-                tail.iter_mut().for_each(|t| t.push(&buf[..take]));
-                rec.relayed(&buf[..take]);
-                rec.first_packet();
-            }
-            left -= take as u64;
-            let extra = buf.len() > take;
-            let (res, out) = c.write(out).await;
-            w.recycle(out);
-            if res.is_err() {
-                rec.error = Some("client_closed");
-                return false;
-            }
-            while left > 0 {
-                buf.clear();
-                let n = match read(lease.conn(), buf, svc.timeout).await {
-                    (Ok(n), b) if n > 0 && n as u64 <= left => {
-                        buf = b;
-                        n
-                    }
-                    // The body was cut (or overran): the client can only
-                    // tell by a close.
-                    _ => {
-                        rec.stream_failed(&Error::new(Kind::UpstreamProtocol, "body cut"));
-                        return false;
-                    }
-                };
-                left -= n as u64;
-                tail.iter_mut().for_each(|t| t.push(&buf[..n]));
-                rec.relayed(&buf[..n]);
-                rec.first_packet();
-                let (res, b) = c.write(buf).await;
-                buf = b;
-                if res.is_err() {
-                    rec.error = Some("client_closed");
-                    return false;
-                }
-            }
-            if rh.keep_alive && !extra {
-                lease.reusable();
-            }
-            w.recycle(buf);
-            if let Some(u) = usage.or_else(|| tail.map(|t| t.usage())) {
-                rec.usage = u;
-            }
-            reply.keep_alive
+            let body = LengthBody {
+                len: n,
+                json_answer,
+            };
+            relay_length(rq, svc, &mut lease, answer, body, out).await
         }
         Framing::Chunked | Framing::UntilClose => {
-            let mut stream = Stream {
-                protocol: reply.protocol,
+            let stream = Stream {
+                protocol: rq.reply.protocol,
                 decoder: (rh.framing == Framing::Chunked).then(|| ChunkedDecoder::new(u64::MAX)),
                 events: is_sse.then(SseSplitter::default),
-                map: EventMap::new(reply.reshape),
-                chunked_out: !reply.http10,
+                map: EventMap::new(rq.reply.reshape),
+                chunked_out: !rq.reply.http10,
                 payload: Vec::with_capacity(16 * 1024),
                 usage: Usage::default(),
                 tail: (json_answer && !is_sse).then(BodyTail::default),
@@ -329,48 +185,158 @@ pub async fn response(
             };
             // Boxed: a stream lives long and its relay state is large; a
             // whole answer should not carry it in its future.
-            let outcome = Box::pin(stream.relay(c, lease.conn(), buf, out, rec, watch)).await;
-            rec.usage = match &stream.tail {
-                Some(t) => t.usage(),
-                None => stream.usage,
-            };
-            match outcome {
-                Outcome::Done { reusable } => {
-                    if reusable && rh.keep_alive && rh.framing == Framing::Chunked {
-                        lease.reusable();
-                    }
-                    reply.keep_alive
-                }
-                Outcome::ClientGone => {
-                    rec.error = Some("client_closed");
-                    false
-                }
-                // Ended with a moderation error event; the upstream
-                // connection is dropped, cancelling the rest.
-                Outcome::Blocked => reply.keep_alive,
-                Outcome::UpstreamFailed(e) if is_sse && !reply.http10 => {
-                    rec.stream_failed(&e);
-                    // Whole events only reached the client: end the stream
-                    // with one error event in its protocol (unless a
-                    // translated stream was already complete).
-                    tracing::warn!(service = %svc.name, "stream failed: {e}");
-                    let mut out = Vec::with_capacity(256);
-                    if !stream.map.client_done() {
-                        let event = protocol::stream_error_event(reply.protocol, &e);
-                        write_chunk_header(event.len(), &mut out);
-                        out.extend_from_slice(&event);
-                        out.extend_from_slice(b"\r\n");
-                    }
-                    out.extend_from_slice(LAST_CHUNK);
-                    let (res, _) = c.write(out).await;
-                    res.is_ok() && reply.keep_alive
-                }
-                Outcome::UpstreamFailed(e) => {
-                    rec.stream_failed(&e);
-                    tracing::warn!(service = %svc.name, "response body failed: {e}");
-                    false
-                }
+            let chunked = rh.framing == Framing::Chunked;
+            Box::pin(relay_stream(
+                rq, svc, &mut lease, answer, stream, out, chunked,
+            ))
+            .await
+        }
+    }
+}
+
+/// An upstream answer's body as it came with the head.
+struct Answer {
+    /// The service keeps the connection after this answer.
+    keep_alive: bool,
+    /// Body bytes read with the head.
+    buf: Vec<u8>,
+}
+
+/// A Content-Length body.
+struct LengthBody {
+    len: u64,
+    /// 2xx JSON: its usage is read.
+    json_answer: bool,
+}
+
+/// Relays a Content-Length body after the head in `out`.
+async fn relay_length(
+    rq: &mut Request<'_>,
+    svc: &Service,
+    lease: &mut Lease<'_>,
+    answer: Answer,
+    body: LengthBody,
+    mut out: Vec<u8>,
+) -> bool {
+    let (w, c, rec) = (rq.w, &mut *rq.c, &mut rq.rec);
+    let Answer {
+        keep_alive,
+        mut buf,
+    } = answer;
+    let (n, json_answer) = (body.len, body.json_answer);
+    let mut left = n;
+    let take = (left as usize).min(buf.len());
+    // Usually the whole body came with the head: its usage is read
+    // in place, else from the tail kept while relaying.
+    let whole = take as u64 == n;
+    let usage = (json_answer && whole).then(|| {
+        let mut u = Usage::default();
+        u.scan_json(&buf[..take]);
+        u
+    });
+    let mut tail = (json_answer && !whole).then(BodyTail::default);
+    out.extend_from_slice(&buf[..take]);
+    if take > 0 {
+        tail.iter_mut().for_each(|t| t.push(&buf[..take]));
+        rec.relayed(&buf[..take]);
+        rec.first_packet();
+    }
+    left -= take as u64;
+    let extra = buf.len() > take;
+    let (res, out) = c.write(out).await;
+    w.recycle(out);
+    if res.is_err() {
+        rec.error = Some("client_closed");
+        return false;
+    }
+    while left > 0 {
+        buf.clear();
+        let n = match read(lease.conn(), buf, svc.timeout).await {
+            (Ok(n), b) if n > 0 && n as u64 <= left => {
+                buf = b;
+                n
             }
+            // The body was cut (or overran): the client can only
+            // tell by a close.
+            _ => {
+                rec.stream_failed(&Error::new(Kind::UpstreamProtocol, "body cut"));
+                return false;
+            }
+        };
+        left -= n as u64;
+        tail.iter_mut().for_each(|t| t.push(&buf[..n]));
+        rec.relayed(&buf[..n]);
+        rec.first_packet();
+        let (res, b) = c.write(buf).await;
+        buf = b;
+        if res.is_err() {
+            rec.error = Some("client_closed");
+            return false;
+        }
+    }
+    if keep_alive && !extra {
+        lease.reusable();
+    }
+    w.recycle(buf);
+    if let Some(u) = usage.or_else(|| tail.map(|t| t.usage())) {
+        rec.usage = u;
+    }
+    rq.reply.keep_alive
+}
+
+/// Relays a chunked or close-delimited body after the head in `out`.
+async fn relay_stream(
+    rq: &mut Request<'_>,
+    svc: &Service,
+    lease: &mut Lease<'_>,
+    answer: Answer,
+    mut stream: Stream,
+    out: Vec<u8>,
+    chunked: bool,
+) -> bool {
+    let (c, reply, rec) = (&mut *rq.c, &rq.reply, &mut rq.rec);
+    let outcome = stream
+        .relay(c, lease.conn(), answer.buf, out, rec, &mut rq.watch)
+        .await;
+    rec.usage = match &stream.tail {
+        Some(t) => t.usage(),
+        None => stream.usage,
+    };
+    match outcome {
+        Outcome::Done { reusable } => {
+            if reusable && answer.keep_alive && chunked {
+                lease.reusable();
+            }
+            reply.keep_alive
+        }
+        Outcome::ClientGone => {
+            rec.error = Some("client_closed");
+            false
+        }
+        // Ended with a moderation error event; the upstream
+        // connection is dropped, cancelling the rest.
+        Outcome::Blocked => reply.keep_alive,
+        Outcome::UpstreamFailed(e) if stream.events.is_some() && !reply.http10 => {
+            rec.stream_failed(&e);
+            // Whole events only reached the client: end the stream
+            // with one error event in its protocol (unless a
+            // translated stream was already complete).
+            tracing::warn!(service = %svc.name, "stream failed: {e}");
+            let mut out = Vec::with_capacity(256);
+            if !stream.map.client_done() {
+                let event = protocol::stream_error_event(reply.protocol, &e);
+                write_chunk_header(event.len(), &mut out);
+                out.extend_from_slice(&event);
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(LAST_CHUNK);
+            let (res, _) = c.write(out).await;
+            res.is_ok() && reply.keep_alive
+        }
+        Outcome::UpstreamFailed(e) => {
+            rec.stream_failed(&e);
+            tracing::warn!(service = %svc.name, "response body failed: {e}");
+            false
         }
     }
 }
@@ -386,14 +352,12 @@ const MAX_HELD_BODY: usize = 32 * 1024 * 1024;
 /// seen whole by response moderation (`watch`), and re-framed with its
 /// length — or the moderation error in its place.
 async fn whole_answer(
-    c: &mut Client,
-    reply: &Reply,
+    rq: &mut Request<'_>,
     svc: &Service,
     resp: Response<'_>,
     translate: Option<(Direction, Option<bool>)>,
-    rec: &mut Record,
-    watch: &mut Watch,
 ) -> bool {
+    let (c, reply, rec, watch) = (&mut *rq.c, &rq.reply, &mut rq.rec, &mut rq.watch);
     if translate.is_some()
         && resp
             .head
@@ -407,7 +371,7 @@ async fn whole_answer(
                 svc.name
             ),
         );
-        return error(c, reply, &e, rec).await;
+        return write_error(c, reply, &e, rec).await;
     }
     let cap = match translate {
         Some(_) => MAX_TRANSLATED_BODY,
@@ -417,7 +381,7 @@ async fn whole_answer(
         Ok(a) => a,
         Err(e) => {
             tracing::warn!(service = %svc.name, "response body failed: {e}");
-            return error(c, reply, &e, rec).await;
+            return write_error(c, reply, &e, rec).await;
         }
     };
     let (rh, buf, body) = (&answer.head, &answer.head_bytes, answer.body);
@@ -449,7 +413,7 @@ async fn whole_answer(
             Ok(b) => (rh.status, b),
             Err(e) => {
                 tracing::warn!(service = %svc.name, "{e}");
-                return error(c, reply, &e, rec).await;
+                return write_error(c, reply, &e, rec).await;
             }
         },
     };
@@ -459,7 +423,7 @@ async fn whole_answer(
         None => watch.allows_whole(&body),
     };
     if !allowed {
-        return error(c, reply, &watch.blocked_error(), rec).await;
+        return write_error(c, reply, &watch.blocked_error(), rec).await;
     }
 
     let translated = translate.is_some();

@@ -13,9 +13,11 @@ use crate::client::{Body, Client};
 use crate::config::catalog::Protocol;
 use crate::config::Snapshot;
 use crate::error::Error;
+use crate::error::Kind;
 use crate::http::head::{Method, RequestHead};
+use crate::http::write::{BodyHeader, HeadWriter};
 use crate::observe::Record;
-use crate::relay::{self, Reply, Reshape};
+use crate::protocol::translate::Direction;
 use crate::watch::Watch;
 use crate::worker::Worker;
 
@@ -90,8 +92,84 @@ impl<'a> Request<'a> {
     /// connection may serve another request.
     pub async fn refuse(&mut self, e: &Error) -> bool {
         self.settle();
-        relay::error(self.c, &self.reply, e, &mut self.rec).await
+        write_error(self.c, &self.reply, e, &mut self.rec).await
     }
+}
+
+/// How the answer to this request is written.
+pub struct Reply {
+    pub request_id: String,
+    pub protocol: Protocol,
+    pub fallbacks: usize,
+    pub keep_alive: bool,
+    pub http10: bool,
+    pub head_only: bool,
+    pub reshape: Reshape,
+    /// The service that answered, told (`x-modelgate-service`) only to the
+    /// admin's debug request.
+    pub service: Option<String>,
+}
+
+/// What the relay does to the upstream's answer before the client sees it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Reshape {
+    /// Relayed as it comes, never parsed.
+    #[default]
+    None,
+    /// An OpenAI stream the gateway asked usage of: the usage-only chunk
+    /// is dropped (the client did not ask for it).
+    HideUsageChunk,
+    /// Translated into the client's protocol: whole answers and errors
+    /// re-framed, streams event by event. `client_usage`: an OpenAI client
+    /// asked for the usage chunk.
+    Translate {
+        direction: Direction,
+        client_usage: bool,
+    },
+}
+
+impl Reply {
+    /// Starts the answer's head with the headers every answer carries.
+    pub fn head<'a>(&self, out: &'a mut Vec<u8>, status: u16) -> HeadWriter<'a> {
+        let mut h = HeadWriter::response(out, status);
+        h.header(b"x-request-id", self.request_id.as_bytes());
+        let mut n = itoa::Buffer::new();
+        h.header(b"x-modelgate-fallback", n.format(self.fallbacks).as_bytes());
+        if let Some(s) = &self.service {
+            h.header(b"x-modelgate-service", s.as_bytes());
+        }
+        if !self.keep_alive {
+            h.header(b"connection", b"close");
+        } else if self.http10 {
+            h.header(b"connection", b"keep-alive");
+        }
+        h
+    }
+}
+
+/// Writes a gateway error in the client's protocol shape; whether the
+/// connection may serve another request.
+pub async fn write_error(c: &mut Client, reply: &Reply, e: &Error, rec: &mut Record) -> bool {
+    rec.status = e.status();
+    rec.error = Some(e.code());
+    let body = e.body(reply.protocol, &reply.request_id);
+    let mut out = Vec::with_capacity(256 + body.len());
+    let mut h = reply.head(&mut out, e.status());
+    h.header(b"content-type", b"application/json");
+    if e.kind == Kind::RateLimited {
+        let mut n = itoa::Buffer::new();
+        h.header(
+            b"retry-after",
+            n.format(e.retry_after.unwrap_or(60)).as_bytes(),
+        );
+    }
+    h.body(BodyHeader::Length(body.len() as u64));
+    h.finish();
+    if !reply.head_only {
+        out.extend_from_slice(&body);
+    }
+    let (res, _) = c.write(out).await;
+    res.is_ok() && reply.keep_alive
 }
 
 /// The client's `x-request-id` when it sent a sane one, else a new one.

@@ -16,7 +16,8 @@ use crate::forward::{request_head, upstream_target, Hop, Origin};
 use crate::http::head::{self, Method};
 use crate::http::write::{BodyHeader, HeadWriter};
 use crate::http::ws::{self, Borrowed};
-use crate::relay::{self, Reply};
+use crate::relay;
+use crate::request::Reply;
 use crate::request::Request;
 use crate::upstream::exchange::Response;
 use crate::upstream::Conn;
@@ -78,17 +79,11 @@ pub async fn proxy(
     let svc = attempted.svc;
     if resp.head.status != 101 {
         // Any other answer (401, 404…) is relayed as a plain HTTP response.
-        let mut watch = Default::default();
-        return relay::response(
-            rq.w,
-            rq.c,
-            &mut rq.reply,
-            svc,
-            resp,
-            &mut rq.rec,
-            &mut watch,
-        )
-        .await;
+        // (Not watched: the request's own watch keeps its charge.)
+        let charged = std::mem::take(&mut rq.watch);
+        let keep_alive = relay::response(rq, svc, resp).await;
+        rq.watch = charged;
+        return keep_alive;
     }
     rq.rec.status = 101;
     tunnel(rq.c, &rq.reply, resp, svc.timeout, &svc.name).await;
