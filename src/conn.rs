@@ -363,7 +363,7 @@ pub async fn serve(w: &Worker, stream: TcpStream, peer: SocketAddr, tls: bool) {
                     "application/json",
                     &id,
                     true,
-                    &e.body(Protocol::Openai, &id),
+                    &crate::protocol::error_body(Protocol::Openai, &e, &id),
                 );
                 let written = c.write(out).await.0.is_ok();
                 w.observe.finish(&snap, &id, &mut rec);

@@ -76,7 +76,7 @@ impl Reply {
 pub async fn error(c: &mut Client, reply: &Reply, e: &Error, rec: &mut Record) -> bool {
     rec.status = e.status();
     rec.error = Some(e.code());
-    let body = e.body(reply.protocol, &reply.request_id);
+    let body = crate::protocol::error_body(reply.protocol, e, &reply.request_id);
     let mut out = Vec::with_capacity(256 + body.len());
     let mut h = reply.head(&mut out, e.status());
     h.header(b"content-type", b"application/json");
