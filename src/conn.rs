@@ -2,10 +2,10 @@
 //! keep-alive loop that hands each request head to the proxy pipeline.
 
 use crate::config::catalog::Protocol;
-use crate::config::compile::EdgeLimits;
 use crate::error::{Error, Kind};
 use crate::http::head::{self, ParseError, RequestHead};
 use crate::http::write;
+use crate::snapshot::EdgeLimits;
 use crate::worker::Worker;
 use monoio::buf::{IoBufMut, SliceMut};
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};

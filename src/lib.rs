@@ -27,6 +27,7 @@ pub mod relay;
 pub mod route;
 pub mod runtime;
 pub mod scenario;
+pub mod snapshot;
 pub mod tls;
 pub mod upstream;
 pub mod watch;

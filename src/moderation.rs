@@ -12,11 +12,12 @@
 
 use crate::config::catalog::Protocol;
 use crate::config::raw::ModerationSpec;
-use crate::config::{Problems, Service};
+use crate::config::Problems;
 use crate::error::{Error, Kind};
 use crate::http::head::Method;
 use crate::http::write::{BodyHeader, HeadWriter};
 use crate::provider::Auth;
+use crate::snapshot::Service;
 use crate::upstream::exchange::{exchange, Request};
 use crate::upstream::whole::read_whole;
 use crate::worker::Worker;

@@ -8,7 +8,6 @@
 //! Each phase notes what it learned in the request's `observe::Record`.
 
 use crate::config::catalog::{Body, Protocol, RouteDef};
-use crate::config::{ModelApi, Service, Snapshot, Target};
 use crate::conn::{Client, RequestBody, Rest};
 use crate::error::{Error, Kind};
 use crate::extract;
@@ -22,6 +21,7 @@ use crate::relay::{self, Reply, Reshape};
 use crate::route::{api, select};
 use crate::scenario::multipart::{self, MultipartModel};
 use crate::scenario::{tasks, websocket};
+use crate::snapshot::{ModelApi, Service, Snapshot, Target};
 use crate::upstream::exchange::{exchange, Request};
 use crate::watch::Watch;
 use crate::worker::Worker;
@@ -465,7 +465,7 @@ fn read_multipart(
     c: &Client,
     body: &RequestBody,
     api: &ModelApi,
-    edge: &crate::config::compile::EdgeLimits,
+    edge: &crate::snapshot::EdgeLimits,
 ) -> Result<(ModelRequest, MultipartModel), Error> {
     let form = multipart::read_model(
         head,

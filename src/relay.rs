@@ -3,7 +3,6 @@
 //! mock answers, each with `x-request-id` and `x-modelgate-fallback`.
 
 use crate::config::catalog::Protocol;
-use crate::config::Service;
 use crate::conn::Client;
 use crate::error::{Error, Kind};
 use crate::http::body::{write_chunk_header, ChunkedDecoder, LAST_CHUNK};
@@ -16,6 +15,7 @@ use crate::protocol;
 use crate::protocol::openai::is_usage_only_chunk;
 use crate::protocol::translate::{self, stream::StreamTranslator, Direction};
 use crate::provider::mock::MockAnswer;
+use crate::snapshot::Service;
 use crate::upstream::exchange::Response;
 use crate::upstream::whole::read_whole;
 use crate::watch::Watch;

@@ -3,9 +3,9 @@
 //! admin listener, reloads on SIGHUP, drain on SIGTERM/SIGINT.
 
 use crate::admin::store::{Resources, Store};
-use crate::config::compile::{compile, Mode};
+use crate::config;
 use crate::config::raw::{IoMode, RawConfig};
-use crate::config::{self, Snapshot};
+use crate::snapshot::{compile, Mode, Snapshot};
 use crate::{admin, observe, worker};
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
@@ -77,8 +77,7 @@ impl Shared {
     /// changed, recompiles the running resources and publishes them.
     pub async fn refresh_dns(&self) {
         let snap = self.snapshot.load_full();
-        let changed =
-            tokio::task::spawn_blocking(move || crate::config::compile::dns_changed(&snap));
+        let changed = tokio::task::spawn_blocking(move || crate::snapshot::dns_changed(&snap));
         if !changed.await.unwrap_or(false) {
             return;
         }
@@ -197,7 +196,7 @@ fn choose_io(mode: IoMode) -> IoMode {
 
 /// Runs the gateway until SIGTERM/SIGINT and the drain that follows.
 pub fn serve(config_path: &str, raw: RawConfig) -> Result<(), String> {
-    let cluster = crate::cluster::Settings::from_raw(&raw.cluster)
+    let cluster = crate::config::cluster::Settings::from_raw(&raw.cluster)
         .map_err(|e| e.to_string())?
         .map(|s| crate::cluster::Link::new(&s, admin::auth::random_hex(8)).map(Arc::new))
         .transpose()?;

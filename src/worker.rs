@@ -2,9 +2,9 @@
 //! its own listeners, upstream pool, selection state and buffers.
 
 use crate::config::raw::IoMode;
-use crate::config::Snapshot;
 use crate::route::select::SelectState;
 use crate::runtime::Shared;
+use crate::snapshot::Snapshot;
 use crate::upstream::health::Health;
 use crate::upstream::Pool;
 use monoio::net::TcpListener;

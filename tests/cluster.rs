@@ -385,7 +385,8 @@ fn task_memory(
     instance: &str,
     ttl_s: u64,
 ) -> modelgate::cluster::tasks::ClusterTasks {
-    use modelgate::cluster::{tasks, Link, Settings};
+    use modelgate::cluster::{tasks, Link};
+    use modelgate::config::cluster::Settings;
     let settings = Settings {
         redis_url: redis.url(),
         key_prefix: "mgtest:".into(),

@@ -9,8 +9,8 @@
 
 use super::Link;
 use crate::admin::store::{Resources, SaveError};
-use crate::config::compile::{compile, Mode};
 use crate::runtime::Shared;
+use crate::snapshot::{compile, Mode};
 use futures_util::StreamExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -14,9 +14,9 @@
 
 use crate::cluster::tasks::{ClusterTasks, TaskMemory};
 use crate::config::catalog::{Protocol, RouteDef};
-use crate::config::{ModelApi, Selection, Service, Snapshot, Target};
 use crate::http::body::ChunkedDecoder;
 use crate::http::head::{Framing, Method, RequestHead};
+use crate::snapshot::{ModelApi, Selection, Service, Snapshot, Target};
 use crate::upstream::exchange::Response;
 use serde::Deserialize;
 use std::borrow::Cow;

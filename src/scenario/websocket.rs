@@ -8,7 +8,6 @@
 //! is relayed as a plain HTTP response.
 
 use crate::config::catalog::RouteDef;
-use crate::config::{ModelApi, Snapshot, Target};
 use crate::conn::{Client, RequestBody};
 use crate::error::{Error, Kind};
 use crate::http::head::{self, Method, RequestHead};
@@ -17,6 +16,7 @@ use crate::http::ws::{self, Borrowed};
 use crate::observe::Record;
 use crate::proxy::{request_head, retry_status, upstream_target};
 use crate::relay::{self, Reply};
+use crate::snapshot::{ModelApi, Snapshot, Target};
 use crate::upstream::exchange::{exchange, Request, Response};
 use crate::upstream::Conn;
 use crate::worker::Worker;

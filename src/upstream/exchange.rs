@@ -5,10 +5,10 @@
 use super::connect::ReadError;
 use super::Endpoint;
 use super::{connect, Conn};
-use crate::config::Service;
 use crate::conn::{client_gone, Client, Rest};
 use crate::error::{Error, Kind};
 use crate::http::head::{self, Method, ParseError, ResponseHead};
+use crate::snapshot::Service;
 use crate::worker::Worker;
 use std::io;
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! other targets can serve. Never shared across cores: no locks; each core
 //! learns on its own traffic.
 
-use crate::config::Service;
+use crate::snapshot::Service;
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
