@@ -12,6 +12,7 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod conn;
+pub mod control;
 pub mod error;
 pub mod extract;
 #[doc(hidden)]
@@ -27,7 +28,9 @@ pub mod relay;
 pub mod route;
 pub mod runtime;
 pub mod scenario;
+pub mod shared;
 pub mod snapshot;
+pub mod tasks;
 pub mod tls;
 pub mod upstream;
 pub mod watch;

@@ -67,7 +67,7 @@ async fn pipeline(
     watch: &mut Watch,
 ) -> bool {
     let debug = head
-        .header(&c.inbuf, crate::runtime::DEBUG_HEADER)
+        .header(&c.inbuf, crate::shared::DEBUG_HEADER)
         .is_some_and(|v| w.shared.trusts_debug(v));
 
     // 1. Route: host → Model API → base path → route.
@@ -685,7 +685,7 @@ pub(crate) fn retry_status(status: u16) -> bool {
 fn dropped(name: &[u8]) -> bool {
     const DROP: [&[u8]; 10] = [
         // The admin debug marker is for this gateway only.
-        crate::runtime::DEBUG_HEADER.as_bytes(),
+        crate::shared::DEBUG_HEADER.as_bytes(),
         b"host",
         b"content-length",
         b"authorization",

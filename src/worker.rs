@@ -3,7 +3,7 @@
 
 use crate::config::raw::IoMode;
 use crate::route::select::SelectState;
-use crate::runtime::Shared;
+use crate::shared::Shared;
 use crate::snapshot::Snapshot;
 use crate::upstream::health::Health;
 use crate::upstream::Pool;

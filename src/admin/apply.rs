@@ -7,7 +7,7 @@ use super::error::ApiError;
 use super::store::{Resources, SaveError, StoreState};
 use crate::config::raw::RawConfig;
 use crate::config::{FieldError, Problems};
-use crate::runtime::Shared;
+use crate::shared::Shared;
 use crate::snapshot::{compile, Mode};
 use axum::http::StatusCode;
 use std::sync::atomic::Ordering;

@@ -22,7 +22,7 @@ use crate::config::raw::RawConfig;
 use crate::config::Problems;
 use crate::error::{Error, Kind, Side};
 use crate::http::head::Method;
-use crate::runtime::Shared;
+use crate::shared::Shared;
 use access_log::{Destination, Line, Msg};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use metrics::{series_key, Delta};

@@ -113,7 +113,7 @@ pub struct Snapshot {
     pub hosts: HostIndex,
     pub drain_timeout: Duration,
     pub consumers: crate::auth::Consumers,
-    /// Rate-limit windows; `runtime::Shared::publish` swaps in the ones
+    /// Rate-limit windows; `shared::Shared::publish` swaps in the ones
     /// that outlive snapshots.
     pub limits: crate::limit::Table,
     /// For connections accepted on `server.tls.listen`.
