@@ -6,11 +6,11 @@
 //! Run: `cargo bench --bench observe`.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use modelgate::config::compile::{compile, Mode};
 use modelgate::config::raw::RawConfig;
 use modelgate::http::head::Method;
 use modelgate::observe::access_log::Destination;
 use modelgate::observe::{Observe, Record, Settings, Usage};
+use modelgate::snapshot::{compile, Mode};
 use std::time::{Duration, Instant};
 
 const CONFIG: &str = r#"

@@ -17,11 +17,11 @@
 //! `upstream`'s.
 
 use crate::client::{Body, Client};
-use crate::config::{Backend, Service, Snapshot, Target};
 use crate::error::{Error, Kind};
 use crate::http::head::Method;
 use crate::observe::trace::{self, SpanId};
 use crate::observe::Record;
+use crate::snapshot::{Backend, Service, Snapshot, Target};
 use crate::upstream::exchange::{self, Call, NoRest, Response};
 use crate::upstream::Endpoint;
 use crate::worker::Worker;

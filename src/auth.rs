@@ -86,7 +86,7 @@ impl Consumers {
         let mut owner: HashMap<Digest, String> = HashMap::new();
         for (i, c) in specs.iter().enumerate() {
             let at = format!("consumers[{i}]");
-            // Names (valid, unique) are checked by `config::compile`.
+            // Names (valid, unique) are checked by `snapshot::compile`.
             if out.by_name.contains_key(&c.name) {
                 continue;
             }
@@ -298,7 +298,7 @@ mod tests {
 
     #[test]
     fn bad_hashes_and_duplicate_keys_are_errors() {
-        // (Names, valid and unique, are `config::compile`'s to check.)
+        // (Names, valid and unique, are `snapshot::compile`'s to check.)
         let (c, p) = consumers(&[
             spec("a", &["same"], &["xyz"]),
             spec("b", &["same"], &[]),

@@ -3,10 +3,10 @@
 //! fits the body buffer, else its prefix, with the rest handed upstream as
 //! a [`BodySource`].
 
-use crate::config::compile::EdgeLimits;
 use crate::error::{Error, Kind};
 use crate::http::body::{write_chunk_header, ChunkError, ChunkedDecoder, LAST_CHUNK};
 use crate::http::head::{Framing, RequestHead};
+use crate::snapshot::EdgeLimits;
 use crate::upstream::exchange::BodySource;
 use crate::worker::Shutdown;
 use monoio::buf::{IoBufMut, SliceMut};

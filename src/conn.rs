@@ -4,10 +4,10 @@
 
 use crate::client::{Client, INITIAL_BUFFER, MAX_IDLE_BUFFER};
 use crate::config::catalog::Protocol;
-use crate::config::compile::EdgeLimits;
 use crate::error::{Error, Kind};
 use crate::http::head::{self, ParseError, RequestHead};
 use crate::http::write;
+use crate::snapshot::EdgeLimits;
 use crate::worker::Worker;
 use monoio::net::TcpStream;
 use std::io;
@@ -109,7 +109,7 @@ pub async fn serve(w: &Worker, stream: TcpStream, peer: SocketAddr, tls: bool) {
                     "application/json",
                     &id,
                     true,
-                    &e.body(Protocol::Openai, &id),
+                    &crate::protocol::error_body(Protocol::Openai, &e, &id),
                 );
                 let written = c.write(out).await.0.is_ok();
                 w.observe.finish(&snap, &id, &mut rec);

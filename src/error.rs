@@ -1,8 +1,6 @@
 //! One error type for everything that can end a request early, mapped to a
-//! status and a body in the client's protocol shape.
-
-use crate::config::catalog::Protocol;
-use crate::protocol;
+//! status and a code; `protocol::error_body` gives its body in the client's
+//! protocol shape.
 
 /// Who caused the failure: decides the status family and whether a fallback
 /// attempt may follow.
@@ -105,11 +103,6 @@ impl Error {
             Kind::UpstreamStatus => "upstream_error",
             Kind::Internal => "internal_error",
         }
-    }
-
-    /// The response body in `protocol`'s error shape.
-    pub fn body(&self, protocol: Protocol, request_id: &str) -> Vec<u8> {
-        protocol::error_body(protocol, self, request_id)
     }
 }
 

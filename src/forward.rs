@@ -7,7 +7,6 @@
 use crate::attempt::{NotSent, Plan, To};
 use crate::client::{Body, Client};
 use crate::config::catalog::{Body as BodyKind, Protocol, RouteDef};
-use crate::config::{ModelApi, Service, Target};
 use crate::error::{Error, Kind};
 use crate::extract;
 use crate::http::head::{self, Framing, Method, RequestHead};
@@ -17,6 +16,7 @@ use crate::observe::trace::{self, SpanId};
 use crate::protocol::translate::{request as translate_request, Direction};
 use crate::provider::Auth;
 use crate::request::Reshape;
+use crate::snapshot::{ModelApi, Service, Target};
 use crate::upstream::Endpoint;
 use crate::worker::Worker;
 use std::borrow::Cow;
@@ -275,7 +275,7 @@ pub fn upstream_target(
 fn dropped(name: &[u8]) -> bool {
     const DROP: [&[u8]; 10] = [
         // The admin debug marker is for this gateway only.
-        crate::runtime::DEBUG_HEADER.as_bytes(),
+        crate::shared::DEBUG_HEADER.as_bytes(),
         b"host",
         b"content-length",
         b"authorization",

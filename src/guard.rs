@@ -6,7 +6,6 @@
 use crate::attempt::{self, NotSent, Outcome, Plan, To};
 use crate::client::{Body, Client};
 use crate::config::catalog::Protocol;
-use crate::config::{ModelApi, Service, Target};
 use crate::error::{Error, Kind};
 use crate::http::head::Method;
 use crate::http::write::{BodyHeader, HeadWriter};
@@ -14,6 +13,7 @@ use crate::moderation::{self, prompt_blocked};
 use crate::observe::Record;
 use crate::provider::Auth;
 use crate::request::Request;
+use crate::snapshot::{ModelApi, Service, Target};
 use crate::upstream::whole::read_whole;
 use serde_json::Value;
 

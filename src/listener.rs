@@ -3,7 +3,7 @@
 //! accepting connections and serving each on its own task until drained.
 
 use crate::config::raw::IoMode;
-use crate::runtime::Shared;
+use crate::shared::Shared;
 use crate::worker::Worker;
 use monoio::net::TcpListener;
 use std::rc::Rc;

@@ -1,7 +1,8 @@
 //! `modelgate serve | check | version`.
 
 use clap::{Parser, Subcommand};
-use modelgate::config::{self, compile};
+use modelgate::config;
+use modelgate::snapshot;
 use std::process::ExitCode;
 
 #[global_allocator]
@@ -50,7 +51,7 @@ fn check(path: &str) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match compile::compile(&raw, 1, compile::Mode::Check) {
+    match snapshot::compile(&raw, 1, snapshot::Mode::Check) {
         Ok((_, problems)) => {
             for w in &problems.warnings {
                 eprintln!("warning: {w}");

@@ -14,7 +14,6 @@
 use crate::attempt::{self, Outcome};
 use crate::client::Client;
 use crate::config::catalog::{Body, RouteDef};
-use crate::config::{ModelApi, Snapshot, Target};
 use crate::error::{Error, Kind};
 use crate::extract;
 use crate::forward::{HttpPlan, ModelRequest, Origin};
@@ -26,6 +25,7 @@ use crate::relay;
 use crate::request::{Request, Reshape};
 use crate::route::{api, select};
 use crate::scenario::{tasks, websocket};
+use crate::snapshot::{ModelApi, Snapshot, Target};
 use crate::watch::Watch;
 use crate::worker::Worker;
 use crate::{auth, guard, limit, moderation};
@@ -64,7 +64,7 @@ async fn pipeline(rq: &mut Request<'_>) -> Result<bool, Error> {
     let snap = rq.snap;
     let debug = rq
         .head
-        .header(&rq.c.inbuf, crate::runtime::DEBUG_HEADER)
+        .header(&rq.c.inbuf, crate::shared::DEBUG_HEADER)
         .is_some_and(|v| rq.w.shared.trusts_debug(v));
 
     // 1. Route: host → Model API → base path → route.

@@ -4,7 +4,6 @@
 
 use crate::client::Client;
 use crate::config::catalog::Protocol;
-use crate::config::Service;
 use crate::error::{Error, Kind};
 use crate::http::body::{write_chunk_header, ChunkedDecoder, LAST_CHUNK};
 use crate::http::head::{self, Framing};
@@ -17,6 +16,7 @@ use crate::protocol::openai::is_usage_only_chunk;
 use crate::protocol::translate::{self, stream::StreamTranslator, Direction};
 use crate::provider::mock::MockAnswer;
 use crate::request::{write_error, Request, Reshape};
+use crate::snapshot::Service;
 use crate::upstream::exchange::Response;
 use crate::upstream::whole::read_whole;
 use crate::upstream::Lease;

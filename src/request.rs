@@ -11,13 +11,13 @@
 
 use crate::client::{Body, Client};
 use crate::config::catalog::Protocol;
-use crate::config::Snapshot;
 use crate::error::Error;
 use crate::error::Kind;
 use crate::http::head::{Method, RequestHead};
 use crate::http::write::{BodyHeader, HeadWriter};
 use crate::observe::Record;
 use crate::protocol::translate::Direction;
+use crate::snapshot::Snapshot;
 use crate::watch::Watch;
 use crate::worker::Worker;
 
@@ -152,7 +152,7 @@ impl Reply {
 pub async fn write_error(c: &mut Client, reply: &Reply, e: &Error, rec: &mut Record) -> bool {
     rec.status = e.status();
     rec.error = Some(e.code());
-    let body = e.body(reply.protocol, &reply.request_id);
+    let body = crate::protocol::error_body(reply.protocol, e, &reply.request_id);
     let mut out = Vec::with_capacity(256 + body.len());
     let mut h = reply.head(&mut out, e.status());
     h.header(b"content-type", b"application/json");

@@ -3,120 +3,17 @@
 //! admin listener, reloads on SIGHUP, drain on SIGTERM/SIGINT.
 
 use crate::admin::store::{Resources, Store};
-use crate::config::compile::{compile, Mode};
 use crate::config::raw::{IoMode, RawConfig};
-use crate::config::{self, Snapshot};
+use crate::control::Control;
+use crate::shared::Shared;
+use crate::snapshot::{compile, Mode};
+use crate::tasks::TaskMap;
 use crate::{admin, listener, observe};
 use arc_swap::ArcSwap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-/// State shared by all workers: the snapshot and the few process-wide
-/// counters. Everything else is per core.
-pub struct Shared {
-    pub snapshot: ArcSwap<Snapshot>,
-    /// Bumped after each snapshot store; workers compare it per request.
-    pub generation: AtomicU64,
-    pub shutdown: AtomicBool,
-    pub connections: AtomicUsize,
-    pub workers: usize,
-    pub workers_ready: AtomicUsize,
-    pub config_path: String,
-    /// Rate-limit windows, kept across snapshots.
-    pub limits: crate::limit::Registry,
-    /// Metrics registry, access log writer, span export.
-    pub observe: observe::Observe,
-    /// The config file's resources and the admin store: together the
-    /// effective config. Held while a change is compiled and published,
-    /// so changes (admin writes, reloads) apply one at a time.
-    pub resources: tokio::sync::Mutex<Resources>,
-    /// A data-plane address reachable over loopback (admin debug requests).
-    pub data_addr: SocketAddr,
-    /// Per-process secret carried in [`DEBUG_HEADER`] by the admin debug
-    /// request, so it passes consumer auth. Never leaves the process.
-    pub debug_token: String,
-    /// Cluster mode: the Redis link (control thread only; workers never
-    /// touch it).
-    pub cluster: Option<Arc<crate::cluster::Link>>,
-    /// DashScope task id → service that accepted it; outlives snapshots.
-    pub tasks: crate::scenario::tasks::TaskMap,
-}
-
-/// Header that marks the admin's own debug request; the data plane never
-/// forwards it and trusts it only with the exact [`Shared::debug_token`].
-pub const DEBUG_HEADER: &str = "x-modelgate-debug";
-
-impl Shared {
-    pub fn ready(&self) -> bool {
-        self.workers_ready.load(Ordering::Acquire) == self.workers
-            && !self.shutdown.load(Ordering::Acquire)
-    }
-
-    /// Publishes a new snapshot to every worker.
-    pub fn publish(&self, mut snap: Snapshot) {
-        self.limits.adopt(&mut snap.limits);
-        let generation = snap.generation;
-        self.snapshot.store(Arc::new(snap));
-        self.generation.store(generation, Ordering::Release);
-    }
-
-    /// Whether a request's [`DEBUG_HEADER`] value is this process's own.
-    pub fn trusts_debug(&self, value: &[u8]) -> bool {
-        let want = self.debug_token.as_bytes();
-        value.len() == want.len()
-            && value
-                .iter()
-                .zip(want)
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0
-    }
-
-    /// Re-resolves service hosts (workers never do) and, when an address
-    /// changed, recompiles the running resources and publishes them.
-    pub async fn refresh_dns(&self) {
-        let snap = self.snapshot.load_full();
-        let changed =
-            tokio::task::spawn_blocking(move || crate::config::compile::dns_changed(&snap));
-        if !changed.await.unwrap_or(false) {
-            return;
-        }
-        let res = self.resources.lock().await;
-        let merged = res.store.state.merged_with(&res.file);
-        let generation = self.generation.load(Ordering::Acquire) + 1;
-        let compiled =
-            tokio::task::spawn_blocking(move || compile(&merged, generation, Mode::Serve)).await;
-        if let Ok(Ok((snap, _))) = compiled {
-            tracing::info!("service addresses changed; published generation {generation}");
-            self.publish(snap);
-        }
-    }
-
-    /// Re-reads the config file and merges the store's resources; on any
-    /// error keeps the running snapshot.
-    pub async fn reload(&self) -> Result<(), Vec<String>> {
-        let raw = config::load_file(&self.config_path).map_err(|e| vec![e.to_string()])?;
-        let mut res = self.resources.lock().await;
-        let merged = res.store.state.merged_with(&raw);
-        let generation = self.generation.load(Ordering::Acquire) + 1;
-        let compiled =
-            tokio::task::spawn_blocking(move || compile(&merged, generation, Mode::Serve))
-                .await
-                .map_err(|e| vec![e.to_string()])?;
-        match compiled {
-            Ok((snap, problems)) => {
-                for w in &problems.warnings {
-                    tracing::warn!("config: {}", res.describe(w));
-                }
-                self.publish(snap);
-                res.set_file(raw);
-                Ok(())
-            }
-            Err(p) => Err(p.errors.iter().map(|e| res.describe(e)).collect()),
-        }
-    }
-}
 
 /// Binds one listener per worker per address, all on the same port
 /// (SO_REUSEPORT); port 0 is resolved by the first bind.
@@ -197,13 +94,13 @@ fn choose_io(mode: IoMode) -> IoMode {
 
 /// Runs the gateway until SIGTERM/SIGINT and the drain that follows.
 pub fn serve(config_path: &str, raw: RawConfig) -> Result<(), String> {
-    let cluster = crate::cluster::Settings::from_raw(&raw.cluster)
+    let cluster = crate::config::cluster::Settings::from_raw(&raw.cluster)
         .map_err(|e| e.to_string())?
         .map(|s| crate::cluster::Link::new(&s, admin::auth::random_hex(8)).map(Arc::new))
         .transpose()?;
     let (cluster_tasks, task_requests) = match &cluster {
         Some(_) => {
-            let (handle, rx) = crate::cluster::tasks::channel();
+            let (handle, rx) = crate::tasks::channel();
             (Some(handle), Some(rx))
         }
         None => (None, None),
@@ -249,13 +146,16 @@ pub fn serve(config_path: &str, raw: RawConfig) -> Result<(), String> {
         connections: AtomicUsize::new(0),
         workers,
         workers_ready: AtomicUsize::new(0),
-        config_path: config_path.to_string(),
         observe,
+        debug_token: admin::auth::random_hex(32),
+        tasks: TaskMap::default().with_cluster(cluster_tasks),
+    });
+    let ctl = Arc::new(Control {
+        shared: shared.clone(),
+        config_path: config_path.to_string(),
         resources: tokio::sync::Mutex::new(resources),
         data_addr,
-        debug_token: admin::auth::random_hex(32),
         cluster,
-        tasks: crate::scenario::tasks::TaskMap::default().with_cluster(cluster_tasks),
     });
 
     let cores = core_ids();
@@ -274,11 +174,11 @@ pub fn serve(config_path: &str, raw: RawConfig) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
-    if let (Some(link), Some(rx)) = (shared.cluster.clone(), task_requests) {
+    if let (Some(link), Some(rx)) = (ctl.cluster.clone(), task_requests) {
         let ttl = crate::cluster::tasks::TASK_TTL_S;
         rt.spawn(crate::cluster::tasks::serve(link, rx, ttl));
     }
-    rt.block_on(control(shared.clone(), raw))?;
+    rt.block_on(control(ctl, raw))?;
 
     // Workers stop accepting at once and finish in-flight requests.
     let drain = shared.snapshot.load().drain_timeout;
@@ -323,11 +223,11 @@ fn core_ids() -> Vec<usize> {
     }
 }
 
-/// The control plane: admin listener and signals. Returns on SIGTERM/SIGINT.
 /// How often service host names are resolved again.
 const DNS_REFRESH: std::time::Duration = std::time::Duration::from_secs(30);
 
-async fn control(shared: Arc<Shared>, raw: RawConfig) -> Result<(), String> {
+/// The control plane: admin listener and signals. Returns on SIGTERM/SIGINT.
+async fn control(ctl: Arc<Control>, raw: RawConfig) -> Result<(), String> {
     use tokio::signal::unix::{signal, SignalKind};
     let admin = tokio::net::TcpListener::bind(&raw.admin.listen)
         .await
@@ -337,12 +237,13 @@ async fn control(shared: Arc<Shared>, raw: RawConfig) -> Result<(), String> {
         admin.local_addr().map_err(|e| e.to_string())?
     );
     let mut keeper = None;
-    if let Some(link) = shared.cluster.clone() {
+    let shared = &ctl.shared;
+    if let Some(link) = ctl.cluster.clone() {
         // Start from the cluster's resources when Redis answers in time;
         // otherwise serve the config file's and catch up once it does.
         let first = async {
-            let mut res = shared.resources.lock().await;
-            crate::cluster::sync::catch_up(&shared, &mut res).await
+            let mut res = ctl.resources.lock().await;
+            crate::cluster::sync::catch_up(shared, &mut res).await
         };
         match tokio::time::timeout(Duration::from_secs(3), first).await {
             Ok(Ok(_)) => {}
@@ -353,9 +254,9 @@ async fn control(shared: Arc<Shared>, raw: RawConfig) -> Result<(), String> {
             shared.clone(),
             link.clone(),
         )));
-        tokio::spawn(crate::cluster::sync::run(shared.clone(), link));
+        tokio::spawn(crate::cluster::sync::run(ctl.clone(), link));
     }
-    tokio::spawn(admin::serve(admin, shared.clone()));
+    tokio::spawn(admin::serve(admin, ctl.clone()));
     tokio::spawn(observe::control_loop(shared.clone()));
 
     let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
@@ -365,8 +266,8 @@ async fn control(shared: Arc<Shared>, raw: RawConfig) -> Result<(), String> {
     dns.tick().await;
     loop {
         tokio::select! {
-            _ = dns.tick() => shared.refresh_dns().await,
-            _ = hup.recv() => match shared.reload().await {
+            _ = dns.tick() => ctl.refresh_dns().await,
+            _ = hup.recv() => match ctl.reload().await {
                 Ok(()) => tracing::info!("config reloaded (generation {})", shared.generation.load(Ordering::Acquire)),
                 Err(errors) => {
                     for e in errors {
@@ -384,7 +285,7 @@ async fn control(shared: Arc<Shared>, raw: RawConfig) -> Result<(), String> {
         // It gives this instance's leases back before it ends.
         let _ = tokio::time::timeout(Duration::from_secs(1), keeper).await;
     }
-    if let Some(link) = &shared.cluster {
+    if let Some(link) = &ctl.cluster {
         let _ = tokio::time::timeout(Duration::from_secs(1), link.leave()).await;
     }
     Ok(())

@@ -2,9 +2,9 @@
 //! state, buffers, shutdown signal and metrics shard — all per core, no
 //! locks. The thread that runs it is `listener`'s.
 
-use crate::config::Snapshot;
 use crate::route::select::SelectState;
-use crate::runtime::Shared;
+use crate::shared::Shared;
+use crate::snapshot::Snapshot;
 use crate::upstream::health::Health;
 use crate::upstream::Pool;
 use std::cell::{Cell, RefCell};

@@ -380,18 +380,15 @@ fn a_malformed_redis_url_fails_check_with_the_field_path() {
 
 /// One instance's control thread (tokio, as in the gateway) serving the
 /// task memory for its workers.
-fn task_memory(
-    redis: &Redis,
-    instance: &str,
-    ttl_s: u64,
-) -> modelgate::cluster::tasks::ClusterTasks {
-    use modelgate::cluster::{tasks, Link, Settings};
+fn task_memory(redis: &Redis, instance: &str, ttl_s: u64) -> modelgate::tasks::ClusterTasks {
+    use modelgate::cluster::{tasks, Link};
+    use modelgate::config::cluster::Settings;
     let settings = Settings {
         redis_url: redis.url(),
         key_prefix: "mgtest:".into(),
     };
     let link = std::sync::Arc::new(Link::new(&settings, instance.into()).unwrap());
-    let (handle, rx) = tasks::channel();
+    let (handle, rx) = modelgate::tasks::channel();
     std::thread::spawn(move || {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -404,7 +401,7 @@ fn task_memory(
 
 #[test]
 fn a_task_remembered_on_one_instance_is_found_from_another_until_it_expires() {
-    use modelgate::cluster::tasks::TaskMemory;
+    use modelgate::tasks::TaskMemory;
     let Some(redis) = Redis::start() else { return };
     let (a, b) = (task_memory(&redis, "a", 2), task_memory(&redis, "b", 2));
     // The workers' side runs on monoio, as the data plane does.

@@ -5,10 +5,10 @@
 
 use super::error::ApiError;
 use super::store::{Resources, SaveError, StoreState};
-use crate::config::compile::{compile, Mode};
 use crate::config::raw::RawConfig;
 use crate::config::{FieldError, Problems};
-use crate::runtime::Shared;
+use crate::shared::Shared;
+use crate::snapshot::{compile, Mode};
 use axum::http::StatusCode;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -153,7 +153,7 @@ async fn validate(
     res: &Resources,
     next: &StoreState,
     subject: Option<(Kind, &str)>,
-) -> Result<(crate::config::Snapshot, Problems), ApiError> {
+) -> Result<(crate::snapshot::Snapshot, Problems), ApiError> {
     let mut merged = next.merged_with(&res.file);
     // The changed resource goes last, so a value two resources share is
     // reported on it, naming the one that already held it.

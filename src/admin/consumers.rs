@@ -6,7 +6,7 @@ use super::error::{parse, ApiError, ErrorBody, JsonBody};
 use super::resources::{self, find_visible, listing, Found, ListQuery};
 use super::services::mask;
 use crate::config::raw::{ConsumerSpec, KeyHash, RateLimitsSpec};
-use crate::runtime::Shared;
+use crate::control::Control;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
@@ -16,7 +16,7 @@ use serde_json::Value;
 use std::sync::Arc;
 use utoipa::ToSchema;
 
-pub fn routes() -> Router<Arc<Shared>> {
+pub fn routes() -> Router<Arc<Control>> {
     Router::new()
         .route("/consumers", get(list).post(create))
         .route("/consumers/:name", get(show).put(replace).delete(remove))
@@ -127,11 +127,11 @@ fn new_key(c: &mut ConsumerSpec) -> (String, String) {
     params(("resource_group" = Option<String>, Query, description = "only this group")),
     responses((status = 200, body = [ConsumerView]), (status = 401, body = ErrorBody)))]
 pub(super) async fn list(
-    State(shared): State<Arc<Shared>>,
+    State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
     Query(q): Query<ListQuery>,
 ) -> Json<Vec<ConsumerView>> {
-    let res = shared.resources.lock().await;
+    let res = ctl.resources.lock().await;
     let items = listing::<ConsumerSpec>(&res, &access, &q);
     Json(
         items
@@ -146,11 +146,11 @@ pub(super) async fn list(
     responses((status = 200, body = ConsumerView), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn show(
-    State(shared): State<Arc<Shared>>,
+    State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
     Path(name): Path<String>,
 ) -> Result<Json<ConsumerView>, ApiError> {
-    let res = shared.resources.lock().await;
+    let res = ctl.resources.lock().await;
     let found = find_visible::<ConsumerSpec>(&res, &access, &name)?;
     Ok(Json(consumer_view(found.spec(), found.managed_by_config())))
 }
@@ -160,7 +160,7 @@ pub(super) async fn show(
     responses((status = 201, body = ConsumerView), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn create(
-    State(shared): State<Arc<Shared>>,
+    State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<(StatusCode, Json<ConsumerView>), ApiError> {
@@ -176,8 +176,8 @@ pub(super) async fn create(
     let (id, key) = new_key(&mut spec);
     let mut out = consumer_view(&spec, false);
     out.keys = vec![KeyView { id, key: Some(key) }];
-    let mut res = shared.resources.lock().await;
-    resources::create(&shared, &mut res, &access, spec).await?;
+    let mut res = ctl.resources.lock().await;
+    resources::create(&ctl.shared, &mut res, &access, spec).await?;
     Ok((StatusCode::CREATED, Json(out)))
 }
 
@@ -188,7 +188,7 @@ pub(super) async fn create(
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody)))]
 pub(super) async fn replace(
-    State(shared): State<Arc<Shared>>,
+    State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
     Path(name): Path<String>,
     JsonBody(body): JsonBody<Value>,
@@ -202,8 +202,8 @@ pub(super) async fn replace(
         key_hashes: Vec::new(),
         enabled: i.enabled,
     };
-    let mut res = shared.resources.lock().await;
-    resources::replace(&shared, &mut res, &access, &name, spec, |old, new| {
+    let mut res = ctl.resources.lock().await;
+    resources::replace(&ctl.shared, &mut res, &access, &name, spec, |old, new| {
         new.key_hashes = old.key_hashes.clone();
     })
     .await?;
@@ -216,12 +216,12 @@ pub(super) async fn replace(
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn remove(
-    State(shared): State<Arc<Shared>>,
+    State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let mut res = shared.resources.lock().await;
-    resources::remove::<ConsumerSpec>(&shared, &mut res, &access, &name).await?;
+    let mut res = ctl.resources.lock().await;
+    resources::remove::<ConsumerSpec>(&ctl.shared, &mut res, &access, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -243,14 +243,14 @@ fn store_consumer(
     responses((status = 201, body = KeyView), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn add_key(
-    State(shared): State<Arc<Shared>>,
+    State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
     Path(name): Path<String>,
 ) -> Result<(StatusCode, Json<KeyView>), ApiError> {
-    let mut res = shared.resources.lock().await;
+    let mut res = ctl.resources.lock().await;
     let mut c = store_consumer(&res, &access, &name)?;
     let (id, key) = new_key(&mut c);
-    resources::replace(&shared, &mut res, &access, &name, c, |_, _| {}).await?;
+    resources::replace(&ctl.shared, &mut res, &access, &name, c, |_, _| {}).await?;
     Ok((StatusCode::CREATED, Json(KeyView { id, key: Some(key) })))
 }
 
@@ -259,11 +259,11 @@ pub(super) async fn add_key(
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn revoke_key(
-    State(shared): State<Arc<Shared>>,
+    State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
     Path((name, key_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let mut res = shared.resources.lock().await;
+    let mut res = ctl.resources.lock().await;
     let mut c = store_consumer(&res, &access, &name)?;
     let before = c.key_hashes.len();
     c.key_hashes.retain(|h| h.id != key_id);
@@ -273,6 +273,6 @@ pub(super) async fn revoke_key(
             &key_id,
         ));
     }
-    resources::replace(&shared, &mut res, &access, &name, c, |_, _| {}).await?;
+    resources::replace(&ctl.shared, &mut res, &access, &name, c, |_, _| {}).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -14,9 +14,10 @@ use super::model_apis::full_path;
 use super::resources::find_visible;
 use crate::config::catalog::{self, Body, Protocol, Scenario};
 use crate::config::raw::ModelApiSpec;
+use crate::control::Control;
 use crate::http::body::ChunkedDecoder;
 use crate::http::sse::{self, SseSplitter};
-use crate::runtime::{Shared, DEBUG_HEADER};
+use crate::shared::DEBUG_HEADER;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -119,14 +120,14 @@ impl Progress {
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 502, body = ErrorBody), (status = 504, body = ErrorBody)))]
 pub async fn debug(
-    State(shared): State<Arc<Shared>>,
+    State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
     Path(name): Path<String>,
     headers: HeaderMap,
     JsonBody(req): JsonBody<DebugRequest>,
 ) -> Result<Response, ApiError> {
     let api = {
-        let res = shared.resources.lock().await;
+        let res = ctl.resources.lock().await;
         find_visible::<ModelApiSpec>(&res, &access, &name)?
             .spec()
             .clone()
@@ -137,13 +138,13 @@ pub async fn debug(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/event-stream"));
     if !wants_progress {
-        let answer = run(&shared, &prepared, None).await?;
+        let answer = run(&ctl, &prepared, None).await?;
         return Ok(Json(answer).into_response());
     }
     let (tx, rx) = mpsc::channel::<Progress>(64);
-    let shared = shared.clone();
+    let ctl = ctl.clone();
     tokio::spawn(async move {
-        let result = run(&shared, &prepared, Some(tx.clone())).await;
+        let result = run(&ctl, &prepared, Some(tx.clone())).await;
         let _ = tx.send(Progress::Done(result)).await;
     });
     let stream = futures_util::stream::unfold(rx, |mut rx| async move {
@@ -244,11 +245,11 @@ fn prepare(api: &ModelApiSpec, req: DebugRequest) -> Result<Prepared, ApiError> 
 }
 
 async fn run(
-    shared: &Shared,
+    ctl: &Control,
     req: &Prepared,
     progress: Option<mpsc::Sender<Progress>>,
 ) -> Result<DebugAnswer, ApiError> {
-    match tokio::time::timeout(DEADLINE, exchange(shared, req, progress)).await {
+    match tokio::time::timeout(DEADLINE, exchange(ctl, req, progress)).await {
         Ok(r) => r,
         Err(_) => Err(ApiError::new(
             StatusCode::GATEWAY_TIMEOUT,
@@ -333,12 +334,12 @@ async fn flush(tx: &ProgressTx, events: &[String], sent: &mut usize) -> Result<(
 }
 
 async fn exchange(
-    shared: &Shared,
+    ctl: &Control,
     req: &Prepared,
     progress: ProgressTx,
 ) -> Result<DebugAnswer, ApiError> {
     let start = Instant::now();
-    let mut conn = tokio::net::TcpStream::connect(shared.data_addr)
+    let mut conn = tokio::net::TcpStream::connect(ctl.data_addr)
         .await
         .map_err(failed)?;
     let mut out = format!(
@@ -346,7 +347,7 @@ async fn exchange(
         req.path,
         req.host,
         req.body.len(),
-        shared.debug_token
+        ctl.shared.debug_token
     )
     .into_bytes();
     if req.stream {

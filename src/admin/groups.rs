@@ -7,7 +7,7 @@ use super::error::{ApiError, ErrorBody, JsonBody};
 use super::resources::all_model_apis;
 use super::store::{GroupSpec, Resources};
 use crate::config::valid_name;
-use crate::runtime::Shared;
+use crate::control::Control;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use utoipa::ToSchema;
 
-pub fn routes() -> Router<Arc<Shared>> {
+pub fn routes() -> Router<Arc<Control>> {
     Router::new()
         .route("/resource-groups", get(list).post(create))
         .route("/resource-groups/:name", get(show).delete(remove))
@@ -100,10 +100,10 @@ fn group_view(res: &Resources, name: &str) -> GroupView {
 #[utoipa::path(get, path = "/admin/v1/resource-groups", tag = "resource-groups",
     responses((status = 200, body = [GroupView]), (status = 401, body = ErrorBody)))]
 pub(super) async fn list(
-    State(shared): State<Arc<Shared>>,
+    State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
 ) -> Json<Vec<GroupView>> {
-    let res = shared.resources.lock().await;
+    let res = ctl.resources.lock().await;
     let out = names(&res)
         .into_iter()
         .filter(|g| access.allows(g))
@@ -117,11 +117,11 @@ pub(super) async fn list(
     responses((status = 200, body = GroupView), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn show(
-    State(shared): State<Arc<Shared>>,
+    State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
     Path(name): Path<String>,
 ) -> Result<Json<GroupView>, ApiError> {
-    let res = shared.resources.lock().await;
+    let res = ctl.resources.lock().await;
     if !names(&res).contains(&name) {
         return Err(ApiError::not_found("resource group", &name));
     }
@@ -133,7 +133,7 @@ pub(super) async fn show(
     responses((status = 201, body = GroupView), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn create(
-    State(shared): State<Arc<Shared>>,
+    State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
     JsonBody(spec): JsonBody<GroupSpec>,
 ) -> Result<(StatusCode, Json<GroupView>), ApiError> {
@@ -144,7 +144,7 @@ pub(super) async fn create(
         ));
     }
     access.check(&spec.name)?;
-    let mut res = shared.resources.lock().await;
+    let mut res = ctl.resources.lock().await;
     if names(&res).contains(&spec.name) {
         return Err(ApiError::conflict(
             "already_exists",
@@ -154,7 +154,7 @@ pub(super) async fn create(
     let mut next = res.store.state.clone();
     next.resource_groups.push(spec.clone());
     // Groups are labels: compiled only to share apply's write path.
-    super::apply::apply(&shared, &mut res, next, None).await?;
+    super::apply::apply(&ctl.shared, &mut res, next, None).await?;
     Ok((StatusCode::CREATED, Json(group_view(&res, &spec.name))))
 }
 
@@ -164,11 +164,11 @@ pub(super) async fn create(
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn remove(
-    State(shared): State<Arc<Shared>>,
+    State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let mut res = shared.resources.lock().await;
+    let mut res = ctl.resources.lock().await;
     if !names(&res).contains(&name) {
         return Err(ApiError::not_found("resource group", &name));
     }
@@ -197,6 +197,6 @@ pub(super) async fn remove(
     };
     let mut next = res.store.state.clone();
     next.resource_groups.remove(index);
-    super::apply::apply(&shared, &mut res, next, None).await?;
+    super::apply::apply(&ctl.shared, &mut res, next, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -19,7 +19,7 @@ mod resources;
 mod services;
 pub mod store;
 
-use crate::runtime::Shared;
+use crate::control::Control;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
@@ -31,7 +31,7 @@ use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-pub fn router(shared: Arc<Shared>) -> Router {
+pub fn router(ctl: Arc<Control>) -> Router {
     let api = Router::new()
         .merge(services::routes())
         .merge(model_apis::routes())
@@ -39,20 +39,20 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .merge(groups::routes())
         .route("/catalog", get(catalog::catalog))
         .fallback(unknown_endpoint)
-        .layer(middleware::from_fn_with_state(shared.clone(), authorize))
+        .layer(middleware::from_fn_with_state(ctl.clone(), authorize))
         .layer(middleware::map_response(json_errors));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(crate::observe::metrics::handler))
+        .route("/metrics", get(metrics))
         .route("/admin/v1/openapi.json", get(openapi::openapi_json))
         .nest("/admin/v1", api)
         .merge(console::routes())
-        .with_state(shared)
+        .with_state(ctl)
 }
 
-pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
-    let app = router(shared).into_make_service_with_connect_info::<SocketAddr>();
+pub async fn serve(listener: tokio::net::TcpListener, ctl: Arc<Control>) {
+    let app = router(ctl).into_make_service_with_connect_info::<SocketAddr>();
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!("admin listener: {e}");
     }
@@ -60,7 +60,7 @@ pub async fn serve(listener: tokio::net::TcpListener, shared: Arc<Shared>) {
 
 /// Bearer token (or loopback) → access, kept in the request's extensions.
 async fn authorize(
-    State(shared): State<Arc<Shared>>,
+    State(ctl): State<Arc<Control>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     mut req: Request,
     next: Next,
@@ -87,7 +87,7 @@ async fn authorize(
         )
         .into_response();
     }
-    let access = shared
+    let access = ctl
         .resources
         .lock()
         .await
@@ -157,15 +157,35 @@ async fn healthz() -> impl IntoResponse {
     Json(json!({"status": "ok"}))
 }
 
-async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    let generation = shared.generation.load(std::sync::atomic::Ordering::Acquire);
-    if !shared.ready() {
+/// `GET /metrics` (no token): the merged registry in Prometheus' text format.
+async fn metrics(State(ctl): State<Arc<Control>>) -> impl IntoResponse {
+    let shared = &ctl.shared;
+    let body = shared.observe.metrics.render(
+        shared
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed),
+    );
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+}
+
+async fn readyz(State(ctl): State<Arc<Control>>) -> impl IntoResponse {
+    let generation = ctl
+        .shared
+        .generation
+        .load(std::sync::atomic::Ordering::Acquire);
+    if !ctl.shared.ready() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "not_ready", "config_generation": generation})),
         );
     }
-    let Some(link) = &shared.cluster else {
+    let Some(link) = &ctl.cluster else {
         return (
             StatusCode::OK,
             Json(json!({"status": "ready", "config_generation": generation})),
@@ -181,7 +201,7 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
             "cluster": {
                 "redis": if up { "up" } else { "down" },
                 "instances": link.live_instances(),
-                "store_version": shared.resources.lock().await.store.version,
+                "store_version": ctl.resources.lock().await.store.version,
             },
         })),
     )

@@ -7,7 +7,7 @@ use super::error::{ApiError, ErrorBody, JsonBody};
 use super::resources::{self, find, find_visible, listing, view, Found, ListQuery};
 use crate::config::catalog::{self, Protocol, Scenario};
 use crate::config::raw::{ModelApiSpec, SelectionSpec, ServiceSpec};
-use crate::runtime::Shared;
+use crate::control::Control;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -17,7 +17,7 @@ use serde_json::Value;
 use std::sync::Arc;
 use utoipa::ToSchema;
 
-pub fn routes() -> Router<Arc<Shared>> {
+pub fn routes() -> Router<Arc<Control>> {
     Router::new()
         .route("/model-apis", get(list).post(create))
         .route("/model-apis/:name", get(show).put(replace).delete(remove))
@@ -29,11 +29,11 @@ pub fn routes() -> Router<Arc<Shared>> {
     params(("resource_group" = Option<String>, Query, description = "only this group")),
     responses((status = 200, body = [super::openapi::ModelApiView]), (status = 401, body = ErrorBody)))]
 pub(super) async fn list(
-    State(shared): State<Arc<Shared>>,
+    State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
     Query(q): Query<ListQuery>,
 ) -> Json<Vec<Value>> {
-    let res = shared.resources.lock().await;
+    let res = ctl.resources.lock().await;
     let items = listing::<ModelApiSpec>(&res, &access, &q);
     Json(items.into_iter().map(|(a, m)| view(a, m)).collect())
 }
@@ -43,11 +43,11 @@ pub(super) async fn list(
     responses((status = 200, body = super::openapi::ModelApiView), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn show(
-    State(shared): State<Arc<Shared>>,
+    State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let res = shared.resources.lock().await;
+    let res = ctl.resources.lock().await;
     let found = find_visible::<ModelApiSpec>(&res, &access, &name)?;
     Ok(Json(view(found.spec(), found.managed_by_config())))
 }
@@ -104,14 +104,14 @@ fn check_services(
     responses((status = 201, body = super::openapi::ModelApiView), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn create(
-    State(shared): State<Arc<Shared>>,
+    State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
     JsonBody(spec): JsonBody<ModelApiSpec>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let mut res = shared.resources.lock().await;
+    let mut res = ctl.resources.lock().await;
     check_services(&res, &access, &spec)?;
     let out = view(&spec, false);
-    resources::create(&shared, &mut res, &access, spec).await?;
+    resources::create(&ctl.shared, &mut res, &access, spec).await?;
     Ok((StatusCode::CREATED, Json(out)))
 }
 
@@ -121,15 +121,15 @@ pub(super) async fn create(
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody)))]
 pub(super) async fn replace(
-    State(shared): State<Arc<Shared>>,
+    State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
     Path(name): Path<String>,
     JsonBody(spec): JsonBody<ModelApiSpec>,
 ) -> Result<Json<Value>, ApiError> {
-    let mut res = shared.resources.lock().await;
+    let mut res = ctl.resources.lock().await;
     check_services(&res, &access, &spec)?;
     let out = view(&spec, false);
-    resources::replace(&shared, &mut res, &access, &name, spec, |_, _| {}).await?;
+    resources::replace(&ctl.shared, &mut res, &access, &name, spec, |_, _| {}).await?;
     Ok(Json(out))
 }
 
@@ -144,12 +144,12 @@ pub struct Confirm {
     responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn remove(
-    State(shared): State<Arc<Shared>>,
+    State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
     Path(name): Path<String>,
     Query(q): Query<Confirm>,
 ) -> Result<StatusCode, ApiError> {
-    let mut res = shared.resources.lock().await;
+    let mut res = ctl.resources.lock().await;
     // Existence, scope and ownership first: a confirmation cannot fix those.
     if let Found::File(_) = find_visible::<ModelApiSpec>(&res, &access, &name)? {
         return Err(ApiError::managed_by_config("Model API", &name));
@@ -160,7 +160,7 @@ pub(super) async fn remove(
             format!("deleting a Model API needs ?confirm={name} (its name typed again)"),
         ));
     }
-    resources::remove::<ModelApiSpec>(&shared, &mut res, &access, &name).await?;
+    resources::remove::<ModelApiSpec>(&ctl.shared, &mut res, &access, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -185,11 +185,11 @@ pub struct RoutesView {
     responses((status = 200, body = RoutesView), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn api_routes(
-    State(shared): State<Arc<Shared>>,
+    State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
     Path(name): Path<String>,
 ) -> Result<Json<RoutesView>, ApiError> {
-    let res = shared.resources.lock().await;
+    let res = ctl.resources.lock().await;
     let api = find_visible::<ModelApiSpec>(&res, &access, &name)?.spec();
     let routes = match (
         api.scenario.parse::<Scenario>(),

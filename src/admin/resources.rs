@@ -8,7 +8,7 @@ use super::error::ApiError;
 use super::store::{Resources, StoreState};
 use crate::config::raw::{ConsumerSpec, ModelApiSpec, RawConfig, ServiceSpec};
 use crate::config::valid_name;
-use crate::runtime::Shared;
+use crate::shared::Shared;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

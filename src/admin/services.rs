@@ -5,7 +5,7 @@ use super::auth::Access;
 use super::error::{ApiError, ErrorBody, JsonBody};
 use super::resources::{self, find_visible, listing, view, ListQuery};
 use crate::config::raw::{ModelApiSpec, SelectionSpec, ServiceSpec};
-use crate::runtime::Shared;
+use crate::control::Control;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -13,7 +13,7 @@ use axum::{Extension, Json, Router};
 use serde_json::Value;
 use std::sync::Arc;
 
-pub fn routes() -> Router<Arc<Shared>> {
+pub fn routes() -> Router<Arc<Control>> {
     Router::new()
         .route("/services", get(list).post(create))
         .route("/services/:name", get(show).put(replace).delete(remove))
@@ -76,11 +76,11 @@ fn show_view(spec: &ServiceSpec, managed: bool) -> Value {
     params(("resource_group" = Option<String>, Query, description = "only this group")),
     responses((status = 200, body = [super::openapi::ServiceView]), (status = 401, body = ErrorBody)))]
 pub(super) async fn list(
-    State(shared): State<Arc<Shared>>,
+    State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
     Query(q): Query<ListQuery>,
 ) -> Json<Vec<Value>> {
-    let res = shared.resources.lock().await;
+    let res = ctl.resources.lock().await;
     let items = listing::<ServiceSpec>(&res, &access, &q);
     Json(items.into_iter().map(|(s, m)| show_view(s, m)).collect())
 }
@@ -90,11 +90,11 @@ pub(super) async fn list(
     responses((status = 200, body = super::openapi::ServiceView), (status = 401, body = ErrorBody),
         (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(super) async fn show(
-    State(shared): State<Arc<Shared>>,
+    State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let res = shared.resources.lock().await;
+    let res = ctl.resources.lock().await;
     let found = find_visible::<ServiceSpec>(&res, &access, &name)?;
     Ok(Json(show_view(found.spec(), found.managed_by_config())))
 }
@@ -103,13 +103,13 @@ pub(super) async fn show(
     responses((status = 201, body = super::openapi::ServiceView), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn create(
-    State(shared): State<Arc<Shared>>,
+    State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
     JsonBody(spec): JsonBody<ServiceSpec>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let mut res = shared.resources.lock().await;
+    let mut res = ctl.resources.lock().await;
     let out = show_view(&spec, false);
-    resources::create(&shared, &mut res, &access, spec).await?;
+    resources::create(&ctl.shared, &mut res, &access, spec).await?;
     Ok((StatusCode::CREATED, Json(out)))
 }
 
@@ -119,13 +119,13 @@ pub(super) async fn create(
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
         (status = 409, body = ErrorBody)))]
 pub(super) async fn replace(
-    State(shared): State<Arc<Shared>>,
+    State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
     Path(name): Path<String>,
     JsonBody(spec): JsonBody<ServiceSpec>,
 ) -> Result<Json<Value>, ApiError> {
-    let mut res = shared.resources.lock().await;
-    resources::replace(&shared, &mut res, &access, &name, spec, unmask).await?;
+    let mut res = ctl.resources.lock().await;
+    resources::replace(&ctl.shared, &mut res, &access, &name, spec, unmask).await?;
     let found = find_visible::<ServiceSpec>(&res, &access, &name)?;
     Ok(Json(show_view(found.spec(), false)))
 }
@@ -152,11 +152,11 @@ pub fn users<'a>(apis: impl Iterator<Item = &'a ModelApiSpec>, name: &str) -> Ve
     responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn remove(
-    State(shared): State<Arc<Shared>>,
+    State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let mut res = shared.resources.lock().await;
+    let mut res = ctl.resources.lock().await;
     if find_visible::<ServiceSpec>(&res, &access, &name)?.managed_by_config() {
         return Err(ApiError::managed_by_config("service", &name));
     }
@@ -174,7 +174,7 @@ pub(super) async fn remove(
             ),
         ));
     }
-    resources::remove::<ServiceSpec>(&shared, &mut res, &access, &name).await?;
+    resources::remove::<ServiceSpec>(&ctl.shared, &mut res, &access, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

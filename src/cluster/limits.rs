@@ -20,7 +20,7 @@
 use super::Link;
 use crate::limit::lease::MAX_PERMITS;
 use crate::limit::{self, Slot};
-use crate::runtime::Shared;
+use crate::shared::Shared;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;

@@ -9,7 +9,7 @@
 //! - `limit:{window}`: a limit's count across the cluster, one hash field
 //!   per second (see `cluster::limits`).
 
-use super::Settings;
+use crate::config::cluster::Settings;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisResult};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -9,8 +9,9 @@
 
 use super::Link;
 use crate::admin::store::{Resources, SaveError};
-use crate::config::compile::{compile, Mode};
-use crate::runtime::Shared;
+use crate::control::Control;
+use crate::shared::Shared;
+use crate::snapshot::{compile, Mode};
 use futures_util::StreamExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -75,15 +76,15 @@ pub async fn publish_current(shared: &Shared, res: &Resources) {
     }
 }
 
-async fn refresh(shared: &Shared) {
-    let mut res = shared.resources.lock().await;
-    if let Err(e) = catch_up(shared, &mut res).await {
+async fn refresh(ctl: &Control) {
+    let mut res = ctl.resources.lock().await;
+    if let Err(e) = catch_up(&ctl.shared, &mut res).await {
         tracing::debug!("cluster: catch-up failed: {e}");
     }
 }
 
 /// Runs until the process ends: notifications, heartbeat, catch-up.
-pub async fn run(shared: Arc<Shared>, link: Arc<Link>) {
+pub async fn run(ctl: Arc<Control>, link: Arc<Link>) {
     let channel = link.key("changes");
     let mut notes: Option<redis::aio::PubSubStream> = None;
     let mut tick = tokio::time::interval(TICK);
@@ -91,7 +92,7 @@ pub async fn run(shared: Arc<Shared>, link: Arc<Link>) {
     loop {
         tokio::select! {
             note = next_note(&mut notes) => match note {
-                Some(_) => refresh(&shared).await,
+                Some(_) => refresh(&ctl).await,
                 None => {
                     tracing::debug!("cluster: notification stream ended");
                     notes = None;
@@ -106,7 +107,7 @@ pub async fn run(shared: Arc<Shared>, link: Arc<Link>) {
                     notes = subscribe(&link, &channel).await;
                 }
                 // Safety net, and the catch-up after a reconnect.
-                refresh(&shared).await;
+                refresh(&ctl).await;
             }
         }
     }

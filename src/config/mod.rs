@@ -1,12 +1,11 @@
-//! Configuration: the file as written (`raw`), the scenario × protocol route
-//! table (`catalog`), and the compiled immutable `Snapshot` the data plane
-//! reads (`compile`).
+//! Configuration as written: the file (`raw`), the scenario × protocol
+//! route table (`catalog`), field errors, secrets, names, and settings
+//! resolved straight from the file (`cluster`). It imports no policy
+//! module; `snapshot` compiles it into what the data plane reads.
 
 pub mod catalog;
-pub mod compile;
+pub mod cluster;
 pub mod raw;
-
-pub use compile::{compile, Backend, ModelApi, Selection, Service, Snapshot, Target};
 
 use std::fmt;
 

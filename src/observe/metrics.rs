@@ -1,16 +1,10 @@
 //! Prometheus metrics: each worker counts into its own `Delta` (no shared
 //! cache line per request) and hands it to the control thread every
 //! flush; the control thread merges deltas into the `Registry` that
-//! `GET /metrics` renders.
+//! `GET /metrics` (`admin`) renders.
 
-use crate::runtime::Shared;
-use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 
 /// Histogram bucket bounds in seconds: 1 ms (a cached answer) to 10 min
 /// (a long generation).
@@ -426,21 +420,6 @@ impl Metrics {
         let r = self.registry.lock().unwrap_or_else(|e| e.into_inner());
         r.render(active_connections)
     }
-}
-
-/// `GET /metrics` (admin listener, no token).
-pub async fn handler(State(shared): State<Arc<Shared>>) -> impl IntoResponse {
-    let body = shared
-        .observe
-        .metrics
-        .render(shared.connections.load(Ordering::Relaxed));
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        body,
-    )
 }
 
 #[cfg(test)]

@@ -19,10 +19,10 @@ pub use usage::Usage;
 
 use crate::config::catalog::RouteDef;
 use crate::config::raw::RawConfig;
-use crate::config::{Problems, Snapshot};
+use crate::config::Problems;
 use crate::error::{Error, Kind, Side};
 use crate::http::head::Method;
-use crate::runtime::Shared;
+use crate::shared::Shared;
 use access_log::{Destination, Line, Msg};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use metrics::{series_key, Delta};
@@ -374,6 +374,37 @@ pub async fn control_loop(shared: Arc<Shared>) {
     }
 }
 
+/// What [`Shard::finish`] reads of the snapshot a request was served
+/// under: what the indexes of its [`Record`] stand for. The snapshot
+/// implements it (it is compiled a layer above, against `check`).
+pub trait Labels {
+    fn model_api(&self, index: usize) -> Option<ApiLabels<'_>>;
+    fn service_name(&self, index: usize) -> Option<&str>;
+}
+
+/// A Model API as metrics, the access log and spans name it.
+#[derive(Clone, Copy)]
+pub struct ApiLabels<'a> {
+    pub name: &'a str,
+    pub resource_group: &'a str,
+    /// `monitoring.enabled`: whether the request is logged and traced.
+    pub monitored: bool,
+}
+
+/// Through `Rc`, `Arc` and references, as workers hold the snapshot.
+impl<T: std::ops::Deref> Labels for T
+where
+    T::Target: Labels,
+{
+    fn model_api(&self, index: usize) -> Option<ApiLabels<'_>> {
+        (**self).model_api(index)
+    }
+
+    fn service_name(&self, index: usize) -> Option<&str> {
+        (**self).service_name(index)
+    }
+}
+
 /// A worker's own recording state. Only its thread touches it.
 pub struct Shard {
     delta: RefCell<Delta>,
@@ -391,7 +422,12 @@ pub struct Shard {
 impl Shard {
     /// Records a finished request: metrics, access log line, spans.
     /// Returns the instant it ended.
-    pub fn finish(&self, snap: &Snapshot, request_id: &str, rec: &mut Record) -> Instant {
+    pub fn finish<S: Labels + ?Sized>(
+        &self,
+        snap: &S,
+        request_id: &str,
+        rec: &mut Record,
+    ) -> Instant {
         let end = Instant::now();
         if rec.status == 0 {
             // Nothing reached the client: nginx's "client closed request".
@@ -400,12 +436,10 @@ impl Shard {
         if let Some(a) = rec.attempts.last_mut() {
             a.end.get_or_insert(end);
         }
-        let api = rec.api.and_then(|i| snap.apis.get(i));
-        let api_name = api.map(|a| a.name.as_str());
+        let api = rec.api.and_then(|i| snap.model_api(i));
+        let api_name = api.map(|a| a.name);
         let last = rec.attempts.last();
-        let service = last
-            .and_then(|a| snap.services.get(a.service))
-            .map(|s| s.name.as_str());
+        let service = last.and_then(|a| snap.service_name(a.service));
         let model = last
             .and_then(|a| a.model.as_deref())
             .or(rec.model.as_deref());
@@ -426,7 +460,7 @@ impl Shard {
                     service.unwrap_or(""),
                     model.unwrap_or(""),
                     rec.consumer.as_deref().unwrap_or(""),
-                    api.map(|a| a.resource_group.as_str()).unwrap_or(""),
+                    api.map(|a| a.resource_group).unwrap_or(""),
                 ],
             );
             let s = delta.series(&key);
@@ -438,11 +472,7 @@ impl Shard {
                 s.first_packet.observe(fp.as_secs_f64());
             }
             for (n, a) in rec.attempts.iter().enumerate() {
-                let svc = snap
-                    .services
-                    .get(a.service)
-                    .map(|s| s.name.as_str())
-                    .unwrap_or("");
+                let svc = snap.service_name(a.service).unwrap_or("");
                 if let Some(kind) = a.error {
                     series_key(&mut key, &[svc, kind]);
                     Delta::count(&mut delta.upstream_errors, &key);
@@ -454,7 +484,7 @@ impl Shard {
             }
         }
 
-        if !api.is_none_or(|a| a.spec.monitoring.enabled) {
+        if !api.is_none_or(|a| a.monitored) {
             return end;
         }
         // The wall clock when the request started: read once, at the end.
@@ -545,9 +575,9 @@ impl Shard {
 
 /// The request's spans: the request (server), each attempt (client),
 /// and the wait for the first packet.
-fn push_spans(
+fn push_spans<S: Labels + ?Sized>(
     out: &mut Vec<SpanData>,
-    snap: &Snapshot,
+    snap: &S,
     request_id: &str,
     rec: &Record,
     end: Instant,
@@ -567,9 +597,9 @@ fn push_spans(
             Attr::Int(rec.attempts.len().saturating_sub(1) as i64),
         ),
     ];
-    let api = rec.api.and_then(|i| snap.apis.get(i));
+    let api = rec.api.and_then(|i| snap.model_api(i));
     if let Some(a) = api {
-        attrs.push(("modelgate.model_api", Attr::Str(a.name.clone())));
+        attrs.push(("modelgate.model_api", Attr::Str(a.name.into())));
     }
     if let Some(r) = rec.route {
         attrs.push(("http.route", Attr::Str(r.path.into())));
@@ -608,11 +638,7 @@ fn push_spans(
         attrs,
     });
     for (n, a) in rec.attempts.iter().enumerate() {
-        let svc = snap
-            .services
-            .get(a.service)
-            .map(|s| s.name.as_str())
-            .unwrap_or("");
+        let svc = snap.service_name(a.service).unwrap_or("");
         let mut attrs = vec![
             ("modelgate.service", Attr::Str(svc.into())),
             ("modelgate.attempt", Attr::Int(n as i64)),

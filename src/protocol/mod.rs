@@ -60,6 +60,7 @@ fn dashscope_code(e: &Error) -> &'static str {
     }
 }
 
+/// A gateway error's response body in `protocol`'s error shape.
 pub fn error_body(protocol: Protocol, e: &Error, request_id: &str) -> Vec<u8> {
     let v = match protocol {
         Protocol::Anthropic => json!({

@@ -1,9 +1,8 @@
 //! Host → Model API (most specific domain, then longest base path) → route.
 
 use crate::config::catalog::{self, RouteDef, RouteMatch};
-use crate::config::compile::under_base;
-use crate::config::Snapshot;
 use crate::error::{Error, Kind};
+use crate::snapshot::{under_base, Snapshot};
 
 pub struct Matched<'a> {
     pub api: usize,

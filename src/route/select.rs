@@ -4,8 +4,8 @@
 
 use super::glob::glob_match;
 use super::swrr::Swrr;
-use crate::config::{ModelApi, Selection, Snapshot, Target};
 use crate::error::{Error, Kind};
+use crate::snapshot::{ModelApi, Selection, Snapshot, Target};
 
 /// Per-core selection state: one SWRR per by_weight Model API, rebuilt
 /// when the snapshot changes.

@@ -10,7 +10,6 @@
 use crate::attempt::{self, NotSent, Outcome, Plan, To};
 use crate::client::{Body, Client};
 use crate::config::catalog::RouteDef;
-use crate::config::{ModelApi, Service, Target};
 use crate::error::{Error, Kind};
 use crate::forward::{request_head, upstream_target, Hop, Origin};
 use crate::http::head::{self, Method};
@@ -19,6 +18,7 @@ use crate::http::ws::{self, Borrowed};
 use crate::relay;
 use crate::request::Reply;
 use crate::request::Request;
+use crate::snapshot::{ModelApi, Service, Target};
 use crate::upstream::exchange::Response;
 use crate::upstream::Conn;
 use crate::worker::Worker;
