@@ -182,6 +182,7 @@ pub async fn response(rq: &mut Request<'_>, svc: &Service, resp: Response<'_>) -
                 usage: Usage::default(),
                 tail: (json_answer && !is_sse).then(BodyTail::default),
                 timeout: svc.timeout,
+                max_event: rq.snap.edge.max_event_bytes,
             };
             // Boxed: a stream lives long and its relay state is large; a
             // whole answer should not carry it in its future.
@@ -488,6 +489,16 @@ enum Outcome {
     UpstreamFailed(Error),
 }
 
+/// What one pass of [`Stream::emit`] did.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Emitted {
+    Sent,
+    /// Moderation refused an event.
+    Blocked,
+    /// An incomplete event grew past `max_event_bytes`.
+    TooLarge,
+}
+
 /// What happens to each whole SSE event on its way to the client.
 enum EventMap {
     Pass,
@@ -553,6 +564,8 @@ struct Stream {
     tail: Option<BodyTail>,
     /// The longest wait for the next upstream bytes.
     timeout: Duration,
+    /// The largest event held while it is incomplete.
+    max_event: usize,
 }
 
 impl Stream {
@@ -587,7 +600,16 @@ impl Stream {
                     (false, 0)
                 }
             };
-            let blocked = !self.emit(&mut out, done, rec, watch);
+            let emitted = self.emit(&mut out, done, rec, watch);
+            if emitted == Emitted::TooLarge {
+                let why = format!(
+                    "an event exceeded server.limits.max_event_bytes ({} bytes)",
+                    self.max_event
+                );
+                // What is in `out` (whole events, maybe the head) goes first.
+                return self.fail(c, out, false, why).await;
+            }
+            let blocked = emitted == Emitted::Blocked;
             if blocked {
                 // Whole events only were sent: end with one error event.
                 let e = watch.blocked_error();
@@ -654,9 +676,15 @@ impl Stream {
 
     /// Moves complete events (or any payload, for non-SSE bodies) to `out`,
     /// reading each upstream event's usage before it is mapped, and letting
-    /// moderation see each mapped event as the client would get it. False
-    /// when moderation refused one: it and all after it are held back.
-    fn emit(&mut self, out: &mut Vec<u8>, done: bool, rec: &mut Record, watch: &mut Watch) -> bool {
+    /// moderation see each mapped event as the client would get it. When
+    /// moderation refuses one, it and all after it are held back.
+    fn emit(
+        &mut self,
+        out: &mut Vec<u8>,
+        done: bool,
+        rec: &mut Record,
+        watch: &mut Watch,
+    ) -> Emitted {
         let payload = std::mem::take(&mut self.payload);
         let mut allowed = true;
         match &mut self.events {
@@ -681,6 +709,10 @@ impl Stream {
                     }
                 }
                 self.put(out, &whole, rec);
+                if events.pending().len() > self.max_event {
+                    self.payload = payload;
+                    return Emitted::TooLarge;
+                }
             }
             None => {
                 if let Some(t) = &mut self.tail {
@@ -690,7 +722,11 @@ impl Stream {
             }
         }
         self.payload = payload;
-        allowed
+        if allowed {
+            Emitted::Sent
+        } else {
+            Emitted::Blocked
+        }
     }
 
     fn put(&self, out: &mut Vec<u8>, data: &[u8], rec: &mut Record) {
@@ -721,7 +757,8 @@ impl Stream {
         head_sent: bool,
         why: String,
     ) -> Outcome {
-        // The head may still be unsent when the very first read failed.
+        // The head may still be unsent when the very first read failed;
+        // `unsent`: `out` holds bytes the client has not had yet.
         if !head_sent && !out.is_empty() {
             let (res, _) = c.write(out).await;
             if res.is_err() {

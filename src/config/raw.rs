@@ -93,6 +93,9 @@ pub struct LimitsRaw {
     pub body_buffer_bytes: usize,
     /// A request body must arrive within this, in total (not per read).
     pub body_read_timeout_ms: u64,
+    /// Largest SSE event from an upstream: past it the stream ends with an
+    /// error event (no event is buffered beyond it).
+    pub max_event_bytes: usize,
 }
 
 impl Default for LimitsRaw {
@@ -106,6 +109,7 @@ impl Default for LimitsRaw {
             max_connections: 65_536,
             body_buffer_bytes: 1024 * 1024,
             body_read_timeout_ms: 60_000,
+            max_event_bytes: 8 * 1024 * 1024,
         }
     }
 }

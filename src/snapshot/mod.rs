@@ -29,6 +29,8 @@ pub struct EdgeLimits {
     pub body_buffer_bytes: usize,
     /// The longest a request body may take to arrive, in total.
     pub body_read_timeout: Duration,
+    /// Largest SSE event relayed.
+    pub max_event_bytes: usize,
 }
 
 /// What serves a service's requests: the in-process `mock` provider, or a
