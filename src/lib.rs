@@ -30,6 +30,7 @@ pub mod runtime;
 pub mod scenario;
 pub mod shared;
 pub mod snapshot;
+pub mod store;
 pub mod tasks;
 pub mod tls;
 pub mod upstream;

@@ -2,11 +2,11 @@
 //! own SO_REUSEPORT listeners) and runs the control plane on this thread:
 //! admin listener, reloads on SIGHUP, drain on SIGTERM/SIGINT.
 
-use crate::admin::store::{Resources, Store};
 use crate::config::raw::{IoMode, RawConfig};
 use crate::control::Control;
 use crate::shared::Shared;
 use crate::snapshot::{compile, Mode};
+use crate::store::{Resources, Store};
 use crate::tasks::TaskMap;
 use crate::{admin, observe, worker};
 use arc_swap::ArcSwap;
@@ -243,7 +243,7 @@ async fn control(ctl: Arc<Control>, raw: RawConfig) -> Result<(), String> {
         // otherwise serve the config file's and catch up once it does.
         let first = async {
             let mut res = ctl.resources.lock().await;
-            crate::cluster::sync::catch_up(shared, &mut res).await
+            crate::control::sync::catch_up(shared, &mut res).await
         };
         match tokio::time::timeout(Duration::from_secs(3), first).await {
             Ok(Ok(_)) => {}
@@ -254,7 +254,7 @@ async fn control(ctl: Arc<Control>, raw: RawConfig) -> Result<(), String> {
             shared.clone(),
             link.clone(),
         )));
-        tokio::spawn(crate::cluster::sync::run(ctl.clone(), link));
+        tokio::spawn(crate::control::sync::run(ctl.clone(), link));
     }
     tokio::spawn(admin::serve(admin, ctl.clone()));
     tokio::spawn(observe::control_loop(shared.clone()));
