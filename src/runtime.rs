@@ -146,7 +146,7 @@ pub fn serve(config_path: &str, raw: RawConfig) -> Result<(), String> {
         connections: AtomicUsize::new(0),
         workers,
         workers_ready: AtomicUsize::new(0),
-        observe,
+        observe: Arc::new(observe),
         debug_token: admin::auth::random_hex(32),
         tasks: TaskMap::default().with_cluster(cluster_tasks),
     });
@@ -257,7 +257,7 @@ async fn control(ctl: Arc<Control>, raw: RawConfig) -> Result<(), String> {
         tokio::spawn(crate::control::sync::run(ctl.clone(), link));
     }
     tokio::spawn(admin::serve(admin, ctl.clone()));
-    tokio::spawn(observe::control_loop(shared.clone()));
+    tokio::spawn(observe::control_loop(shared.observe.clone()));
 
     let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
