@@ -1,6 +1,7 @@
-//! Starts the data plane (one pinned monoio worker per core, each with its
-//! own SO_REUSEPORT listeners) and runs the control plane on this thread:
-//! admin listener, reloads on SIGHUP, drain on SIGTERM/SIGINT.
+//! Process start, the top floor: starts the data plane (one pinned monoio
+//! worker per core, each with its own SO_REUSEPORT listeners) and runs the
+//! control plane on this thread: admin listener, reloads on SIGHUP, drain
+//! on SIGTERM/SIGINT.
 
 use crate::config::raw::{IoMode, RawConfig};
 use crate::control::Control;

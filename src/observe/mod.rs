@@ -375,7 +375,8 @@ pub async fn control_loop(observe: Arc<Observe>) {
 
 /// What [`Shard::finish`] reads of the snapshot a request was served
 /// under: what the indexes of its [`Record`] stand for. The snapshot
-/// implements it (it is compiled a layer above, against `check`).
+/// implements it; it sits a floor above observe (its compile runs
+/// [`check`]), so observe does not name it.
 pub trait Labels {
     fn model_api(&self, index: usize) -> Option<ApiLabels<'_>>;
     fn service_name(&self, index: usize) -> Option<&str>;
