@@ -708,8 +708,9 @@ impl Stream {
                         allowed = checked(watch, &mut whole, start);
                     }
                 }
+                let too_large = events.pending().len() > self.max_event;
                 self.put(out, &whole, rec);
-                if events.pending().len() > self.max_event {
+                if too_large {
                     self.payload = payload;
                     return Emitted::TooLarge;
                 }

@@ -1,12 +1,13 @@
-//! Starts the data plane (one pinned monoio worker per core, each with its
-//! own SO_REUSEPORT listeners) and runs the control plane on this thread:
-//! admin listener, reloads on SIGHUP, drain on SIGTERM/SIGINT.
+//! Process start, the top floor: starts the data plane (one pinned monoio
+//! worker per core, each with its own SO_REUSEPORT listeners) and runs the
+//! control plane on this thread: admin listener, reloads on SIGHUP, drain
+//! on SIGTERM/SIGINT.
 
-use crate::admin::store::{Resources, Store};
 use crate::config::raw::{IoMode, RawConfig};
 use crate::control::Control;
 use crate::shared::Shared;
 use crate::snapshot::{compile, Mode};
+use crate::store::{Resources, Store};
 use crate::tasks::TaskMap;
 use crate::{admin, listener, observe};
 use arc_swap::ArcSwap;
@@ -146,7 +147,7 @@ pub fn serve(config_path: &str, raw: RawConfig) -> Result<(), String> {
         connections: AtomicUsize::new(0),
         workers,
         workers_ready: AtomicUsize::new(0),
-        observe,
+        observe: Arc::new(observe),
         debug_token: admin::auth::random_hex(32),
         tasks: TaskMap::default().with_cluster(cluster_tasks),
     });
@@ -243,7 +244,7 @@ async fn control(ctl: Arc<Control>, raw: RawConfig) -> Result<(), String> {
         // otherwise serve the config file's and catch up once it does.
         let first = async {
             let mut res = ctl.resources.lock().await;
-            crate::cluster::sync::catch_up(shared, &mut res).await
+            crate::control::sync::catch_up(shared, &mut res).await
         };
         match tokio::time::timeout(Duration::from_secs(3), first).await {
             Ok(Ok(_)) => {}
@@ -254,10 +255,10 @@ async fn control(ctl: Arc<Control>, raw: RawConfig) -> Result<(), String> {
             shared.clone(),
             link.clone(),
         )));
-        tokio::spawn(crate::cluster::sync::run(ctl.clone(), link));
+        tokio::spawn(crate::control::sync::run(ctl.clone(), link));
     }
     tokio::spawn(admin::serve(admin, ctl.clone()));
-    tokio::spawn(observe::control_loop(shared.clone()));
+    tokio::spawn(observe::control_loop(shared.observe.clone()));
 
     let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
     let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;

@@ -22,7 +22,7 @@ pub struct Shared {
     /// Rate-limit windows, kept across snapshots.
     pub limits: crate::limit::Registry,
     /// Metrics registry, access log writer, span export.
-    pub observe: crate::observe::Observe,
+    pub observe: Arc<crate::observe::Observe>,
     /// Per-process secret carried in [`DEBUG_HEADER`] by the admin debug
     /// request, so it passes consumer auth. Never leaves the process.
     pub debug_token: String,

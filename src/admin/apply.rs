@@ -4,11 +4,11 @@
 //! all before the handler answers.
 
 use super::error::ApiError;
-use super::store::{Resources, SaveError, StoreState};
 use crate::config::raw::RawConfig;
 use crate::config::{FieldError, Problems};
 use crate::shared::Shared;
 use crate::snapshot::{compile, Mode};
+use crate::store::{Resources, SaveError, StoreState};
 use axum::http::StatusCode;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -77,7 +77,7 @@ pub async fn apply(
     if out.is_err() && took_newer {
         // This change failed, but the newer store it met is the cluster's
         // truth: serve it.
-        crate::cluster::sync::publish_current(shared, res).await;
+        crate::control::sync::publish_current(shared, res).await;
     }
     out
 }
@@ -113,7 +113,7 @@ async fn write(
                     }
                     None => {}
                 }
-                next = super::store::rebase(&base, &next, &res.store.state).map_err(|what| {
+                next = crate::store::rebase(&base, &next, &res.store.state).map_err(|what| {
                     ApiError::conflict(
                         "conflict",
                         format!("{what} was changed on another instance meanwhile; read it again and retry"),

@@ -3,8 +3,7 @@
 //! set, any loopback client.
 
 use super::error::ApiError;
-use crate::config::raw::AdminRaw;
-use crate::config::resolve_secret;
+use crate::store::Tokens;
 use axum::http::StatusCode;
 use std::net::IpAddr;
 
@@ -41,69 +40,33 @@ impl Access {
     }
 }
 
-/// The admin tokens of the config file, resolved.
-#[derive(Clone, Debug, Default)]
-pub struct Tokens {
-    /// `admin.token`: None when not configured; Err when configured but
-    /// unresolvable (then only scoped tokens get in: fail closed).
-    full: Option<Result<String, String>>,
-    scoped: Vec<(String, Vec<String>)>,
-}
-
-impl Tokens {
-    pub fn from_config(admin: &AdminRaw) -> Tokens {
-        let full = admin.token.as_deref().map(|t| {
-            resolve_secret(t).map_err(|e| {
-                tracing::error!("admin.token: {e}; only scoped tokens are accepted");
-                e
-            })
-        });
-        let mut scoped = Vec::new();
-        for (i, t) in admin.tokens.iter().enumerate() {
-            match resolve_secret(&t.token) {
-                Ok(v) if !v.is_empty() => scoped.push((v, t.resource_groups.clone())),
-                Ok(_) => tracing::error!("admin.tokens[{i}].token is empty; ignored"),
-                Err(e) => tracing::error!("admin.tokens[{i}].token: {e}; ignored"),
-            }
-        }
-        Tokens { full, scoped }
-    }
-
-    /// The groups named by scoped tokens (they exist as resource groups).
-    pub fn scoped_groups(&self) -> impl Iterator<Item = &str> {
-        self.scoped
-            .iter()
-            .flat_map(|(_, g)| g.iter().map(String::as_str))
-    }
-
-    /// Decides a request's access from its bearer token and peer address.
-    pub fn access(&self, bearer: Option<&str>, peer: IpAddr) -> Result<Access, ApiError> {
-        let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
-        let Some(token) = bearer else {
-            return match &self.full {
-                None if peer.is_loopback() => Ok(Access::Full),
-                None => Err(unauthorized(
-                    "no admin token is configured: only loopback clients are accepted",
-                )),
-                Some(_) => Err(unauthorized("missing bearer token")),
-            };
+/// Decides a request's access from its bearer token and peer address.
+pub fn access(tokens: &Tokens, bearer: Option<&str>, peer: IpAddr) -> Result<Access, ApiError> {
+    let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
+    let Some(token) = bearer else {
+        return match &tokens.full {
+            None if peer.is_loopback() => Ok(Access::Full),
+            None => Err(unauthorized(
+                "no admin token is configured: only loopback clients are accepted",
+            )),
+            Some(_) => Err(unauthorized("missing bearer token")),
         };
-        if let Some(Ok(full)) = &self.full {
-            if ct_eq(token.as_bytes(), full.as_bytes()) {
-                return Ok(Access::Full);
-            }
+    };
+    if let Some(Ok(full)) = &tokens.full {
+        if ct_eq(token.as_bytes(), full.as_bytes()) {
+            return Ok(Access::Full);
         }
-        // Compare against every scoped token, so timing says nothing of which.
-        let mut found = None;
-        for (t, groups) in &self.scoped {
-            if ct_eq(token.as_bytes(), t.as_bytes()) {
-                found = Some(groups);
-            }
+    }
+    // Compare against every scoped token, so timing says nothing of which.
+    let mut found = None;
+    for (t, groups) in &tokens.scoped {
+        if ct_eq(token.as_bytes(), t.as_bytes()) {
+            found = Some(groups);
         }
-        match found {
-            Some(groups) => Ok(Access::Groups(groups.clone())),
-            None => Err(unauthorized("invalid bearer token")),
-        }
+    }
+    match found {
+        Some(groups) => Ok(Access::Groups(groups.clone())),
+        None => Err(unauthorized("invalid bearer token")),
     }
 }
 
@@ -166,15 +129,15 @@ pub fn sha256_hex(data: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::raw::AdminTokenRaw;
+    use crate::config::raw::{AdminRaw, AdminTokenRaw};
 
     #[test]
     fn loopback_only_without_a_token_and_scopes_with_one() {
         let none = Tokens::from_config(&AdminRaw::default());
         let lo: IpAddr = "127.0.0.1".parse().unwrap();
         let far: IpAddr = "10.1.2.3".parse().unwrap();
-        assert!(matches!(none.access(None, lo), Ok(Access::Full)));
-        assert_eq!(none.access(None, far).unwrap_err().status, 401);
+        assert!(matches!(access(&none, None, lo), Ok(Access::Full)));
+        assert_eq!(access(&none, None, far).unwrap_err().status, 401);
         let cfg = AdminRaw {
             token: Some("root-token".into()),
             tokens: vec![AdminTokenRaw {
@@ -184,14 +147,14 @@ mod tests {
             ..AdminRaw::default()
         };
         let t = Tokens::from_config(&cfg);
-        assert_eq!(t.access(None, lo).unwrap_err().status, 401);
+        assert_eq!(access(&t, None, lo).unwrap_err().status, 401);
         assert!(matches!(
-            t.access(Some("root-token"), far),
+            access(&t, Some("root-token"), far),
             Ok(Access::Full)
         ));
-        let scoped = t.access(Some("team-token"), far).unwrap();
+        let scoped = access(&t, Some("team-token"), far).unwrap();
         assert!(scoped.allows("team-a") && !scoped.allows("default"));
-        assert_eq!(t.access(Some("nope"), lo).unwrap_err().status, 401);
+        assert_eq!(access(&t, Some("nope"), lo).unwrap_err().status, 401);
         assert!(!cross_origin(None, Some("127.0.0.1:9090")));
         assert!(!cross_origin(
             Some("http://127.0.0.1:9090"),

@@ -227,7 +227,7 @@ pub(super) async fn remove(
 
 /// The store consumer `name` that `access` may change, cloned.
 fn store_consumer(
-    res: &super::store::Resources,
+    res: &crate::store::Resources,
     access: &Access,
     name: &str,
 ) -> Result<ConsumerSpec, ApiError> {

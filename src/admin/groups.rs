@@ -5,9 +5,9 @@
 use super::auth::Access;
 use super::error::{ApiError, ErrorBody, JsonBody};
 use super::resources::all_model_apis;
-use super::store::{GroupSpec, Resources};
 use crate::config::valid_name;
 use crate::control::Control;
+use crate::store::{GroupSpec, Resources};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;

@@ -17,7 +17,6 @@ mod model_apis;
 mod openapi;
 mod resources;
 mod services;
-pub mod store;
 
 use crate::control::Control;
 use axum::extract::{ConnectInfo, Request, State};
@@ -87,12 +86,11 @@ async fn authorize(
         )
         .into_response();
     }
-    let access = ctl
-        .resources
-        .lock()
-        .await
-        .tokens
-        .access(bearer.as_deref(), peer.ip());
+    let access = auth::access(
+        &ctl.resources.lock().await.tokens,
+        bearer.as_deref(),
+        peer.ip(),
+    );
     match access {
         Ok(a) => {
             req.extensions_mut().insert(a);

@@ -82,7 +82,7 @@ fn named_services(a: &ModelApiSpec) -> Vec<(String, &str)> {
 
 /// A scoped token may route only to services of its own groups.
 fn check_services(
-    res: &super::store::Resources,
+    res: &crate::store::Resources,
     access: &Access,
     a: &ModelApiSpec,
 ) -> Result<(), ApiError> {

@@ -5,10 +5,10 @@
 use super::apply::{apply, Kind};
 use super::auth::Access;
 use super::error::ApiError;
-use super::store::{Resources, StoreState};
 use crate::config::raw::{ConsumerSpec, ModelApiSpec, RawConfig, ServiceSpec};
 use crate::config::valid_name;
 use crate::shared::Shared;
+use crate::store::{Resources, StoreState};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 

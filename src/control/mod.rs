@@ -2,12 +2,14 @@
 //! effective config is made of, and the ways it changes — a reload of the
 //! config file, a DNS refresh, an admin write (`admin`), the cluster's
 //! store moving on — each compiled off the request path and published to
-//! the workers through [`Shared`].
+//! the workers through [`Shared`]. [`sync`] follows the cluster's store.
 
-use crate::admin::store::Resources;
+pub mod sync;
+
 use crate::config;
 use crate::shared::Shared;
 use crate::snapshot::{compile, Mode};
+use crate::store::Resources;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

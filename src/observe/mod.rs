@@ -22,7 +22,6 @@ use crate::config::raw::RawConfig;
 use crate::config::Problems;
 use crate::error::{Error, Kind, Side};
 use crate::http::head::Method;
-use crate::shared::Shared;
 use access_log::{Destination, Line, Msg};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use metrics::{series_key, Delta};
@@ -354,19 +353,19 @@ impl Observe {
 /// The control thread's part: merge metric deltas so memory stays
 /// bounded between scrapes, export spans, and reopen the access log file
 /// on SIGHUP (as nginx does for logrotate).
-pub async fn control_loop(shared: Arc<Shared>) {
+pub async fn control_loop(observe: Arc<Observe>) {
     use tokio::signal::unix::{signal, SignalKind};
-    let mut exporter = shared.observe.exporter();
+    let mut exporter = observe.exporter();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut hup = signal(SignalKind::hangup()).ok();
     loop {
         tokio::select! {
             _ = tick.tick() => {
-                shared.observe.metrics.collect();
-                shared.observe.export(&mut exporter).await;
+                observe.metrics.collect();
+                observe.export(&mut exporter).await;
             }
             Some(()) = async { hup.as_mut()?.recv().await } => {
-                if let Some(tx) = &shared.observe.log_tx {
+                if let Some(tx) = &observe.log_tx {
                     let _ = tx.try_send(Msg::Reopen);
                 }
             }
@@ -376,7 +375,8 @@ pub async fn control_loop(shared: Arc<Shared>) {
 
 /// What [`Shard::finish`] reads of the snapshot a request was served
 /// under: what the indexes of its [`Record`] stand for. The snapshot
-/// implements it (it is compiled a layer above, against `check`).
+/// implements it; it sits a floor above observe (its compile runs
+/// [`check`]), so observe does not name it.
 pub trait Labels {
     fn model_api(&self, index: usize) -> Option<ApiLabels<'_>>;
     fn service_name(&self, index: usize) -> Option<&str>;

@@ -1,15 +1,17 @@
 //! The embedded store: resources made through the admin API, kept in one
-//! JSON file (`store.path`).
+//! JSON file (`store.path`), or in Redis in cluster mode; and [`Resources`],
+//! what the effective config is made of (the config file, the store, the
+//! admin tokens of that file). Below both `admin`, which writes it, and
+//! `control`, which compiles and publishes it.
 //!
 //! Every save writes a temp file beside the store, fsyncs it, renames it
 //! over the store and fsyncs the directory, so the file on disk is always
 //! either the old state or the new one: a `kill -9` at any moment never
 //! loses an acknowledged change nor leaves a file that fails to load.
 
-use super::auth::Tokens;
 use crate::cluster::Link;
-use crate::config::raw::{ConsumerSpec, ModelApiSpec, RawConfig, ServiceSpec};
-use crate::config::FieldError;
+use crate::config::raw::{AdminRaw, ConsumerSpec, ModelApiSpec, RawConfig, ServiceSpec};
+use crate::config::{resolve_secret, FieldError};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -102,6 +104,44 @@ impl Resources {
             }
         }
         e.to_string()
+    }
+}
+
+/// The admin tokens of the config file, resolved; `admin::auth::access`
+/// decides each request's access with them.
+#[derive(Clone, Debug, Default)]
+pub struct Tokens {
+    /// `admin.token`: None when not configured; Err when configured but
+    /// unresolvable (then only scoped tokens get in: fail closed).
+    pub full: Option<Result<String, String>>,
+    /// `[[admin.tokens]]`: each token with the resource groups it may touch.
+    pub scoped: Vec<(String, Vec<String>)>,
+}
+
+impl Tokens {
+    pub fn from_config(admin: &AdminRaw) -> Tokens {
+        let full = admin.token.as_deref().map(|t| {
+            resolve_secret(t).map_err(|e| {
+                tracing::error!("admin.token: {e}; only scoped tokens are accepted");
+                e
+            })
+        });
+        let mut scoped = Vec::new();
+        for (i, t) in admin.tokens.iter().enumerate() {
+            match resolve_secret(&t.token) {
+                Ok(v) if !v.is_empty() => scoped.push((v, t.resource_groups.clone())),
+                Ok(_) => tracing::error!("admin.tokens[{i}].token is empty; ignored"),
+                Err(e) => tracing::error!("admin.tokens[{i}].token: {e}; ignored"),
+            }
+        }
+        Tokens { full, scoped }
+    }
+
+    /// The groups named by scoped tokens (they exist as resource groups).
+    pub fn scoped_groups(&self) -> impl Iterator<Item = &str> {
+        self.scoped
+            .iter()
+            .flat_map(|(_, g)| g.iter().map(String::as_str))
     }
 }
 

@@ -7,11 +7,11 @@
 //! at once in the usual case. While Redis is down nothing changes here:
 //! the last snapshot keeps serving.
 
-use super::Link;
-use crate::admin::store::{Resources, SaveError};
-use crate::control::Control;
+use super::Control;
+use crate::cluster::Link;
 use crate::shared::Shared;
 use crate::snapshot::{compile, Mode};
+use crate::store::{Resources, SaveError};
 use futures_util::StreamExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
