@@ -27,6 +27,11 @@ use crate::upstream::Endpoint;
 use crate::worker::Worker;
 use std::time::Duration;
 
+/// How long an attempt awaits its answer head before it starts watching
+/// the client for a hang-up (a watch costs a poll per request; most
+/// answers come sooner). A client gone by then is noticed at once.
+const WATCH_AFTER: Duration = Duration::from_millis(300);
+
 /// Why an attempt sends nothing.
 pub enum NotSent {
     /// This service cannot serve the request: the next attempt may.
@@ -198,5 +203,5 @@ async fn exchange<'a>(
         exchange::send(&w.pool, w.next_addr(), call, bytes, &mut rest).await?
     };
     let head = exchange::read_head(lease, call, w.buffer());
-    c.unless_gone(head).await.transpose()
+    c.unless_gone_after(WATCH_AFTER, head).await.transpose()
 }

@@ -268,6 +268,21 @@ impl Client {
         Some(upstream.await)
     }
 
+    /// Like [`Client::unless_gone`], but the client is watched only once
+    /// `grace` has passed: a quick answer costs no watch at all.
+    pub async fn unless_gone_after<F: std::future::Future>(
+        &mut self,
+        grace: Duration,
+        upstream: F,
+    ) -> Option<F::Output> {
+        let mut upstream = std::pin::pin!(upstream);
+        monoio::select! {
+            r = &mut upstream => return Some(r),
+            _ = monoio::time::sleep(grace) => {}
+        }
+        self.unless_gone(upstream).await
+    }
+
     /// Drops the first `n` bytes of `inbuf` (a finished request).
     pub fn consume(&mut self, n: usize) {
         if n >= self.inbuf.len() {
@@ -288,8 +303,9 @@ pub struct Body {
     end: usize,
     /// The rest began to flow upstream: the body can never be sent again.
     rest_sent: bool,
-    /// The whole body must have arrived by then.
-    deadline: Instant,
+    /// The whole body must have arrived by then (set for a body with a
+    /// rest).
+    deadline: Option<Instant>,
     /// And each read of it within this (the connection's idle timeout).
     idle: Duration,
 }
@@ -320,7 +336,7 @@ impl Body {
             rest: None,
             end: head_len,
             rest_sent: false,
-            deadline: Instant::now(),
+            deadline: None,
             idle: Duration::ZERO,
         }
     }
@@ -397,7 +413,8 @@ impl BodySource for RestOfBody<'_> {
             None | Some(Rest::Done | Rest::Length(0)) => return Ok(true),
             Some(r) => r,
         };
-        if c.inbuf.is_empty() && c.read_body_bytes(body.deadline, body.idle).await? == 0 {
+        let deadline = *body.deadline.get_or_insert_with(Instant::now);
+        if c.inbuf.is_empty() && c.read_body_bytes(deadline, body.idle).await? == 0 {
             return Err(client_gone(io::ErrorKind::UnexpectedEof.into()));
         }
         match rest {
@@ -441,46 +458,46 @@ fn chunk_error(e: ChunkError) -> Error {
 impl Client {
     /// Reads the request body: whole when it fits `edge.body_buffer_bytes`,
     /// else its prefix. All of it must arrive within
-    /// `edge.body_read_timeout`, counted from now.
+    /// `edge.body_read_timeout`, counted from the first read it waits for.
     pub async fn read_body(
         &mut self,
         head: &RequestHead,
         edge: &EdgeLimits,
     ) -> Result<Body, Error> {
         let start = head.head_len;
-        let deadline = Instant::now() + edge.body_read_timeout;
+        // The clock is read only when a read must wait (most bodies come
+        // with their head).
+        let timeout = edge.body_read_timeout;
+        let mut deadline = None;
         let idle = edge.idle_timeout;
-        let body = |held, rest, end| Body {
-            held,
-            rest,
-            end,
-            rest_sent: false,
-            deadline,
-            idle,
-        };
         // The request is routed: a client waiting to be told (large
         // uploads, curl) may send its body now.
         if head.expect_continue && head.has_body() && self.inbuf.len() == start {
+            started(&mut deadline, timeout);
             let (res, _) = self.write(b"HTTP/1.1 100 Continue\r\n\r\n".to_vec()).await;
             res.map_err(client_gone)?;
         }
-        match head.framing {
-            Framing::None | Framing::UntilClose | Framing::Length(0) => Ok(Body::none(start)),
+        let (held, rest, end) = match head.framing {
+            Framing::None | Framing::UntilClose | Framing::Length(0) => {
+                return Ok(Body::none(start))
+            }
             Framing::Length(n) => {
                 let want = (n as usize).min(edge.body_buffer_bytes);
                 while self.inbuf.len() < start + want {
-                    if self.read_body_bytes(deadline, idle).await? == 0 {
+                    let by = started(&mut deadline, timeout);
+                    if self.read_body_bytes(by, idle).await? == 0 {
                         return Err(client_gone(io::ErrorKind::UnexpectedEof.into()));
                     }
                 }
                 if n as usize <= edge.body_buffer_bytes {
                     let len = n as usize;
-                    return Ok(body(Held::InBuf { start, len }, None, start + len));
+                    (Held::InBuf { start, len }, None, start + len)
+                } else {
+                    // (A pipelined next request may have come along: not body.)
+                    let len = (self.inbuf.len() - start).min(n as usize);
+                    let rest = Rest::Length(n - len as u64);
+                    (Held::InBuf { start, len }, Some(rest), start + len)
                 }
-                // (A pipelined next request may have come along: not body.)
-                let len = (self.inbuf.len() - start).min(n as usize);
-                let rest = Rest::Length(n - len as u64);
-                Ok(body(Held::InBuf { start, len }, Some(rest), start + len))
             }
             Framing::Chunked => {
                 let mut decoder = ChunkedDecoder::new(edge.head.max_body_bytes);
@@ -492,22 +509,39 @@ impl Client {
                         .map_err(chunk_error)?;
                     pos += progress.consumed;
                     if progress.done {
-                        return Ok(body(Held::Decoded(held), None, pos));
+                        break (Held::Decoded(held), None, pos);
                     }
                     if held.len() >= edge.body_buffer_bytes {
-                        let rest = Some(Rest::Chunked(decoder));
-                        return Ok(body(Held::Decoded(held), rest, pos));
+                        break (Held::Decoded(held), Some(Rest::Chunked(decoder)), pos);
                     }
                     // Keep only undecoded bytes after the head.
                     self.inbuf.drain(start..pos);
                     pos = start;
-                    if self.read_body_bytes(deadline, idle).await? == 0 {
+                    let by = started(&mut deadline, timeout);
+                    if self.read_body_bytes(by, idle).await? == 0 {
                         return Err(client_gone(io::ErrorKind::UnexpectedEof.into()));
                     }
                 }
             }
+        };
+        // A rest still to come must arrive by the same deadline.
+        if rest.is_some() {
+            started(&mut deadline, timeout);
         }
+        Ok(Body {
+            held,
+            rest,
+            end,
+            rest_sent: false,
+            deadline,
+            idle,
+        })
     }
+}
+
+/// The body deadline, set when first needed.
+fn started(deadline: &mut Option<Instant>, timeout: Duration) -> Instant {
+    *deadline.get_or_insert_with(|| Instant::now() + timeout)
 }
 
 impl Client {
