@@ -202,6 +202,6 @@ async fn exchange<'a>(
         let mut rest = body.rest(c);
         exchange::send(&w.pool, w.next_addr(), call, bytes, &mut rest).await?
     };
-    let head = exchange::read_head(lease, call, w.buffer());
+    let head = std::pin::pin!(exchange::read_head(lease, call, w.buffer()));
     c.unless_gone_after(WATCH_AFTER, head).await.transpose()
 }

@@ -270,12 +270,12 @@ impl Client {
 
     /// Like [`Client::unless_gone`], but the client is watched only once
     /// `grace` has passed: a quick answer costs no watch at all.
+    /// (`upstream` is pinned by the caller: a large future is not moved.)
     pub async fn unless_gone_after<F: std::future::Future>(
         &mut self,
         grace: Duration,
-        upstream: F,
+        mut upstream: Pin<&mut F>,
     ) -> Option<F::Output> {
-        let mut upstream = std::pin::pin!(upstream);
         monoio::select! {
             r = &mut upstream => return Some(r),
             _ = monoio::time::sleep(grace) => {}

@@ -33,6 +33,13 @@ async fn read_head(
     loop {
         if !c.inbuf.is_empty() {
             match head::parse_request(&c.inbuf, &edge.head, scratch) {
+                // RFC 9112 §6.1: a coding the gateway does not decode.
+                Ok(h) if h.transfer_coded => {
+                    return HeadRead::Refuse(Error::new(
+                        Kind::NotImplemented,
+                        "transfer-codings other than chunked are not supported",
+                    ))
+                }
                 Ok(h) => return HeadRead::Head(h),
                 Err(ParseError::Incomplete) => {}
                 Err(e) => return HeadRead::Refuse(e.into()),

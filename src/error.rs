@@ -29,6 +29,7 @@ pub enum Kind {
     FirstPacketTimeout,
     UpstreamProtocol,
     UpstreamStatus,
+    NotImplemented,
     Internal,
 }
 
@@ -77,6 +78,7 @@ impl Error {
             Kind::RateLimited => 429,
             Kind::HeadTooLarge => 431,
             Kind::Internal => 500,
+            Kind::NotImplemented => 501,
             Kind::UpstreamConnect | Kind::UpstreamProtocol | Kind::UpstreamStatus => 502,
             Kind::UpstreamTimeout | Kind::FirstPacketTimeout => 504,
         }
@@ -102,6 +104,7 @@ impl Error {
             Kind::UpstreamProtocol => "upstream_protocol_error",
             Kind::UpstreamStatus => "upstream_error",
             Kind::Internal => "internal_error",
+            Kind::NotImplemented => "not_implemented",
         }
     }
 }

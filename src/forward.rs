@@ -50,6 +50,8 @@ pub struct Origin<'a> {
     pub head: &'a RequestHead,
     pub request_id: &'a str,
     pub route: &'a RouteDef,
+    /// The peer is a trusted proxy: its forwarding headers are kept.
+    pub trusted: bool,
 }
 
 /// One attempt's side of the head.
@@ -273,7 +275,7 @@ pub fn upstream_target(
 /// Client headers never forwarded: framing (rewritten), the client's own
 /// credentials (the service's key replaces them), ones the gateway sets.
 fn dropped(name: &[u8]) -> bool {
-    const DROP: [&[u8]; 10] = [
+    const DROP: [&[u8]; 9] = [
         // The admin debug marker is for this gateway only.
         crate::shared::DEBUG_HEADER.as_bytes(),
         b"host",
@@ -283,10 +285,35 @@ fn dropped(name: &[u8]) -> bool {
         b"api-key",
         b"x-request-id",
         b"expect",
-        b"x-forwarded-for",
         b"traceparent",
     ];
     head::is_hop_by_hop(name) || DROP.iter().any(|d| d.eq_ignore_ascii_case(name))
+}
+
+/// The forwarding headers a client may send (PRODUCT.md §7).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Forwarding {
+    For,
+    Host,
+    Proto,
+    /// `Forwarded`, `X-Real-IP`: passed on from trusted proxies only.
+    Other,
+}
+
+fn forwarding(name: &[u8]) -> Option<Forwarding> {
+    // Most headers are ruled out by their length or first letter.
+    match (name.len(), name.first().map(u8::to_ascii_lowercase)) {
+        (15, Some(b'x')) if name.eq_ignore_ascii_case(b"x-forwarded-for") => Some(Forwarding::For),
+        (16, Some(b'x')) if name.eq_ignore_ascii_case(b"x-forwarded-host") => {
+            Some(Forwarding::Host)
+        }
+        (17, Some(b'x')) if name.eq_ignore_ascii_case(b"x-forwarded-proto") => {
+            Some(Forwarding::Proto)
+        }
+        (9, Some(b'x')) if name.eq_ignore_ascii_case(b"x-real-ip") => Some(Forwarding::Other),
+        (9, Some(b'f')) if name.eq_ignore_ascii_case(b"forwarded") => Some(Forwarding::Other),
+        _ => None,
+    }
 }
 
 /// Writes the head of one attempt's request to `out`.
@@ -296,9 +323,25 @@ pub fn request_head(out: &mut Vec<u8>, c: &Client, origin: &Origin<'_>, hop: &Ho
     let mut h = HeadWriter::request(out, &inbuf[head.method_range.clone()], hop.path.as_bytes());
     h.header(b"host", hop.endpoint.authority.as_bytes());
     let json = matches!(origin.route.body, BodyKind::Json);
+    // From a trusted proxy: the X-Forwarded-For it sent, and whether it
+    // set the host and proto.
+    let (mut prior_for, mut has_host, mut has_proto) = (None, false, false);
     for hp in &head.headers {
         let name = &inbuf[hp.name.clone()];
-        if dropped(name)
+        if let Some(f) = forwarding(name) {
+            if !origin.trusted {
+                continue;
+            }
+            match f {
+                Forwarding::For => {
+                    prior_for = Some(&inbuf[hp.value.clone()]);
+                    continue;
+                }
+                Forwarding::Host => has_host = true,
+                Forwarding::Proto => has_proto = true,
+                Forwarding::Other => {}
+            }
+        } else if dropped(name)
             || head.connection_lists(inbuf, name)
             // LLM answers are read for usage and events: keep them plain.
             || (json && name.eq_ignore_ascii_case(b"accept-encoding"))
@@ -330,7 +373,17 @@ pub fn request_head(out: &mut Vec<u8>, c: &Client, origin: &Origin<'_>, hop: &Ho
     }
     h.header(b"x-request-id", origin.request_id.as_bytes());
     h.header(b"traceparent", &trace.traceparent(hop.trace.1));
-    h.header(b"x-forwarded-for", c.peer_ip.as_bytes());
+    match prior_for {
+        Some(prior) => h.header_parts(b"x-forwarded-for", &[prior, b", ", c.peer_ip.as_bytes()]),
+        None => h.header(b"x-forwarded-for", c.peer_ip.as_bytes()),
+    };
+    if !has_proto {
+        let proto: &[u8] = if c.tls.is_some() { b"https" } else { b"http" };
+        h.header(b"x-forwarded-proto", proto);
+    }
+    if let (false, Some(host)) = (has_host, head.host.clone()) {
+        h.header(b"x-forwarded-host", &inbuf[host]);
+    }
     h.body(hop.framing);
     h.finish();
 }

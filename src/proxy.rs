@@ -133,6 +133,7 @@ async fn pipeline(rq: &mut Request<'_>) -> Result<bool, Error> {
             head: rq.head,
             request_id: &rq.reply.request_id,
             route,
+            trusted: rq.trusted_peer(),
         },
         forward_path: &forward_path,
         query: query.as_deref(),

@@ -65,6 +65,16 @@ impl<'a> Request<'a> {
         }
     }
 
+    /// Whether the client is a trusted proxy (`server.trusted_proxies`).
+    pub fn trusted_peer(&self) -> bool {
+        let peer = self.c.peer.ip();
+        self.snap
+            .edge
+            .trusted_proxies
+            .iter()
+            .any(|c| c.contains(peer))
+    }
+
     /// The body bytes held (empty before the body phase).
     pub fn held(&self) -> &[u8] {
         self.body.as_ref().map_or(&[], |b| b.held(&self.c.inbuf))

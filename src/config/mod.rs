@@ -4,6 +4,7 @@
 //! module; `snapshot` compiles it into what the data plane reads.
 
 pub mod catalog;
+pub mod cidr;
 pub mod cluster;
 pub mod raw;
 

@@ -45,6 +45,9 @@ pub struct ServerRaw {
     pub drain_timeout_ms: u64,
     pub limits: LimitsRaw,
     pub tls: TlsRaw,
+    /// Peers (CIDR blocks) whose `Forwarded`, `X-Real-IP` and
+    /// `X-Forwarded-*` headers are passed on; others' are dropped.
+    pub trusted_proxies: Vec<String>,
 }
 
 /// Listeners that speak TLS, and the certificate for each domain (SNI).
@@ -74,6 +77,7 @@ impl Default for ServerRaw {
             drain_timeout_ms: 30_000,
             limits: LimitsRaw::default(),
             tls: TlsRaw::default(),
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -59,6 +59,7 @@ pub async fn proxy(
             head: rq.head,
             request_id: &rq.reply.request_id,
             route,
+            trusted: rq.trusted_peer(),
         },
         forward_path,
         query: query.as_deref(),

@@ -602,6 +602,13 @@ pub fn compile(
         p.error("server.limits.max_connections", "must be at least 1");
     }
     crate::observe::check(raw, &mut p);
+    let mut trusted_proxies = Vec::new();
+    for (i, t) in s.trusted_proxies.iter().enumerate() {
+        match crate::config::cidr::Cidr::parse(t) {
+            Ok(c) => trusted_proxies.push(c),
+            Err(e) => p.error(format!("server.trusted_proxies[{i}]"), e),
+        }
+    }
 
     let mut services = Vec::new();
     let mut by_name: HashMap<&str, (usize, Option<&'static Provider>)> = HashMap::new();
@@ -695,6 +702,7 @@ pub fn compile(
             body_buffer_bytes: l.body_buffer_bytes.max(4096),
             body_read_timeout: Duration::from_millis(l.body_read_timeout_ms.max(1)),
             max_event_bytes: l.max_event_bytes.max(1024),
+            trusted_proxies,
         },
         services,
         apis,

@@ -31,6 +31,8 @@ pub struct EdgeLimits {
     pub body_read_timeout: Duration,
     /// Largest SSE event relayed.
     pub max_event_bytes: usize,
+    /// Peers whose forwarding headers are passed on.
+    pub trusted_proxies: Vec<crate::config::cidr::Cidr>,
 }
 
 /// What serves a service's requests: the in-process `mock` provider, or a

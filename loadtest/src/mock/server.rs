@@ -140,6 +140,9 @@ pub struct Fault {
     /// `x-mock-idle-close-ms: N`: answer with keep-alive framing, then close
     /// the connection (FIN) if no next request starts within N ms.
     pub idle_close_ms: Option<u64>,
+    /// `x-mock-endless-event: N`: a stream whose first event never ends:
+    /// `data: aaaa…` for N bytes with no blank line, then close.
+    pub endless_event: Option<u64>,
 }
 
 fn truthy(v: Option<&str>) -> bool {
@@ -184,6 +187,7 @@ impl Fault {
                 .header_u64("x-mock-continue-every-ms")
                 .filter(|ms| *ms > 0),
             idle_close_ms: req.header_u64("x-mock-idle-close-ms"),
+            endless_event: req.header_u64("x-mock-endless-event"),
         }
     }
 
@@ -483,6 +487,17 @@ async fn respond<W: AsyncWrite + Unpin>(
             ));
             wr.write_all(&head).await?;
             wr.flush().await?;
+            if let Some(total) = fault.endless_event {
+                wr.write_all(&http::chunk(b"data: ")).await?;
+                let block = http::chunk(&[b'a'; 64 * 1024]);
+                let mut sent = 0;
+                while sent < total {
+                    wr.write_all(&block).await?;
+                    sent += 64 * 1024;
+                }
+                wr.flush().await?;
+                return Ok(Outcome::Close);
+            }
             let n = events.len();
             for (i, ev) in events.iter().enumerate() {
                 // Due times from one start, so sleeps do not add up drift.
