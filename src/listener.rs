@@ -111,6 +111,7 @@ async fn main(id: usize, shared: Arc<Shared>, listeners: Vec<Listener>) {
 }
 
 async fn accept_loop(w: Rc<Worker>, listener: TcpListener, tls: bool) {
+    let mut last_warning: Option<Instant> = None;
     loop {
         let accepted = monoio::select! {
             r = listener.accept() => r,
@@ -119,13 +120,25 @@ async fn accept_loop(w: Rc<Worker>, listener: TcpListener, tls: bool) {
         let (stream, peer) = match accepted {
             Ok(a) => a,
             Err(e) => {
-                // Out of descriptors and the like: back off instead of spinning.
-                tracing::warn!("accept: {e}");
+                // Out of descriptors: idle upstream connections are the
+                // ones that can go. Back off instead of spinning, and say
+                // so at most once a second.
+                if crate::sys::out_of_descriptors(&e) {
+                    w.pool.close_idle();
+                }
+                if last_warning.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+                    tracing::warn!("accept: {e}");
+                    last_warning = Some(Instant::now());
+                }
                 monoio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
         };
-        let max = w.snapshot().edge.max_connections;
+        let max = w
+            .snapshot()
+            .edge
+            .max_connections
+            .min(w.shared.client_budget);
         if w.shared.connections.fetch_add(1, Ordering::AcqRel) >= max {
             w.shared.connections.fetch_sub(1, Ordering::AcqRel);
             drop(stream);

@@ -94,6 +94,23 @@ fn choose_io(mode: IoMode) -> IoMode {
 }
 
 /// Runs the gateway until SIGTERM/SIGINT and the drain that follows.
+/// Descriptors kept for listeners, logs, the admin API and Redis.
+const RESERVED_DESCRIPTORS: u64 = 64;
+
+/// Raises the open-file limit and returns how many client connections fit
+/// in it, each with an upstream connection; warns when `max_connections`
+/// does not fit.
+fn client_budget(max_connections: usize) -> usize {
+    let limit = crate::sys::raise_open_file_limit();
+    let budget = (limit.saturating_sub(RESERVED_DESCRIPTORS) / 2).max(1) as usize;
+    if max_connections > budget {
+        tracing::warn!(
+            "server.limits.max_connections {max_connections} lowered to {budget}: the open-file limit is {limit} (each client connection may need an upstream one)"
+        );
+    }
+    budget
+}
+
 pub fn serve(config_path: &str, raw: RawConfig) -> Result<(), String> {
     let cluster = crate::config::cluster::Settings::from_raw(&raw.cluster)
         .map_err(|e| e.to_string())?
@@ -139,7 +156,9 @@ pub fn serve(config_path: &str, raw: RawConfig) -> Result<(), String> {
         None => crate::limit::Registry::default(),
     };
     limits.adopt(&mut snap.limits);
+    let client_budget = client_budget(snap.edge.max_connections);
     let shared = Arc::new(Shared {
+        client_budget,
         generation: AtomicU64::new(snap.generation),
         snapshot: ArcSwap::from_pointee(snap),
         limits,

@@ -28,6 +28,9 @@ pub struct Shared {
     pub debug_token: String,
     /// DashScope task id → service that accepted it; outlives snapshots.
     pub tasks: TaskMap,
+    /// Client connections the open-file limit leaves room for (each may
+    /// need an upstream connection too): caps `max_connections`.
+    pub client_budget: usize,
 }
 
 /// Header that marks the admin's own debug request; the data plane never

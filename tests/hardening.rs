@@ -188,3 +188,74 @@ fn forwarding_headers_are_the_gateways_own_unless_the_peer_is_trusted() {
     assert_eq!(seen("x-forwarded-host").as_deref(), Some("evil.example"));
     assert_eq!(seen("x-forwarded-proto").as_deref(), Some("gopher"));
 }
+
+#[test]
+fn a_low_open_file_limit_caps_connections_instead_of_failing_requests() {
+    let up = MockLlm::start("up");
+    let config = format!(
+        r#"[server]
+listen = ["127.0.0.1:0"]
+workers = 1
+[admin]
+listen = "127.0.0.1:0"
+[log]
+level = "warn"
+[[services]]
+name = "up"
+provider = "openai_compatible"
+base_url = "{url}"
+[[model_apis]]
+name = "chat"
+scenario = "text"
+protocol = "openai"
+domains = ["*"]
+service = {{ mode = "single", target = {{ service = "up" }} }}
+"#,
+        url = up.url()
+    );
+    // 200 descriptors: (200 - 64) / 2 = 68 client connections fit.
+    let g = Gateway::start_wrapped(&config, &["prlimit", "--nofile=200:200", "--"]);
+    let warned = (0..50).any(|_| {
+        std::thread::sleep(Duration::from_millis(20));
+        g.proc.stderr_text().contains("lowered to 68")
+    });
+    assert!(warned, "no warning: {}", g.proc.stderr_text());
+    // Far more clients than fit: the ones over the cap are closed at once
+    // (not left unanswered in the backlog), and the others are served,
+    // upstream connections included.
+    let mut clients: Vec<_> = (0..150).map(|_| connect(g.addr)).collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let mut closed = 0;
+    for s in &mut clients {
+        s.set_nonblocking(true).unwrap();
+        let mut b = [0u8; 1];
+        if let Ok(0) = std::io::Read::read(s, &mut b) {
+            closed += 1;
+        }
+        s.set_nonblocking(false).unwrap();
+    }
+    assert!(closed >= 150 - 68, "only {closed} of 150 closed");
+    let started = Instant::now();
+    let mut served = 0;
+    for s in clients.iter_mut().take(150) {
+        let req = raw_request(
+            "POST",
+            "/v1/chat/completions",
+            &[("host", "x"), ("content-type", "application/json")],
+            br#"{"model":"m","messages":[]}"#,
+        );
+        if s.write_all(&req).is_err() {
+            continue;
+        }
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        if let Ok(r) = read_response(&mut BufReader::new(&mut *s), false) {
+            assert_eq!(r.status, 200, "{}", r.text());
+            served += 1;
+        }
+    }
+    assert!(served >= 60, "only {served} served");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    // The log says so once a second at most, not every 10 ms.
+    let accept_lines = g.proc.stderr_text().matches("accept:").count();
+    assert!(accept_lines <= 5, "{accept_lines} accept warnings");
+}

@@ -87,7 +87,14 @@ pub async fn send<'p, B: BodySource>(
     let mut lease = match sent {
         Some(lease) => lease,
         None => {
-            let conn = open(call, addr_start).await?;
+            let conn = match connect(call.endpoint, addr_start, call.connect_timeout).await {
+                // Out of descriptors: idle pooled connections can go.
+                Err(e) if crate::sys::out_of_descriptors(&e) => {
+                    pool.close_idle();
+                    open(call, addr_start).await?
+                }
+                r => r.map_err(|e| connect_error(call, e))?,
+            };
             let mut lease = Lease::new(conn, pool, key, false);
             let (res, _) = lease.conn().write_all(bytes).await;
             res.map_err(|e| upstream_gone(call, e))?;
@@ -110,23 +117,25 @@ pub async fn send<'p, B: BodySource>(
 }
 
 async fn open(call: &Call<'_>, addr_start: usize) -> Result<super::Conn, Error> {
-    let up = call.endpoint;
-    connect(up, addr_start, call.connect_timeout)
+    connect(call.endpoint, addr_start, call.connect_timeout)
         .await
-        .map_err(|e| {
-            let kind = if e.kind() == io::ErrorKind::TimedOut {
-                Kind::UpstreamTimeout
-            } else {
-                Kind::UpstreamConnect
-            };
-            Error::new(
-                kind,
-                format!(
-                    "service {}: connect to {}:{}: {e}",
-                    call.service, up.host, up.port
-                ),
-            )
-        })
+        .map_err(|e| connect_error(call, e))
+}
+
+fn connect_error(call: &Call<'_>, e: io::Error) -> Error {
+    let kind = if e.kind() == io::ErrorKind::TimedOut {
+        Kind::UpstreamTimeout
+    } else {
+        Kind::UpstreamConnect
+    };
+    let up = call.endpoint;
+    Error::new(
+        kind,
+        format!(
+            "service {}: connect to {}:{}: {e}",
+            call.service, up.host, up.port
+        ),
+    )
 }
 
 fn upstream_gone(call: &Call<'_>, e: io::Error) -> Error {

@@ -56,6 +56,11 @@ impl Pool {
         list.push((conn, Instant::now()));
     }
 
+    /// Closes every idle connection (the process ran out of descriptors).
+    pub fn close_idle(&self) {
+        self.idle.borrow_mut().clear();
+    }
+
     pub fn idle_count(&self) -> usize {
         self.idle.borrow().values().map(Vec::len).sum()
     }

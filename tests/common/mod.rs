@@ -204,10 +204,24 @@ impl Gateway {
     }
 
     pub fn start_raw(config: &str) -> Gateway {
+        Self::start_wrapped(config, &[])
+    }
+
+    /// Like `start_raw`, with the binary run under `wrapper` (e.g.
+    /// `["prlimit", "--nofile=200:200", "--"]`).
+    pub fn start_wrapped(config: &str, wrapper: &[&str]) -> Gateway {
         let dir = TempDir::new();
         let config_path = dir.0.join("modelgate.toml");
         std::fs::write(&config_path, config).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_modelgate"));
+        let bin = env!("CARGO_BIN_EXE_modelgate");
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
         cmd.args(["serve", "--config", config_path.to_str().unwrap()]);
         // Relative paths (the default `store.path`) land in the test's own dir.
         cmd.current_dir(&dir.0);
