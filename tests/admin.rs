@@ -965,6 +965,7 @@ fn debug_sends_through_the_data_plane_with_fallback_and_streams() {
         "/admin/v1/model-apis/dbg/debug",
         &[
             ("authorization", &format!("Bearer {ROOT}")),
+            ("content-type", "application/json"),
             ("accept", "text/event-stream"),
         ],
         body.as_bytes(),
@@ -1134,14 +1135,33 @@ fn pages_of_other_sites_cannot_drive_the_admin_api() {
     );
     expect_error(&r, 401, "unauthorized");
     assert!(!store.exists(), "nothing was written");
-    // The console's own requests are same-origin.
+    // A body that is not sent as JSON is not read (a cross-site form or
+    // text/plain post needs no preflight; JSON does).
     let host = g.admin.to_string();
     let origin = format!("http://{host}");
     let r = request(
         g.admin,
         "POST",
         "/admin/v1/services",
-        &[("host", host.as_str()), ("origin", origin.as_str())],
+        &[
+            ("host", host.as_str()),
+            ("origin", origin.as_str()),
+            ("content-type", "text/plain"),
+        ],
+        body,
+    );
+    expect_error(&r, 415, "unsupported_media_type");
+    assert!(!store.exists(), "nothing was written");
+    // The console's own requests are same-origin, and JSON.
+    let r = request(
+        g.admin,
+        "POST",
+        "/admin/v1/services",
+        &[
+            ("host", host.as_str()),
+            ("origin", origin.as_str()),
+            ("content-type", "application/json"),
+        ],
         body,
     );
     assert_eq!(r.status, 201, "{}", r.text());

@@ -160,3 +160,93 @@ fn any_configured_admin_token_is_required_from_loopback_too() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
+
+/// #9: the bearer scheme in any case; JSON bodies only as
+/// `application/json` (415 in the admin error shape otherwise); console
+/// pages that cannot be framed and run only their own script.
+#[test]
+fn admin_surface_bearer_content_type_and_framing() {
+    let (g, _dir) = start(&both_tokens(), "warn", "");
+    for scheme in ["bearer", "BEARER", "Bearer", "bEaReR"] {
+        let auth = format!("{scheme} {ROOT}");
+        let r = request(
+            g.admin,
+            "GET",
+            "/admin/v1/services",
+            &[("authorization", &auth)],
+            b"",
+        );
+        assert_eq!(r.status, 200, "{scheme}: {}", r.text());
+    }
+    let auth = format!("Bearer {ROOT}");
+    let body = br#"{"name":"svc","provider":"mock"}"#;
+    for content_type in [
+        None,
+        Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        Some("application/jsonp"),
+    ] {
+        let mut headers = vec![("authorization", auth.as_str())];
+        if let Some(c) = content_type {
+            headers.push(("content-type", c));
+        }
+        let r = request(g.admin, "POST", "/admin/v1/services", &headers, body);
+        expect_error(&r, 415, "unsupported_media_type");
+        assert!(
+            r.header("content-type")
+                .is_some_and(|v| v.starts_with("application/json")),
+            "{content_type:?}: {:?}",
+            r.headers
+        );
+        let r = request(g.admin, "PUT", "/admin/v1/services/svc", &headers, body);
+        expect_error(&r, 415, "unsupported_media_type");
+    }
+    let r = request(
+        g.admin,
+        "GET",
+        "/admin/v1/services/svc",
+        &[("authorization", &auth)],
+        b"",
+    );
+    assert_eq!(r.status, 404, "nothing was made: {}", r.text());
+    let r = request(
+        g.admin,
+        "POST",
+        "/admin/v1/services",
+        &[
+            ("authorization", &auth),
+            ("content-type", "Application/JSON; charset=utf-8"),
+        ],
+        body,
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    // Endpoints without a body need no Content-Type.
+    let r = request(
+        g.admin,
+        "DELETE",
+        "/admin/v1/services/svc",
+        &[("authorization", &auth)],
+        b"",
+    );
+    assert_eq!(r.status, 204, "{}", r.text());
+
+    for path in ["/console/", "/console/app.js", "/console/style.css"] {
+        let r = request(g.admin, "GET", path, &[], b"");
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.header("x-frame-options"), Some("DENY"), "{path}");
+        let csp = r.header("content-security-policy").unwrap_or_default();
+        for part in [
+            "frame-ancestors 'none'",
+            "script-src 'self'",
+            "default-src 'self'",
+            "object-src 'none'",
+        ] {
+            assert!(csp.contains(part), "{path}: {part} missing in {csp:?}");
+        }
+        assert!(
+            !csp.contains("unsafe-inline") && !csp.contains("unsafe-eval"),
+            "{csp}"
+        );
+    }
+}

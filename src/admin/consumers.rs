@@ -158,7 +158,8 @@ pub(super) async fn show(
 /// Answers with the consumer and its first key, shown this once.
 #[utoipa::path(post, path = "/admin/v1/consumers", tag = "consumers", request_body = ConsumerInput,
     responses((status = 201, body = ConsumerView), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 415, body = ErrorBody)))]
 pub(super) async fn create(
     State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
@@ -186,7 +187,8 @@ pub(super) async fn create(
     params(("name" = String, Path)),
     responses((status = 200, body = ConsumerView), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody)))]
+        (status = 409, body = ErrorBody),
+        (status = 415, body = ErrorBody)))]
 pub(super) async fn replace(
     State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,

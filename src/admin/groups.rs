@@ -131,7 +131,8 @@ pub(super) async fn show(
 
 #[utoipa::path(post, path = "/admin/v1/resource-groups", tag = "resource-groups", request_body = GroupSpec,
     responses((status = 201, body = GroupView), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 415, body = ErrorBody)))]
 pub(super) async fn create(
     State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,

@@ -102,7 +102,8 @@ fn check_services(
 
 #[utoipa::path(post, path = "/admin/v1/model-apis", tag = "model-apis", request_body = ModelApiSpec,
     responses((status = 201, body = super::openapi::ModelApiView), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 415, body = ErrorBody)))]
 pub(super) async fn create(
     State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
@@ -119,7 +120,8 @@ pub(super) async fn create(
     params(("name" = String, Path)),
     responses((status = 200, body = super::openapi::ModelApiView), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody)))]
+        (status = 409, body = ErrorBody),
+        (status = 415, body = ErrorBody)))]
 pub(super) async fn replace(
     State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,

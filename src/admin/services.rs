@@ -101,7 +101,8 @@ pub(super) async fn show(
 
 #[utoipa::path(post, path = "/admin/v1/services", tag = "services", request_body = ServiceSpec,
     responses((status = 201, body = super::openapi::ServiceView), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 415, body = ErrorBody)))]
 pub(super) async fn create(
     State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
@@ -117,7 +118,8 @@ pub(super) async fn create(
     params(("name" = String, Path)),
     responses((status = 200, body = super::openapi::ServiceView), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody)))]
+        (status = 409, body = ErrorBody),
+        (status = 415, body = ErrorBody)))]
 pub(super) async fn replace(
     State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
