@@ -250,3 +250,230 @@ fn admin_surface_bearer_content_type_and_framing() {
         );
     }
 }
+
+const TEAM_B: &str = r#"
+[[services]]
+name = "b-mock"
+provider = "mock"
+resource_group = "team-b"
+[[consumers]]
+name = "b-client"
+resource_group = "team-b"
+keys = ["team-b-consumer-key"]
+[[model_apis]]
+name = "b-wild"
+scenario = "text"
+protocol = "openai"
+domains = ["*.corp.example.com"]
+resource_group = "team-b"
+service = { mode = "single", target = { service = "b-mock" } }
+[[model_apis]]
+name = "b-exact"
+scenario = "text"
+protocol = "openai"
+domains = ["api.example.com"]
+resource_group = "team-b"
+service = { mode = "single", target = { service = "b-mock" } }
+"#;
+
+/// Whatever an error says, it names nothing of team-b.
+fn names_nothing_of_team_b(r: &Response) {
+    let text = r.text();
+    for name in [
+        "b-wild", "b-exact", "b-mock", "b-client", "b-user", "team-b",
+    ] {
+        assert!(!text.contains(name), "{name} named in {text}");
+    }
+}
+
+/// #8: for a scoped token, another group's resources are indistinguishable
+/// from ones that do not exist (404, or the 400 an unknown name gets), and
+/// no 409 names them.
+#[test]
+fn another_groups_resources_look_like_nothing_at_all() {
+    let (g, _dir) = start(&both_tokens(), "warn", TEAM_B);
+    let team = Admin::of(&g, Some(TEAM_A));
+    let root = Admin::of(&g, Some(ROOT));
+
+    // Reads and writes of a name in team-b answer as for a name nowhere.
+    // The same answer, word for word, as for a name that is nowhere
+    // (`ghost`), the name asked for aside.
+    let same_as_missing = |what: &str, name: &str, r: Response, missing: Response| {
+        assert_eq!(r.status, 404, "{what}: {}", r.text());
+        assert_eq!(r.status, missing.status, "{what}");
+        assert_eq!(r.json()["error"]["code"], "not_found", "{what}");
+        assert_eq!(
+            r.json(),
+            missing.json().tap_replace("ghost", name),
+            "{what}: {} vs {}",
+            r.text(),
+            missing.text()
+        );
+    };
+    for (kind, name) in [
+        ("services", "b-mock"),
+        ("model-apis", "b-exact"),
+        ("consumers", "b-client"),
+        ("resource-groups", "team-b"),
+    ] {
+        let path = format!("/{kind}/{name}");
+        let ghost = format!("/{kind}/ghost");
+        same_as_missing(&path, name, team.get(&path), team.get(&ghost));
+        same_as_missing(&path, name, team.delete(&path), team.delete(&ghost));
+    }
+    same_as_missing(
+        "PUT service",
+        "b-mock",
+        team.put("/services/b-mock", mock_service("b-mock", "team-a")),
+        team.put("/services/ghost", mock_service("ghost", "team-a")),
+    );
+    same_as_missing(
+        "PUT Model API",
+        "b-exact",
+        team.put(
+            "/model-apis/b-exact",
+            chat_api("b-exact", &["z.example.com"], "b-mock", "team-a"),
+        ),
+        team.put(
+            "/model-apis/ghost",
+            chat_api("ghost", &["z.example.com"], "b-mock", "team-a"),
+        ),
+    );
+    same_as_missing(
+        "routes",
+        "b-exact",
+        team.get("/model-apis/b-exact/routes"),
+        team.get("/model-apis/ghost/routes"),
+    );
+    same_as_missing(
+        "debug",
+        "b-exact",
+        team.post("/model-apis/b-exact/debug", json!({})),
+        team.post("/model-apis/ghost/debug", json!({})),
+    );
+    same_as_missing(
+        "DELETE model API",
+        "b-exact",
+        team.delete("/model-apis/b-exact?confirm=b-exact"),
+        team.delete("/model-apis/ghost?confirm=ghost"),
+    );
+    same_as_missing(
+        "add key",
+        "b-client",
+        team.post("/consumers/b-client/keys", json!({})),
+        team.post("/consumers/ghost/keys", json!({})),
+    );
+    same_as_missing(
+        "revoke key",
+        "b-client",
+        team.delete("/consumers/b-client/keys/config-0"),
+        team.delete("/consumers/ghost/keys/config-0"),
+    );
+
+    // A Model API naming team-b's service: the 400 of an unknown service.
+    assert_eq!(
+        team.post("/services", mock_service("a-mock", "team-a"))
+            .status,
+        201
+    );
+    let hidden = team.post(
+        "/model-apis",
+        chat_api("a1", &["a1.example.com"], "b-mock", "team-a"),
+    );
+    let missing = team.post(
+        "/model-apis",
+        chat_api("a1", &["a1.example.com"], "ghost", "team-a"),
+    );
+    let e = expect_error(&hidden, 400, "invalid_field");
+    assert_eq!(
+        e,
+        missing.json()["error"]
+            .clone()
+            .tap_replace("ghost", "b-mock")
+    );
+    assert_eq!(e["field"], "service.target.service");
+
+    // auth.consumers may name only the token's own consumers: team-b's and
+    // unknown names get the same 400.
+    assert_eq!(
+        team.post(
+            "/consumers",
+            json!({"name": "a-client", "resource_group": "team-a"})
+        )
+        .status,
+        201
+    );
+    let mut api = chat_api("a2", &["a2.example.com"], "a-mock", "team-a");
+    let admitting = |name: &str| {
+        let mut api = api.clone();
+        api["auth"] = json!({"enabled": true, "consumers": ["a-client", name]});
+        team.post("/model-apis", api)
+    };
+    let hidden = admitting("b-client");
+    let e = expect_error(&hidden, 400, "invalid_field");
+    assert_eq!(e["field"], "auth.consumers[1]", "{e}");
+    assert_eq!(
+        hidden.json(),
+        admitting("ghost").json().tap_replace("ghost", "b-client")
+    );
+    api["auth"] = json!({"enabled": true, "consumers": ["a-client"]});
+    let r = team.post("/model-apis", api.clone());
+    assert_eq!(r.status, 201, "{}", r.text());
+    // ... and the full token may name any consumer.
+    let mut other = chat_api("a3", &["a3.example.com"], "a-mock", "team-a");
+    other["auth"] = json!({"enabled": true, "consumers": ["b-client"]});
+    assert_eq!(root.post("/model-apis", other).status, 201);
+
+    // No 409 names another group's resource: team-b's Model API (made by
+    // the full token) uses team-a's service.
+    let r = root.post(
+        "/model-apis",
+        chat_api("b-user", &["b-user.example.com"], "a-mock", "team-b"),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    let r = team.delete("/services/a-mock");
+    expect_error(&r, 409, "in_use");
+    names_nothing_of_team_b(&r);
+    // A change that would break team-b's Model API (the provider no longer
+    // speaks its protocol).
+    let r = team.put(
+        "/services/a-mock",
+        json!({"name": "a-mock", "provider": "comfyui", "base_url": "http://127.0.0.1:9",
+               "resource_group": "team-a"}),
+    );
+    expect_error(&r, 409, "conflict");
+    names_nothing_of_team_b(&r);
+    // A name taken in another group: 409, and nothing more about it.
+    let r = team.post("/services", mock_service("b-mock", "team-a"));
+    expect_error(&r, 409, "already_exists");
+    assert!(!r.text().contains("config file"), "{}", r.text());
+    // The full token sees everything and is told everything.
+    let r = root.delete("/services/a-mock");
+    assert!(expect_error(&r, 409, "in_use")["message"]
+        .as_str()
+        .unwrap()
+        .contains("b-user"));
+}
+
+/// Replaces a string inside every string of a JSON value (the error of an
+/// unknown name compared with the error of a hidden one).
+trait TapReplace {
+    fn tap_replace(self, from: &str, to: &str) -> Value;
+}
+
+impl TapReplace for Value {
+    fn tap_replace(self, from: &str, to: &str) -> Value {
+        match self {
+            Value::String(s) => Value::String(s.replace(from, to)),
+            Value::Array(a) => {
+                Value::Array(a.into_iter().map(|v| v.tap_replace(from, to)).collect())
+            }
+            Value::Object(o) => Value::Object(
+                o.into_iter()
+                    .map(|(k, v)| (k, v.tap_replace(from, to)))
+                    .collect(),
+            ),
+            v => v,
+        }
+    }
+}

@@ -144,7 +144,7 @@ pub(super) async fn list(
 #[utoipa::path(get, path = "/admin/v1/consumers/{name}", tag = "consumers",
     params(("name" = String, Path)),
     responses((status = 200, body = ConsumerView), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        (status = 404, body = ErrorBody)))]
 pub(super) async fn show(
     State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
@@ -215,8 +215,7 @@ pub(super) async fn replace(
 
 #[utoipa::path(delete, path = "/admin/v1/consumers/{name}", tag = "consumers",
     params(("name" = String, Path)),
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn remove(
     State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
@@ -243,7 +242,7 @@ fn store_consumer(
 #[utoipa::path(post, path = "/admin/v1/consumers/{name}/keys", tag = "consumers",
     params(("name" = String, Path)),
     responses((status = 201, body = KeyView), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn add_key(
     State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
@@ -258,8 +257,7 @@ pub(super) async fn add_key(
 
 #[utoipa::path(delete, path = "/admin/v1/consumers/{name}/keys/{key_id}", tag = "consumers",
     params(("name" = String, Path), ("key_id" = String, Path)),
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn revoke_key(
     State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,

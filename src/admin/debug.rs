@@ -117,8 +117,7 @@ impl Progress {
 #[utoipa::path(post, path = "/admin/v1/model-apis/{name}/debug", tag = "model-apis",
     params(("name" = String, Path)), request_body = DebugRequest,
     responses((status = 200, content((DebugAnswer = "application/json"), (String = "text/event-stream"))),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 502, body = ErrorBody), (status = 504, body = ErrorBody),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 502, body = ErrorBody), (status = 504, body = ErrorBody),
         (status = 415, body = ErrorBody)))]
 pub async fn debug(
     State(ctl): State<Arc<Control>>,

@@ -6,7 +6,7 @@ use super::catalog::RouteView;
 use super::error::{ApiError, ErrorBody, JsonBody};
 use super::resources::{self, find, find_visible, listing, view, Found, ListQuery};
 use crate::config::catalog::{self, Protocol, Scenario};
-use crate::config::raw::{ModelApiSpec, SelectionSpec, ServiceSpec};
+use crate::config::raw::{ConsumerSpec, ModelApiSpec, SelectionSpec, ServiceSpec};
 use crate::control::Control;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -41,7 +41,7 @@ pub(super) async fn list(
 #[utoipa::path(get, path = "/admin/v1/model-apis/{name}", tag = "model-apis",
     params(("name" = String, Path)),
     responses((status = 200, body = super::openapi::ModelApiView), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        (status = 404, body = ErrorBody)))]
 pub(super) async fn show(
     State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
@@ -80,21 +80,43 @@ fn named_services(a: &ModelApiSpec) -> Vec<(String, &str)> {
     out
 }
 
-/// A scoped token may route only to services of its own groups.
-fn check_services(
+/// A scoped token may route only to services of its own groups, and admit
+/// only consumers of its own groups. Another group's name is answered as a
+/// name nowhere would be (the 400 of an unknown service or consumer).
+/// Names the stored version already held (set by the full token) may stay.
+fn check_names(
     res: &crate::store::Resources,
     access: &Access,
     a: &ModelApiSpec,
+    old: Option<&ModelApiSpec>,
 ) -> Result<(), ApiError> {
+    if access.groups().is_none() {
+        return Ok(());
+    }
+    let kept_service =
+        |name: &str| old.is_some_and(|o| named_services(o).iter().any(|(_, n)| *n == name));
     for (field, name) in named_services(a) {
         if let Some(found) = find::<ServiceSpec>(res, name) {
-            let group = found.spec().resource_group.as_str();
-            if !access.allows(group) {
-                let mut e = ApiError::forbidden(group);
-                e.message = format!("service {name:?} is in resource group {group:?}, which this token is not scoped to");
-                e.field = Some(field);
-                return Err(e);
+            if !access.allows(&found.spec().resource_group) && !kept_service(name) {
+                return Err(ApiError::invalid(
+                    field,
+                    format!("unknown service {name:?}"),
+                ));
             }
+        }
+    }
+    let kept_consumer =
+        |name: &str| old.is_some_and(|o| o.auth.consumers.iter().any(|c| c == name));
+    for (k, name) in a.auth.consumers.iter().enumerate() {
+        let visible = find::<ConsumerSpec>(res, name)
+            .is_some_and(|c| access.allows(&c.spec().resource_group));
+        if !visible && !kept_consumer(name) {
+            return Err(ApiError::invalid(
+                format!("auth.consumers[{k}]"),
+                format!(
+                    "unknown consumer {name:?}: a Model API may admit only consumers of this token's resource groups"
+                ),
+            ));
         }
     }
     Ok(())
@@ -110,7 +132,7 @@ pub(super) async fn create(
     JsonBody(spec): JsonBody<ModelApiSpec>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let mut res = ctl.resources.lock().await;
-    check_services(&res, &access, &spec)?;
+    check_names(&res, &access, &spec, None)?;
     let out = view(&spec, false);
     resources::create(&ctl.shared, &mut res, &access, spec).await?;
     Ok((StatusCode::CREATED, Json(out)))
@@ -129,7 +151,10 @@ pub(super) async fn replace(
     JsonBody(spec): JsonBody<ModelApiSpec>,
 ) -> Result<Json<Value>, ApiError> {
     let mut res = ctl.resources.lock().await;
-    check_services(&res, &access, &spec)?;
+    let old = find_visible::<ModelApiSpec>(&res, &access, &name)?
+        .spec()
+        .clone();
+    check_names(&res, &access, &spec, Some(&old))?;
     let out = view(&spec, false);
     resources::replace(&ctl.shared, &mut res, &access, &name, spec, |_, _| {}).await?;
     Ok(Json(out))
@@ -144,7 +169,7 @@ pub struct Confirm {
 #[utoipa::path(delete, path = "/admin/v1/model-apis/{name}", tag = "model-apis",
     params(("name" = String, Path), ("confirm" = Option<String>, Query, description = "the name again")),
     responses((status = 204), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn remove(
     State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
@@ -185,7 +210,7 @@ pub struct RoutesView {
 #[utoipa::path(get, path = "/admin/v1/model-apis/{name}/routes", tag = "model-apis",
     params(("name" = String, Path)),
     responses((status = 200, body = RoutesView), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        (status = 404, body = ErrorBody)))]
 pub(super) async fn api_routes(
     State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,

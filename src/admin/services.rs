@@ -3,7 +3,7 @@
 
 use super::auth::Access;
 use super::error::{ApiError, ErrorBody, JsonBody};
-use super::resources::{self, find_visible, listing, view, ListQuery};
+use super::resources::{self, find_visible, listing, view, ListQuery, Resource};
 use crate::config::raw::{ModelApiSpec, SelectionSpec, ServiceSpec};
 use crate::control::Control;
 use axum::extract::{Path, Query, State};
@@ -88,7 +88,7 @@ pub(super) async fn list(
 #[utoipa::path(get, path = "/admin/v1/services/{name}", tag = "services",
     params(("name" = String, Path)),
     responses((status = 200, body = super::openapi::ServiceView), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        (status = 404, body = ErrorBody)))]
 pub(super) async fn show(
     State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
@@ -151,8 +151,7 @@ pub fn users<'a>(apis: impl Iterator<Item = &'a ModelApiSpec>, name: &str) -> Ve
 /// 409 `in_use` while a Model API names the service.
 #[utoipa::path(delete, path = "/admin/v1/services/{name}", tag = "services",
     params(("name" = String, Path)),
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn remove(
     State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
@@ -162,18 +161,23 @@ pub(super) async fn remove(
     if find_visible::<ServiceSpec>(&res, &access, &name)?.managed_by_config() {
         return Err(ApiError::managed_by_config("service", &name));
     }
-    let users = users(resources::all_model_apis(&res), &name);
-    if !users.is_empty() {
+    let all = users(resources::all_model_apis(&res), &name);
+    if !all.is_empty() {
+        // Users the token may not see are counted, not named.
+        let (shown, hidden): (Vec<_>, Vec<_>) = all.iter().partition(|u| {
+            resources::find::<ModelApiSpec>(&res, u)
+                .is_some_and(|a| access.allows(a.spec().group()))
+        });
+        let mut by: Vec<String> = shown.iter().map(|u| format!("Model API {u:?}")).collect();
+        if !hidden.is_empty() {
+            by.push(format!(
+                "{} Model API(s) outside this token's resource groups",
+                hidden.len()
+            ));
+        }
         return Err(ApiError::conflict(
             "in_use",
-            format!(
-                "service {name:?} is used by Model API {}",
-                users
-                    .iter()
-                    .map(|u| format!("{u:?}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            format!("service {name:?} is used by {}", by.join(", ")),
         ));
     }
     resources::remove::<ServiceSpec>(&ctl.shared, &mut res, &access, &name).await?;
