@@ -477,3 +477,79 @@ impl TapReplace for Value {
         }
     }
 }
+
+/// #3: a scoped token cannot put a Model API where it would take requests
+/// another group's Model API serves: an exact host its wildcard covers, a
+/// more specific wildcard, the same domain with a longer (or the same)
+/// base path; on create or edit. 409, naming nothing of the other group.
+#[test]
+fn a_scoped_token_cannot_take_over_another_groups_domains() {
+    let (g, _dir) = start(&both_tokens(), "warn", TEAM_B);
+    let team = Admin::of(&g, Some(TEAM_A));
+    assert_eq!(
+        team.post("/services", mock_service("a-mock", "team-a"))
+            .status,
+        201
+    );
+    let takeovers: [(&str, &str); 5] = [
+        ("x.corp.example.com", "/"),
+        ("X.Corp.Example.com", "/team"),
+        ("*.deep.corp.example.com", "/"),
+        ("api.example.com", "/v1"),
+        ("API.example.com", "/"),
+    ];
+    for (i, (domain, base)) in takeovers.iter().enumerate() {
+        let mut api = chat_api(&format!("t{i}"), &[domain], "a-mock", "team-a");
+        api["base_path"] = json!(base);
+        let r = team.post("/model-apis", api);
+        let e = expect_error(&r, 409, "conflict");
+        assert_eq!(e["field"], "domains[0]", "{domain} {base}: {e}");
+        names_nothing_of_team_b(&r);
+    }
+    // What takes nothing from team-b is fine: a host the wildcard does not
+    // cover, another host, a less specific wildcard.
+    for (i, domain) in ["corp.example.com", "a.example.com", "*.example.com"]
+        .iter()
+        .enumerate()
+    {
+        let r = team.post(
+            "/model-apis",
+            chat_api(&format!("ok{i}"), &[domain], "a-mock", "team-a"),
+        );
+        assert_eq!(r.status, 201, "{domain}: {}", r.text());
+    }
+    // Editing into a takeover is refused the same way; nothing changes.
+    let mut edit = chat_api(
+        "ok1",
+        &["a.example.com", "y.corp.example.com"],
+        "a-mock",
+        "team-a",
+    );
+    let r = team.put("/model-apis/ok1", edit.clone());
+    let e = expect_error(&r, 409, "conflict");
+    assert_eq!(e["field"], "domains[1]", "{e}");
+    names_nothing_of_team_b(&r);
+    assert_eq!(
+        team.get("/model-apis/ok1").json()["domains"],
+        json!(["a.example.com"])
+    );
+    // team-b's traffic is still team-b's.
+    let chat = |host: &str, path: &str| {
+        request(
+            g.addr,
+            "POST",
+            path,
+            &[("host", host)],
+            br#"{"model":"m","messages":[]}"#,
+        )
+    };
+    assert_eq!(
+        chat("y.corp.example.com", "/v1/chat/completions").status,
+        200
+    );
+    assert_eq!(chat("api.example.com", "/v1/chat/completions").status, 200);
+    // The full token decides for every group: it may.
+    edit["resource_group"] = json!("team-a");
+    let r = Admin::of(&g, Some(ROOT)).put("/model-apis/ok1", edit);
+    assert_eq!(r.status, 200, "{}", r.text());
+}

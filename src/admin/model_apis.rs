@@ -122,6 +122,94 @@ fn check_names(
     Ok(())
 }
 
+/// A scoped token may not put a Model API where it would take requests
+/// from a Model API outside its groups (an exact host that one's wildcard
+/// covers, a more specific wildcard, the same domain with a longer or the
+/// same base path): 409 on the domain, naming nothing of the other API.
+fn check_domains(
+    res: &crate::store::Resources,
+    access: &Access,
+    a: &ModelApiSpec,
+) -> Result<(), ApiError> {
+    if access.groups().is_none() {
+        return Ok(());
+    }
+    let others: Vec<&ModelApiSpec> = resources::all_model_apis(res)
+        .filter(|o| !access.allows(&o.resource_group))
+        .collect();
+    for (i, d) in a.domains.iter().enumerate() {
+        let takes = others.iter().any(|o| {
+            o.domains
+                .iter()
+                .any(|od| takes_from(d, &a.base_path, od, &o.base_path))
+        });
+        if takes {
+            let mut e = ApiError::conflict(
+                "conflict",
+                format!(
+                    "domain {d:?} with base path {:?} would take requests that a Model API \
+                     outside this token's resource groups serves",
+                    a.base_path
+                ),
+            );
+            e.field = Some(format!("domains[{i}]"));
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// A domain as the host index ranks it: an exact host, a `*.suffix` (kept
+/// with its dot), or `*`.
+#[derive(PartialEq)]
+enum Tier {
+    Exact(String),
+    Suffix(String),
+    Any,
+}
+
+fn tier(domain: &str) -> Tier {
+    let d = domain.to_ascii_lowercase();
+    if d == "*" {
+        Tier::Any
+    } else if let Some(suffix) = d.strip_prefix('*') {
+        Tier::Suffix(suffix.to_string())
+    } else {
+        Tier::Exact(d)
+    }
+}
+
+/// Whether a Model API on (`domain`, `base`) would be picked for some
+/// request a Model API on (`other`, `other_base`) serves: the host index
+/// prefers an exact host to any `*.suffix`, a longer suffix to a shorter
+/// one, any of them to `*`; on the same domain the longest base path
+/// wins. Conservative: other Model APIs that might already hold those
+/// requests are not looked at.
+pub fn takes_from(domain: &str, base: &str, other: &str, other_base: &str) -> bool {
+    let same_domain_deeper_base = || {
+        let (b, o) = (normalize_base(base), normalize_base(other_base));
+        o == "/" || b == o || b.starts_with(&format!("{o}/"))
+    };
+    match (tier(domain), tier(other)) {
+        (Tier::Exact(h), Tier::Exact(o)) => h == o && same_domain_deeper_base(),
+        (Tier::Exact(h), Tier::Suffix(s)) => h.len() > s.len() && h.ends_with(&s),
+        (Tier::Suffix(s), Tier::Suffix(o)) if s == o => same_domain_deeper_base(),
+        (Tier::Suffix(s), Tier::Suffix(o)) => s.len() > o.len() && s.ends_with(&o),
+        (Tier::Any, Tier::Any) => same_domain_deeper_base(),
+        (Tier::Exact(_) | Tier::Suffix(_), Tier::Any) => true,
+        (Tier::Suffix(_) | Tier::Any, Tier::Exact(_)) | (Tier::Any, Tier::Suffix(_)) => false,
+    }
+}
+
+fn normalize_base(base: &str) -> &str {
+    let b = base.trim_end_matches('/');
+    if b.is_empty() {
+        "/"
+    } else {
+        b
+    }
+}
+
 #[utoipa::path(post, path = "/admin/v1/model-apis", tag = "model-apis", request_body = ModelApiSpec,
     responses((status = 201, body = super::openapi::ModelApiView), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
@@ -133,6 +221,7 @@ pub(super) async fn create(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let mut res = ctl.resources.lock().await;
     check_names(&res, &access, &spec, None)?;
+    check_domains(&res, &access, &spec)?;
     let out = view(&spec, false);
     resources::create(&ctl.shared, &mut res, &access, spec).await?;
     Ok((StatusCode::CREATED, Json(out)))
@@ -155,6 +244,7 @@ pub(super) async fn replace(
         .spec()
         .clone();
     check_names(&res, &access, &spec, Some(&old))?;
+    check_domains(&res, &access, &spec)?;
     let out = view(&spec, false);
     resources::replace(&ctl.shared, &mut res, &access, &name, spec, |_, _| {}).await?;
     Ok(Json(out))
@@ -235,4 +325,49 @@ pub(super) async fn api_routes(
             .map(|r| RouteView::new(&api.base_path, r))
             .collect(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::takes_from;
+
+    #[test]
+    fn what_takes_requests_from_what() {
+        let yes = [
+            // An exact host a wildcard covers; a more specific wildcard.
+            ("x.corp.example.com", "/", "*.corp.example.com", "/"),
+            ("X.Corp.Example.COM", "/api", "*.corp.example.com", "/v1"),
+            ("*.a.corp.example.com", "/", "*.corp.example.com", "/"),
+            // The same domain with the same or a deeper base path.
+            ("api.example.com", "/", "api.example.com", "/"),
+            ("api.example.com", "/v1", "API.example.com", "/"),
+            ("api.example.com", "/v1/x", "api.example.com", "/v1/"),
+            ("*.corp.example.com", "/v1", "*.corp.example.com", "/"),
+            ("*", "/team", "*", "/"),
+            // Anything more specific than a catch-all.
+            ("a.example.com", "/", "*", "/"),
+            ("*.example.com", "/", "*", "/v1"),
+        ];
+        for (d, b, o, ob) in yes {
+            assert!(takes_from(d, b, o, ob), "{d}{b} should take from {o}{ob}");
+        }
+        let no = [
+            ("corp.example.com", "/", "*.corp.example.com", "/"),
+            ("x.xcorp.example.com", "/", "*.corp.example.com", "/"),
+            ("*.example.com", "/", "*.corp.example.com", "/"),
+            ("*.corp.example.com", "/", "x.corp.example.com", "/"),
+            ("*", "/", "api.example.com", "/"),
+            ("*", "/", "*.corp.example.com", "/"),
+            ("api.example.com", "/", "api.example.com", "/v1"),
+            ("api.example.com", "/v10", "api.example.com", "/v1"),
+            ("api.example.com", "/v2", "api.example.com", "/v1"),
+            ("b.example.com", "/", "a.example.com", "/"),
+        ];
+        for (d, b, o, ob) in no {
+            assert!(
+                !takes_from(d, b, o, ob),
+                "{d}{b} should not take from {o}{ob}"
+            );
+        }
+    }
 }
