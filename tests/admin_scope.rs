@@ -1,4 +1,3 @@
-#![allow(dead_code)] // helpers of the tests still to come in this series
 //! The admin trust boundary (issue 17, docs/security.md): what a token
 //! scoped to resource groups may reach, and the admin listener's own
 //! surface. One test per defect:
@@ -251,6 +250,8 @@ fn admin_surface_bearer_content_type_and_framing() {
     }
 }
 
+/// The file resources of team-b for #3 and #8: a wildcard and an exact
+/// domain, a service and a consumer.
 const TEAM_B: &str = r#"
 [[services]]
 name = "b-mock"
@@ -552,4 +553,111 @@ fn a_scoped_token_cannot_take_over_another_groups_domains() {
     edit["resource_group"] = json!("team-a");
     let r = Admin::of(&g, Some(ROOT)).put("/model-apis/ok1", edit);
     assert_eq!(r.status, 200, "{}", r.text());
+}
+
+/// #2: a team's debug request cannot be sent as another group's host (nor
+/// to a path another group's Model API serves): the trusted debug marker,
+/// which bypasses consumer auth, reaches only the Model API named.
+#[test]
+fn debug_stays_inside_its_own_model_api() {
+    let b_up = MockLlm::start("team-b-upstream");
+    let team_b = format!(
+        r#"
+[[services]]
+name = "b-up"
+provider = "openai_compatible"
+base_url = "{url}"
+api_keys = ["sk-team-b-provider-key"]
+resource_group = "team-b"
+[[consumers]]
+name = "b-client"
+resource_group = "team-b"
+keys = ["team-b-consumer-key"]
+[[model_apis]]
+name = "b-chat"
+scenario = "text"
+protocol = "openai"
+domains = ["b.example.com"]
+resource_group = "team-b"
+auth = {{ enabled = true, consumers = ["b-client"] }}
+service = {{ mode = "single", target = {{ service = "b-up" }} }}
+[[model_apis]]
+name = "b-deep"
+scenario = "text"
+protocol = "openai"
+domains = ["shared.example.com"]
+base_path = "/v1"
+resource_group = "team-b"
+auth = {{ enabled = true, consumers = ["b-client"] }}
+service = {{ mode = "single", target = {{ service = "b-up" }} }}
+"#,
+        url = b_up.url()
+    );
+    let (g, _dir) = start(&both_tokens(), "warn", &team_b);
+    let team = Admin::of(&g, Some(TEAM_A));
+    assert_eq!(
+        team.post("/services", mock_service("a-mock", "team-a"))
+            .status,
+        201
+    );
+    let r = team.post(
+        "/model-apis",
+        chat_api(
+            "a-chat",
+            &["a.example.com", "*.a.example.com"],
+            "a-mock",
+            "team-a",
+        ),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+    // Same host as b-deep, shorter base path: takes nothing from it.
+    let r = team.post(
+        "/model-apis",
+        chat_api("a-shared", &["shared.example.com"], "a-mock", "team-a"),
+    );
+    assert_eq!(r.status, 201, "{}", r.text());
+
+    // Through its own domains (any case, a port, a host its wildcard
+    // covers, the wildcard itself): answered by its own service.
+    for domain in [
+        None,
+        Some("A.Example.COM"),
+        Some("a.example.com:8080"),
+        Some("x.a.example.com"),
+        Some("*.a.example.com"),
+    ] {
+        let mut body = json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]});
+        if let Some(d) = domain {
+            body["domain"] = json!(d);
+        }
+        let r = team.post("/model-apis/a-chat/debug", body);
+        assert_eq!(r.status, 200, "{domain:?}: {}", r.text());
+        assert_eq!(r.json()["status"], 200, "{domain:?}: {}", r.text());
+    }
+
+    b_up.clear();
+    for domain in ["b.example.com", "B.EXAMPLE.COM", "b.example.com:80", "*"] {
+        let r = team.post(
+            "/model-apis/a-chat/debug",
+            json!({"model": "m", "messages": [], "domain": domain}),
+        );
+        let e = expect_error(&r, 400, "invalid_field");
+        assert_eq!(e["field"], "domain", "{domain}: {e}");
+        assert!(!r.text().contains("b-chat"), "{domain}: {}", r.text());
+    }
+    // The host is its own, but the default route's path is under another
+    // group's longer base path there: refused too, without naming it.
+    let r = team.post("/model-apis/a-shared/debug", json!({"model": "m"}));
+    let e = expect_error(&r, 400, "invalid_field");
+    assert_eq!(e["field"], "path", "{e}");
+    assert!(!r.text().contains("b-deep"), "{}", r.text());
+    assert!(
+        b_up.requests().is_empty(),
+        "team-b's upstream got a debug request: {:?}",
+        b_up.requests()
+    );
+    // The full token may debug b-chat itself, through its own domain.
+    let r = Admin::of(&g, Some(ROOT)).post("/model-apis/b-chat/debug", json!({"model": "m"}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(b_up.requests().len(), 1);
 }

@@ -53,7 +53,7 @@ pub(super) async fn show(
 }
 
 /// Every service a Model API names, with the field that names it.
-fn named_services(a: &ModelApiSpec) -> Vec<(String, &str)> {
+pub(super) fn named_services(a: &ModelApiSpec) -> Vec<(String, &str)> {
     let mut out = Vec::new();
     match &a.service {
         SelectionSpec::Single { target } => out.push((
