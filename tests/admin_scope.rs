@@ -661,3 +661,51 @@ service = {{ mode = "single", target = {{ service = "b-up" }} }}
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(b_up.requests().len(), 1);
 }
+
+/// Found with #7 (secrets now resolved strictly): a scoped token must not
+/// make the gateway read the host for it. A service of its own with
+/// `api_keys = ["env:MODELGATE_ADMIN_TOKEN"]` (or a `file:` path) and an
+/// upstream it runs would be sent that secret, e.g. the full admin token.
+#[test]
+fn a_scoped_token_cannot_make_the_gateway_read_the_host() {
+    let up = MockLlm::start("team-a-upstream");
+    let (g, dir) = start(&both_tokens(), "warn", "");
+    let team = Admin::of(&g, Some(TEAM_A));
+    let config = dir.0.join("state.json").display().to_string();
+    let service = |extra: Value| {
+        let mut s = json!({"name": "a-up", "provider": "openai_compatible",
+            "base_url": up.url(), "resource_group": "team-a"});
+        s.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        s
+    };
+    for (extra, field) in [
+        (
+            json!({"api_keys": ["sk-own-0123456789", "env:HOME"]}),
+            "api_keys[1]",
+        ),
+        (
+            json!({"api_keys": [format!("file:{config}")]}),
+            "api_keys[0]",
+        ),
+        (json!({"headers": {"x-k": "env:HOME"}}), "headers.x-k"),
+        (json!({"ca_file": config}), "ca_file"),
+    ] {
+        let r = team.post("/services", service(extra.clone()));
+        let e = expect_error(&r, 403, "forbidden");
+        assert_eq!(e["field"], field, "{extra}: {e}");
+    }
+    // The full token may; what it set, the team may keep when it edits.
+    let root = Admin::of(&g, Some(ROOT));
+    let r = root.post("/services", service(json!({"api_keys": ["env:HOME"]})));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let mut shown = team.get("/services/a-up").json();
+    assert_eq!(shown["api_keys"], json!(["env:HOME"]));
+    shown["timeout_ms"] = json!(1000);
+    let r = team.put("/services/a-up", shown.clone());
+    assert_eq!(r.status, 200, "{}", r.text());
+    shown["api_keys"] = json!(["env:PATH"]);
+    let e = expect_error(&team.put("/services/a-up", shown), 403, "forbidden");
+    assert_eq!(e["field"], "api_keys[0]");
+}

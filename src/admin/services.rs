@@ -1,5 +1,10 @@
 //! `/services`: AI services. Keys and secret-looking headers are masked on
 //! read; a masked value sent back by PUT keeps the stored secret.
+//!
+//! Only the full token may make the gateway read the host: `env:`/`file:`
+//! references in keys and headers and `ca_file`. A scoped token could
+//! otherwise have another team's key, or the admin token itself, sent to
+//! an upstream it runs (403; what the stored version already holds stays).
 
 use super::auth::Access;
 use super::error::{ApiError, ErrorBody, JsonBody};
@@ -68,6 +73,46 @@ fn unmask(old: &ServiceSpec, new: &mut ServiceSpec) {
     }
 }
 
+fn reference(value: &str) -> bool {
+    value.starts_with("env:") || value.starts_with("file:")
+}
+
+/// 403 when a scoped token asks the gateway to read the host (a secret
+/// reference or a CA file) that `old` did not already hold.
+fn host_reads(
+    access: &Access,
+    new: &ServiceSpec,
+    old: Option<&ServiceSpec>,
+) -> Result<(), ApiError> {
+    if access.groups().is_none() {
+        return Ok(());
+    }
+    let refuse = |field: String| {
+        let mut e = ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "forbidden",
+            "only the full admin token may make the gateway read the host's environment or \
+             files (env:/file: references, ca_file); send the secret itself",
+        );
+        e.field = Some(field);
+        Err(e)
+    };
+    for (k, key) in new.api_keys.iter().enumerate() {
+        if reference(key) && !old.is_some_and(|o| o.api_keys.contains(key)) {
+            return refuse(format!("api_keys[{k}]"));
+        }
+    }
+    for (name, value) in &new.headers {
+        if reference(value) && old.and_then(|o| o.headers.get(name)) != Some(value) {
+            return refuse(format!("headers.{name}"));
+        }
+    }
+    if new.ca_file.is_some() && old.and_then(|o| o.ca_file.as_ref()) != new.ca_file.as_ref() {
+        return refuse("ca_file".into());
+    }
+    Ok(())
+}
+
 fn show_view(spec: &ServiceSpec, managed: bool) -> Value {
     view(&masked(spec), managed)
 }
@@ -108,6 +153,7 @@ pub(super) async fn create(
     Extension(access): Extension<Access>,
     JsonBody(spec): JsonBody<ServiceSpec>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    host_reads(&access, &spec, None)?;
     let mut res = ctl.resources.lock().await;
     let out = show_view(&spec, false);
     resources::create(&ctl.shared, &mut res, &access, spec).await?;
@@ -127,6 +173,8 @@ pub(super) async fn replace(
     JsonBody(spec): JsonBody<ServiceSpec>,
 ) -> Result<Json<Value>, ApiError> {
     let mut res = ctl.resources.lock().await;
+    let old = find_visible::<ServiceSpec>(&res, &access, &name)?.spec();
+    host_reads(&access, &spec, Some(old))?;
     resources::replace(&ctl.shared, &mut res, &access, &name, spec, unmask).await?;
     let found = find_visible::<ServiceSpec>(&res, &access, &name)?;
     Ok(Json(show_view(found.spec(), false)))
