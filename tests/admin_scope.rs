@@ -709,3 +709,35 @@ fn a_scoped_token_cannot_make_the_gateway_read_the_host() {
     let e = expect_error(&team.put("/services/a-up", shown), 403, "forbidden");
     assert_eq!(e["field"], "api_keys[0]");
 }
+
+/// With secrets strict (#7), a secret of the config file that stops
+/// resolving makes admin writes fail: the full token is told which field,
+/// a scoped token only that the gateway's own configuration is broken (no
+/// path of the operator's files).
+#[test]
+fn the_gateways_own_settings_are_not_told_to_a_scoped_token() {
+    let dir = TempDir::new();
+    let secret = dir.0.join("root-token");
+    std::fs::write(&secret, ROOT).unwrap();
+    let admin = format!(
+        "token = \"file:{}\"\n[[admin.tokens]]\ntoken = \"{TEAM_A}\"\nresource_groups = [\"team-a\"]\n",
+        secret.display()
+    );
+    let (g, _store) = start(&admin, "warn", "");
+    let team = Admin::of(&g, Some(TEAM_A));
+    assert_eq!(
+        team.post("/services", mock_service("a1", "team-a")).status,
+        201
+    );
+    std::fs::remove_file(&secret).unwrap();
+    let r = team.post("/services", mock_service("a2", "team-a"));
+    expect_error(&r, 409, "conflict");
+    assert!(
+        !r.text().contains("root-token") && !r.text().contains("admin.token"),
+        "{}",
+        r.text()
+    );
+    let r = Admin::of(&g, Some(ROOT)).post("/services", mock_service("a3", "team-a"));
+    let e = expect_error(&r, 400, "invalid_field");
+    assert_eq!(e["field"], "admin.token", "{e}");
+}

@@ -294,6 +294,19 @@ fn answer(
         return err;
     }
     match global.first() {
+        // The gateway's own settings (secrets, listeners) are the
+        // operator's: a scoped token is not told their paths or values.
+        Some(_) if access.groups().is_some() => {
+            for e in &global {
+                tracing::warn!("admin change refused: config: {e}");
+            }
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "the gateway's own configuration does not compile (its log says why); \
+                 nothing was changed",
+            )
+        }
         Some(e) => ApiError::invalid(&e.path, &e.message),
         None => ApiError::new(
             StatusCode::BAD_REQUEST,
