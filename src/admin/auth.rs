@@ -78,7 +78,7 @@ pub fn access(tokens: &Tokens, bearer: Option<&str>, peer: IpAddr) -> Result<Acc
 /// scheme in any case (RFC 9110 §11.1), or the bare token.
 pub fn bearer_token(header: &str) -> &str {
     let header = header.trim();
-    match header.split_once(|c: char| c == ' ' || c == '\t') {
+    match header.split_once([' ', '\t']) {
         Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
         _ if header.eq_ignore_ascii_case("bearer") => "",
         _ => header,
