@@ -62,10 +62,6 @@ struct Routed<'s> {
 /// connection may serve another request), `Err` for a refusal.
 async fn pipeline(rq: &mut Request<'_>) -> Result<bool, Error> {
     let snap = rq.snap;
-    let debug = rq
-        .head
-        .header(&rq.c.inbuf, crate::shared::DEBUG_HEADER)
-        .is_some_and(|v| rq.w.shared.trusts_debug(v));
 
     // 1. Route: host → Model API → base path → route.
     let Routed {
@@ -74,6 +70,11 @@ async fn pipeline(rq: &mut Request<'_>) -> Result<bool, Error> {
         forward_path,
     } = route(rq)?;
     let api = &snap.apis[api_index];
+    // The admin's debug request, marked for this Model API only.
+    let debug = rq
+        .head
+        .header(&rq.c.inbuf, crate::shared::DEBUG_HEADER)
+        .is_some_and(|v| rq.w.shared.trusts_debug(v, &api.name));
 
     // 2. Consumer: who calls, from the head alone (401/403 on a Model API
     // with auth before any body byte is read).

@@ -51,10 +51,22 @@ impl Shared {
         self.generation.store(generation, Ordering::Release);
     }
 
-    /// Whether a request's [`DEBUG_HEADER`] value is this process's own.
-    pub fn trusts_debug(&self, value: &[u8]) -> bool {
+    /// The [`DEBUG_HEADER`] value of a debug request through Model API
+    /// `api`: the data plane trusts it on that Model API only.
+    pub fn debug_marker(&self, api: &str) -> String {
+        format!("{} {api}", self.debug_token)
+    }
+
+    /// Whether a request's [`DEBUG_HEADER`] value is this process's own
+    /// marker for Model API `api`.
+    pub fn trusts_debug(&self, value: &[u8], api: &str) -> bool {
+        let Some(at) = value.iter().position(|&b| b == b' ') else {
+            return false;
+        };
+        let (value, named) = (&value[..at], &value[at + 1..]);
         let want = self.debug_token.as_bytes();
-        value.len() == want.len()
+        named == api.as_bytes()
+            && value.len() == want.len()
             && value
                 .iter()
                 .zip(want)

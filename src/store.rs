@@ -70,9 +70,13 @@ impl Resources {
         }
     }
 
-    /// A reloaded config file.
+    /// A reloaded config file; a change of the admin API's mode is logged.
     pub fn set_file(&mut self, file: RawConfig) {
-        self.tokens = Tokens::from_config(&file.admin);
+        let tokens = Tokens::from_config(&file.admin);
+        if tokens.configured != self.tokens.configured {
+            tokens.log_mode();
+        }
+        self.tokens = tokens;
         self.file = file;
     }
 
@@ -112,16 +116,26 @@ impl Resources {
 #[derive(Clone, Debug, Default)]
 pub struct Tokens {
     /// `admin.token`: None when not configured; Err when configured but
-    /// unresolvable (then only scoped tokens get in: fail closed).
+    /// unresolvable or empty (then only scoped tokens get in: fail closed).
     pub full: Option<Result<String, String>>,
     /// `[[admin.tokens]]`: each token with the resource groups it may touch.
     pub scoped: Vec<(String, Vec<String>)>,
+    /// Whether the file configures any admin token at all (resolvable or
+    /// not). Only when it does not are loopback clients let in without one.
+    pub configured: bool,
 }
 
 impl Tokens {
     pub fn from_config(admin: &AdminRaw) -> Tokens {
         let full = admin.token.as_deref().map(|t| {
-            resolve_secret(t).map_err(|e| {
+            let resolved = resolve_secret(t).and_then(|v| {
+                if v.is_empty() {
+                    Err("is empty".to_string())
+                } else {
+                    Ok(v)
+                }
+            });
+            resolved.map_err(|e| {
                 tracing::error!("admin.token: {e}; only scoped tokens are accepted");
                 e
             })
@@ -134,7 +148,11 @@ impl Tokens {
                 Err(e) => tracing::error!("admin.tokens[{i}].token: {e}; ignored"),
             }
         }
-        Tokens { full, scoped }
+        Tokens {
+            full,
+            scoped,
+            configured: admin.token.is_some() || !admin.tokens.is_empty(),
+        }
     }
 
     /// The groups named by scoped tokens (they exist as resource groups).
@@ -142,6 +160,28 @@ impl Tokens {
         self.scoped
             .iter()
             .flat_map(|(_, g)| g.iter().map(String::as_str))
+    }
+
+    /// Logs which mode the admin API is in: tokens required, or (no token
+    /// of any kind configured) loopback clients admitted without one.
+    pub fn log_mode(&self) {
+        if self.configured {
+            tracing::info!(
+                "admin API: a bearer token is required on every request, loopback included \
+                 (full-access token: {}, scoped tokens: {})",
+                match &self.full {
+                    Some(Ok(_)) => "yes",
+                    Some(Err(_)) => "unusable",
+                    None => "no",
+                },
+                self.scoped.len()
+            );
+        } else {
+            tracing::warn!(
+                "admin API: no admin token is configured; loopback clients get full access \
+                 without a token (set admin.token to require one)"
+            );
+        }
     }
 }
 

@@ -622,17 +622,19 @@ fn tokens_scope_what_is_seen_and_changed() {
     };
     assert_eq!(names(team.get("/services")), ["a-mock"]);
     assert_eq!(names(root.get("/services")), ["file-mock", "a-mock"]);
-    expect_error(&team.get("/services/file-mock"), 403, "forbidden");
-    expect_error(&team.get("/model-apis/file-chat"), 403, "forbidden");
+    // Another group's resources answer as if they did not exist.
+    expect_error(&team.get("/services/file-mock"), 404, "not_found");
+    expect_error(&team.get("/model-apis/file-chat"), 404, "not_found");
     assert_eq!(names(team.get("/model-apis")), Vec::<String>::new());
-    // A team's Model API may not route to another group's service.
+    // A team's Model API may not route to another group's service: to the
+    // team, it is an unknown service.
     let e = expect_error(
         &team.post(
             "/model-apis",
             chat_api("a", "a.example.com", "file-mock", "team-a"),
         ),
-        403,
-        "forbidden",
+        400,
+        "invalid_field",
     );
     assert_eq!(e["field"], "service.target.service");
     assert_eq!(
@@ -657,17 +659,17 @@ fn tokens_scope_what_is_seen_and_changed() {
     assert_eq!(r.status, 200, "{}", r.text());
     expect_error(
         &team.post("/model-apis/file-chat/debug", json!({"model": "m"})),
-        403,
-        "forbidden",
+        404,
+        "not_found",
     );
     assert_eq!(names(team.get("/resource-groups")), ["team-a"]);
-    expect_error(&team.get("/resource-groups/default"), 403, "forbidden");
+    expect_error(&team.get("/resource-groups/default"), 404, "not_found");
     expect_error(
         &team.post("/resource-groups", json!({"name": "team-z"})),
         403,
         "forbidden",
     );
-    expect_error(&team.delete("/services/file-mock"), 403, "forbidden");
+    expect_error(&team.delete("/services/file-mock"), 404, "not_found");
     assert_eq!(
         team.post(
             "/consumers",
@@ -965,6 +967,7 @@ fn debug_sends_through_the_data_plane_with_fallback_and_streams() {
         "/admin/v1/model-apis/dbg/debug",
         &[
             ("authorization", &format!("Bearer {ROOT}")),
+            ("content-type", "application/json"),
             ("accept", "text/event-stream"),
         ],
         body.as_bytes(),
@@ -1134,14 +1137,33 @@ fn pages_of_other_sites_cannot_drive_the_admin_api() {
     );
     expect_error(&r, 401, "unauthorized");
     assert!(!store.exists(), "nothing was written");
-    // The console's own requests are same-origin.
+    // A body that is not sent as JSON is not read (a cross-site form or
+    // text/plain post needs no preflight; JSON does).
     let host = g.admin.to_string();
     let origin = format!("http://{host}");
     let r = request(
         g.admin,
         "POST",
         "/admin/v1/services",
-        &[("host", host.as_str()), ("origin", origin.as_str())],
+        &[
+            ("host", host.as_str()),
+            ("origin", origin.as_str()),
+            ("content-type", "text/plain"),
+        ],
+        body,
+    );
+    expect_error(&r, 415, "unsupported_media_type");
+    assert!(!store.exists(), "nothing was written");
+    // The console's own requests are same-origin, and JSON.
+    let r = request(
+        g.admin,
+        "POST",
+        "/admin/v1/services",
+        &[
+            ("host", host.as_str()),
+            ("origin", origin.as_str()),
+            ("content-type", "application/json"),
+        ],
         body,
     );
     assert_eq!(r.status, 201, "{}", r.text());

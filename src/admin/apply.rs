@@ -3,6 +3,7 @@
 //! if valid, the store is written durably and the new snapshot published,
 //! all before the handler answers.
 
+use super::auth::Access;
 use super::error::ApiError;
 use crate::config::raw::RawConfig;
 use crate::config::{FieldError, Problems};
@@ -39,11 +40,24 @@ impl Kind {
         }
     }
 
-    fn names(self, raw: &RawConfig) -> Vec<&str> {
+    /// (name, resource group) of each resource of this kind in `raw`.
+    fn names(self, raw: &RawConfig) -> Vec<(&str, &str)> {
         match self {
-            Kind::Service => raw.services.iter().map(|s| s.name.as_str()).collect(),
-            Kind::ModelApi => raw.model_apis.iter().map(|s| s.name.as_str()).collect(),
-            Kind::Consumer => raw.consumers.iter().map(|s| s.name.as_str()).collect(),
+            Kind::Service => raw
+                .services
+                .iter()
+                .map(|s| (s.name.as_str(), s.resource_group.as_str()))
+                .collect(),
+            Kind::ModelApi => raw
+                .model_apis
+                .iter()
+                .map(|s| (s.name.as_str(), s.resource_group.as_str()))
+                .collect(),
+            Kind::Consumer => raw
+                .consumers
+                .iter()
+                .map(|s| (s.name.as_str(), s.resource_group.as_str()))
+                .collect(),
         }
     }
 
@@ -60,7 +74,8 @@ const MAX_REBASES: usize = 10;
 
 /// Validates `next`, persists it, publishes the new snapshot. `subject`
 /// is the resource the request made or changed: its problems are answered
-/// with paths relative to the request body.
+/// with paths relative to the request body. `access` is the request's:
+/// an answer never names a resource it may not see.
 ///
 /// In cluster mode the write is a compare-and-set: when another instance
 /// wrote first, this instance catches up and the same change is put on
@@ -69,11 +84,12 @@ const MAX_REBASES: usize = 10;
 pub async fn apply(
     shared: &Shared,
     res: &mut Resources,
+    access: &Access,
     next: StoreState,
     subject: Option<(Kind, &str)>,
 ) -> Result<(), ApiError> {
     let mut took_newer = false;
-    let out = write(shared, res, next, subject, &mut took_newer).await;
+    let out = write(shared, res, access, next, subject, &mut took_newer).await;
     if out.is_err() && took_newer {
         // This change failed, but the newer store it met is the cluster's
         // truth: serve it.
@@ -85,13 +101,14 @@ pub async fn apply(
 async fn write(
     shared: &Shared,
     res: &mut Resources,
+    access: &Access,
     mut next: StoreState,
     subject: Option<(Kind, &str)>,
     took_newer: &mut bool,
 ) -> Result<(), ApiError> {
     let mut base = res.store.state.clone();
     for attempt in 0..MAX_REBASES {
-        let (snapshot, problems) = validate(shared, res, &next, subject).await?;
+        let (snapshot, problems) = validate(shared, res, access, &next, subject).await?;
         match res.store.save_async(next.clone()).await {
             Ok(()) => {
                 for w in &problems.warnings {
@@ -114,10 +131,11 @@ async fn write(
                     None => {}
                 }
                 next = crate::store::rebase(&base, &next, &res.store.state).map_err(|what| {
-                    ApiError::conflict(
+                    let e = ApiError::conflict(
                         "conflict",
                         format!("{what} was changed on another instance meanwhile; read it again and retry"),
-                    )
+                    );
+                    redact(e, &res.store.state.merged_with(&res.file), access)
                 })?;
                 base = res.store.state.clone();
                 // Writers that keep colliding spread out.
@@ -151,6 +169,7 @@ fn unavailable(e: &str) -> ApiError {
 async fn validate(
     shared: &Shared,
     res: &Resources,
+    access: &Access,
     next: &StoreState,
     subject: Option<(Kind, &str)>,
 ) -> Result<(crate::snapshot::Snapshot, Problems), ApiError> {
@@ -164,7 +183,10 @@ async fn validate(
     let compiled = tokio::task::spawn_blocking(move || compile(&m, generation, Mode::Serve))
         .await
         .map_err(|e| ApiError::internal(format!("compile: {e}")))?;
-    compiled.map_err(|problems| answer(&problems, subject_at, &merged))
+    compiled.map_err(|problems| {
+        let e = answer(&problems, subject_at, &merged, access);
+        redact(e, &merged, access)
+    })
 }
 
 fn move_last(raw: &mut RawConfig, kind: Kind, name: &str) -> usize {
@@ -204,8 +226,14 @@ fn split_path(path: &str) -> Option<(&str, usize, &str)> {
 
 /// The answer for a candidate that failed to compile: problems of the
 /// subject first (400, or 409 for a value another resource holds), then
-/// problems it causes in other resources (409).
-fn answer(p: &Problems, subject: Option<(Kind, usize)>, merged: &RawConfig) -> ApiError {
+/// problems it causes in other resources (409); those outside `access`
+/// are counted, not named.
+fn answer(
+    p: &Problems,
+    subject: Option<(Kind, usize)>,
+    merged: &RawConfig,
+    access: &Access,
+) -> ApiError {
     let mut own: Vec<(&FieldError, &str)> = Vec::new();
     let mut others: Vec<String> = Vec::new();
     let mut global: Vec<&FieldError> = Vec::new();
@@ -217,8 +245,15 @@ fn answer(p: &Problems, subject: Option<(Kind, usize)>, merged: &RawConfig) -> A
             }
             Some((list, i, tail)) => {
                 let k = Kind::from_list(list).expect("filtered above");
-                let name = k.names(merged).get(i).copied().unwrap_or("?");
-                others.push(format!("{} {name:?}: {tail}: {}", k.label(), e.message));
+                let (name, group) = k.names(merged).get(i).copied().unwrap_or(("?", ""));
+                if access.allows(group) {
+                    others.push(format!("{} {name:?}: {tail}: {}", k.label(), e.message));
+                } else {
+                    others.push(format!(
+                        "a {} outside this token's resource groups",
+                        k.label()
+                    ));
+                }
             }
             None => global.push(e),
         }
@@ -245,6 +280,7 @@ fn answer(p: &Problems, subject: Option<(Kind, usize)>, merged: &RawConfig) -> A
         err.field = Some(field.to_string());
         return err;
     }
+    others.dedup();
     if let Some(first) = others.first() {
         let mut err = ApiError::conflict(
             "conflict",
@@ -258,6 +294,19 @@ fn answer(p: &Problems, subject: Option<(Kind, usize)>, merged: &RawConfig) -> A
         return err;
     }
     match global.first() {
+        // The gateway's own settings (secrets, listeners) are the
+        // operator's: a scoped token is not told their paths or values.
+        Some(_) if access.groups().is_some() => {
+            for e in &global {
+                tracing::warn!("admin change refused: config: {e}");
+            }
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "the gateway's own configuration does not compile (its log says why); \
+                 nothing was changed",
+            )
+        }
         Some(e) => ApiError::invalid(&e.path, &e.message),
         None => ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -265,6 +314,32 @@ fn answer(p: &Problems, subject: Option<(Kind, usize)>, merged: &RawConfig) -> A
             "the change is not valid",
         ),
     }
+}
+
+/// A last guard for a scoped token: a message that quotes the name of a
+/// resource it may not see (a compile message naming the holder of a
+/// value) says only that some other resource is involved.
+fn redact(mut e: ApiError, merged: &RawConfig, access: &Access) -> ApiError {
+    if access.groups().is_none() {
+        return e;
+    }
+    let hidden: Vec<String> = [Kind::Service, Kind::ModelApi, Kind::Consumer]
+        .into_iter()
+        .flat_map(|k| k.names(merged))
+        .filter(|(_, group)| !access.allows(group))
+        .map(|(name, _)| format!("{name:?}"))
+        .collect();
+    let names_hidden = |m: &str| hidden.iter().any(|h| m.contains(h.as_str()));
+    const SAID: &str = "the value conflicts with a resource outside this token's resource groups";
+    if names_hidden(&e.message) {
+        e.message = SAID.to_string();
+    }
+    for (_, m) in e.details.iter_mut() {
+        if names_hidden(m) {
+            *m = SAID.to_string();
+        }
+    }
+    e
 }
 
 #[cfg(test)]

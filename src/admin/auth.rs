@@ -1,6 +1,6 @@
 //! Who may use the admin API: the full-access `admin.token`, tokens scoped
-//! to resource groups (`[[admin.tokens]]`), or, when no `admin.token` is
-//! set, any loopback client.
+//! to resource groups (`[[admin.tokens]]`), or, only when no admin token of
+//! any kind is configured, any loopback client (docs/security.md).
 
 use super::error::ApiError;
 use crate::store::Tokens;
@@ -22,7 +22,9 @@ impl Access {
         }
     }
 
-    /// 403 unless `group` is in scope.
+    /// 403 unless `group` is in scope: for a group the request itself
+    /// names (a resource's `resource_group`). What the token may not see
+    /// answers 404 instead, as if it did not exist.
     pub fn check(&self, group: &str) -> Result<(), ApiError> {
         if self.allows(group) {
             Ok(())
@@ -43,13 +45,15 @@ impl Access {
 /// Decides a request's access from its bearer token and peer address.
 pub fn access(tokens: &Tokens, bearer: Option<&str>, peer: IpAddr) -> Result<Access, ApiError> {
     let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
-    let Some(token) = bearer else {
-        return match &tokens.full {
-            None if peer.is_loopback() => Ok(Access::Full),
-            None => Err(unauthorized(
+    let Some(token) = bearer.filter(|t| !t.is_empty()) else {
+        return if tokens.configured {
+            Err(unauthorized("missing bearer token"))
+        } else if peer.is_loopback() {
+            Ok(Access::Full)
+        } else {
+            Err(unauthorized(
                 "no admin token is configured: only loopback clients are accepted",
-            )),
-            Some(_) => Err(unauthorized("missing bearer token")),
+            ))
         };
     };
     if let Some(Ok(full)) = &tokens.full {
@@ -67,6 +71,17 @@ pub fn access(tokens: &Tokens, bearer: Option<&str>, peer: IpAddr) -> Result<Acc
     match found {
         Some(groups) => Ok(Access::Groups(groups.clone())),
         None => Err(unauthorized("invalid bearer token")),
+    }
+}
+
+/// The token of an `Authorization` header: `Bearer <token>` with the
+/// scheme in any case (RFC 9110 §11.1), or the bare token.
+pub fn bearer_token(header: &str) -> &str {
+    let header = header.trim();
+    match header.split_once([' ', '\t']) {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim(),
+        _ if header.eq_ignore_ascii_case("bearer") => "",
+        _ => header,
     }
 }
 
@@ -153,6 +168,26 @@ mod tests {
             Ok(Access::Full)
         ));
         let scoped = access(&t, Some("team-token"), far).unwrap();
+        // Scoped tokens alone: a token is still required from loopback.
+        let only_scoped = Tokens::from_config(&AdminRaw {
+            token: None,
+            ..cfg.clone()
+        });
+        assert_eq!(access(&only_scoped, None, lo).unwrap_err().status, 401);
+        assert_eq!(access(&only_scoped, Some(""), lo).unwrap_err().status, 401);
+        assert!(matches!(
+            access(&only_scoped, Some("team-token"), lo),
+            Ok(Access::Groups(_))
+        ));
+        for (header, token) in [
+            ("Bearer abc", "abc"),
+            ("bearer abc", "abc"),
+            ("BEARER  abc ", "abc"),
+            ("Bearer", ""),
+            ("abc", "abc"),
+        ] {
+            assert_eq!(bearer_token(header), token, "{header:?}");
+        }
         assert!(scoped.allows("team-a") && !scoped.allows("default"));
         assert_eq!(access(&t, Some("nope"), lo).unwrap_err().status, 401);
         assert!(!cross_origin(None, Some("127.0.0.1:9090")));

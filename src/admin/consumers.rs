@@ -144,7 +144,7 @@ pub(super) async fn list(
 #[utoipa::path(get, path = "/admin/v1/consumers/{name}", tag = "consumers",
     params(("name" = String, Path)),
     responses((status = 200, body = ConsumerView), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        (status = 404, body = ErrorBody)))]
 pub(super) async fn show(
     State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
@@ -158,7 +158,8 @@ pub(super) async fn show(
 /// Answers with the consumer and its first key, shown this once.
 #[utoipa::path(post, path = "/admin/v1/consumers", tag = "consumers", request_body = ConsumerInput,
     responses((status = 201, body = ConsumerView), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 415, body = ErrorBody)))]
 pub(super) async fn create(
     State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
@@ -186,7 +187,8 @@ pub(super) async fn create(
     params(("name" = String, Path)),
     responses((status = 200, body = ConsumerView), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody)))]
+        (status = 409, body = ErrorBody),
+        (status = 415, body = ErrorBody)))]
 pub(super) async fn replace(
     State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
@@ -213,8 +215,7 @@ pub(super) async fn replace(
 
 #[utoipa::path(delete, path = "/admin/v1/consumers/{name}", tag = "consumers",
     params(("name" = String, Path)),
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn remove(
     State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
@@ -241,7 +242,7 @@ fn store_consumer(
 #[utoipa::path(post, path = "/admin/v1/consumers/{name}/keys", tag = "consumers",
     params(("name" = String, Path)),
     responses((status = 201, body = KeyView), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn add_key(
     State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
@@ -256,8 +257,7 @@ pub(super) async fn add_key(
 
 #[utoipa::path(delete, path = "/admin/v1/consumers/{name}/keys/{key_id}", tag = "consumers",
     params(("name" = String, Path), ("key_id" = String, Path)),
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn revoke_key(
     State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,

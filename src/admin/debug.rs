@@ -3,6 +3,13 @@
 //! (routing, fallback, moderation); only consumer auth is bypassed, by the
 //! per-process marker in [`DEBUG_HEADER`].
 //!
+//! The marker must reach only the Model API named (docs/security.md): the
+//! `domain` must be one of its own domains (or a host its wildcard
+//! covers), and the host and path must route to it in the snapshot being
+//! served (400 otherwise, naming no other Model API). Should routing change
+//! between that check and the data plane reading the request, an answer
+//! from a service the Model API does not name is withheld (409).
+//!
 //! The answer is one JSON object. A client that accepts
 //! `text/event-stream` gets the same as it happens instead: `head` (status,
 //! service, fallbacks), one `event` per upstream stream event, then
@@ -10,7 +17,7 @@
 
 use super::auth::Access;
 use super::error::{ApiError, ErrorBody, JsonBody};
-use super::model_apis::full_path;
+use super::model_apis::{full_path, named_services};
 use super::resources::find_visible;
 use crate::config::catalog::{self, Body, Protocol, Scenario};
 use crate::config::raw::ModelApiSpec;
@@ -117,8 +124,8 @@ impl Progress {
 #[utoipa::path(post, path = "/admin/v1/model-apis/{name}/debug", tag = "model-apis",
     params(("name" = String, Path)), request_body = DebugRequest,
     responses((status = 200, content((DebugAnswer = "application/json"), (String = "text/event-stream"))),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 502, body = ErrorBody), (status = 504, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 502, body = ErrorBody), (status = 504, body = ErrorBody),
+        (status = 415, body = ErrorBody)))]
 pub async fn debug(
     State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
@@ -133,6 +140,7 @@ pub async fn debug(
             .clone()
     };
     let prepared = prepare(&api, req)?;
+    stays_inside(&ctl, &api, &prepared)?;
     let wants_progress = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -167,6 +175,10 @@ struct Prepared {
     path: String,
     body: Vec<u8>,
     stream: bool,
+    /// The services the Model API names: the only ones that may answer.
+    services: Vec<String>,
+    /// The Model API the debug marker is good for.
+    api: String,
 }
 
 /// Host to use for a domain: `*` and `*.suffix` get a name no exact
@@ -181,6 +193,72 @@ fn host_for(domain: &str) -> String {
     }
 }
 
+/// The host without its port, in lower case.
+fn bare_host(host: &str) -> String {
+    let h = match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => match host.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            _ => host,
+        },
+    };
+    h.to_ascii_lowercase()
+}
+
+/// Whether the debug `domain` is one of the Model API's own: one of its
+/// domains as written (any case, port ignored), or a host that one of its
+/// wildcards covers.
+fn own_domain(api: &ModelApiSpec, domain: &str) -> bool {
+    let asked = bare_host(domain);
+    let host = bare_host(&host_for(domain));
+    api.domains.iter().any(|d| {
+        let d = d.to_ascii_lowercase();
+        if d == asked || d == "*" {
+            return true;
+        }
+        match d.strip_prefix('*') {
+            Some(suffix) => host.len() > suffix.len() && host.ends_with(suffix),
+            None => false,
+        }
+    })
+}
+
+/// The debug request must reach this Model API and no other: its host
+/// and path route to it in the snapshot being served.
+fn stays_inside(ctl: &Control, api: &ModelApiSpec, req: &Prepared) -> Result<(), ApiError> {
+    let snap = ctl.shared.snapshot.load();
+    let Some(index) = snap.apis.iter().position(|a| a.name == api.name) else {
+        return Err(ApiError::internal(format!(
+            "Model API {:?} is not in the running snapshot",
+            api.name
+        )));
+    };
+    if !snap.hosts.lookup(&req.host).contains(&index) {
+        return Err(ApiError::invalid(
+            "domain",
+            format!(
+                "requests to {:?} are not served by this Model API; use one of its domains",
+                req.host
+            ),
+        ));
+    }
+    let path = req.path.split(['?', '#']).next().unwrap_or("");
+    let routed = match crate::route::api::find(&snap, &req.host, "POST", path) {
+        Ok(m) => Some(m.api),
+        Err((api, _)) => api,
+    };
+    if routed != Some(index) {
+        return Err(ApiError::invalid(
+            "path",
+            format!(
+                "{path:?} on {:?} is not served by this Model API (a longer base path there takes it)",
+                req.host
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn prepare(api: &ModelApiSpec, req: DebugRequest) -> Result<Prepared, ApiError> {
     let domain = req
         .domain
@@ -193,6 +271,15 @@ fn prepare(api: &ModelApiSpec, req: DebugRequest) -> Result<Prepared, ApiError> 
             .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
     {
         return Err(ApiError::invalid("domain", "must be a host name"));
+    }
+    if !own_domain(api, &domain) {
+        return Err(ApiError::invalid(
+            "domain",
+            format!(
+                "must be one of the Model API's domains ({}) or a host its wildcard covers",
+                api.domains.join(", ")
+            ),
+        ));
     }
     let routes = match (
         api.scenario.parse::<Scenario>(),
@@ -241,6 +328,11 @@ fn prepare(api: &ModelApiSpec, req: DebugRequest) -> Result<Prepared, ApiError> 
         path: full_path(&api.base_path, &route_path),
         body: Value::Object(body).to_string().into_bytes(),
         stream: req.stream,
+        api: api.name.clone(),
+        services: named_services(api)
+            .into_iter()
+            .map(|(_, s)| s.to_string())
+            .collect(),
     })
 }
 
@@ -347,7 +439,7 @@ async fn exchange(
         req.path,
         req.host,
         req.body.len(),
-        ctl.shared.debug_token
+        ctl.shared.debug_marker(&req.api)
     )
     .into_bytes();
     if req.stream {
@@ -396,6 +488,14 @@ async fn exchange(
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let is_sse = get("content-type").is_some_and(|v| v.starts_with("text/event-stream"));
+    if service.as_ref().is_some_and(|s| !req.services.contains(s)) {
+        // Routing changed after `stays_inside`: what answered is not this
+        // Model API's, and nothing of it is passed on.
+        return Err(ApiError::conflict(
+            "conflict",
+            "the Model API's routing changed while the debug request was sent; retry",
+        ));
+    }
     let chunked = get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked"));
     let length: Option<u64> = get("content-length").and_then(|v| v.parse().ok());
     if let Some(tx) = &progress {
@@ -462,4 +562,45 @@ async fn exchange(
         response,
         stream_events: answer.events,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_debug_domain_is_one_of_the_model_apis_own() {
+        let api: ModelApiSpec = serde_json::from_value(json!({
+            "name": "a", "scenario": "text", "protocol": "openai",
+            "domains": ["api.example.com", "*.corp.example.com"],
+            "service": {"mode": "single", "target": {"service": "s"}}}))
+        .unwrap();
+        for ok in [
+            "api.example.com",
+            "API.Example.com:8443",
+            "*.corp.example.com",
+            "x.corp.example.com",
+            "a.b.corp.example.com",
+        ] {
+            assert!(own_domain(&api, ok), "{ok}");
+        }
+        for no in [
+            "corp.example.com",
+            "b.example.com",
+            "*",
+            "*.example.com",
+            "xcorp.example.com",
+            "api.example.com.evil",
+        ] {
+            assert!(!own_domain(&api, no), "{no}");
+        }
+        let any: ModelApiSpec = serde_json::from_value(json!({
+            "name": "b", "scenario": "text", "protocol": "openai", "domains": ["*"],
+            "service": {"mode": "single", "target": {"service": "s"}}}))
+        .unwrap();
+        // Any host is a catch-all's own; routing decides whether it is served.
+        assert!(own_domain(&any, "whatever.example.com") && own_domain(&any, "*"));
+        assert_eq!(bare_host("[::1]:80"), "::1");
+        assert_eq!(bare_host("Host.Example:8080"), "host.example");
+    }
 }

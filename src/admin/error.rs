@@ -1,7 +1,10 @@
 //! The admin API's error answer and its JSON body reader.
 //!
 //! Every error is `{"error": {"code", "message", "field"}}` (PRODUCT.md §4);
-//! a request body that does not parse names the field that broke it.
+//! a request body that does not parse names the field that broke it. A
+//! body is read only when sent as `Content-Type: application/json` (415
+//! otherwise): a page elsewhere can post a form or `text/plain` without a
+//! CORS preflight, but not JSON.
 
 use axum::async_trait;
 use axum::extract::{FromRequest, Request};
@@ -71,6 +74,14 @@ impl ApiError {
         )
     }
 
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "request bodies must be sent as Content-Type: application/json",
+        )
+    }
+
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
@@ -86,7 +97,8 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// `invalid_field`, `invalid_json`, `body_too_large`, `unauthorized`,
     /// `forbidden`, `not_found`, `already_exists`, `conflict`,
-    /// `managed_by_config`, `in_use`, `not_empty`, ...
+    /// `managed_by_config`, `in_use`, `not_empty`,
+    /// `unsupported_media_type`, ...
     pub code: String,
     pub message: String,
     /// The request body field the problem is about, if any.
@@ -129,6 +141,14 @@ impl<S: Send + Sync, T: DeserializeOwned + Serialize> FromRequest<S> for JsonBod
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
+        let json = req
+            .headers()
+            .get(axum::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(is_json);
+        if !json {
+            return Err(ApiError::unsupported_media_type());
+        }
         let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY)
             .await
             .map_err(|_| {
@@ -156,6 +176,13 @@ impl<S: Send + Sync, T: DeserializeOwned + Serialize> FromRequest<S> for JsonBod
         }
         parse(value).map(JsonBody)
     }
+}
+
+/// Whether a `Content-Type` value is `application/json` (any case, any
+/// parameters such as `charset`).
+pub fn is_json(content_type: &str) -> bool {
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    essence.eq_ignore_ascii_case("application/json")
 }
 
 /// Deserializes `value`, naming the field of the first problem.
@@ -215,6 +242,26 @@ mod tests {
     use super::*;
     use crate::config::raw::ModelApiSpec;
     use serde_json::json;
+
+    #[test]
+    fn only_json_bodies() {
+        for ok in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            " application/json ;x=y",
+        ] {
+            assert!(is_json(ok), "{ok}");
+        }
+        for no in [
+            "",
+            "text/plain",
+            "application/jsonp",
+            "application/x-www-form-urlencoded",
+            "json",
+        ] {
+            assert!(!is_json(no), "{no}");
+        }
+    }
 
     #[test]
     fn parse_errors_name_the_field() {

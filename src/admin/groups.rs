@@ -1,6 +1,7 @@
 //! `/resource-groups`. A group exists when it is `default`, was made here,
 //! is named by a scoped admin token, or holds a resource. Only empty groups
-//! made here can be deleted.
+//! made here can be deleted. A scoped token sees only its own groups: any
+//! other answers 404, as a group that does not exist.
 
 use super::auth::Access;
 use super::error::{ApiError, ErrorBody, JsonBody};
@@ -115,23 +116,23 @@ pub(super) async fn list(
 #[utoipa::path(get, path = "/admin/v1/resource-groups/{name}", tag = "resource-groups",
     params(("name" = String, Path)),
     responses((status = 200, body = GroupView), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        (status = 404, body = ErrorBody)))]
 pub(super) async fn show(
     State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
     Path(name): Path<String>,
 ) -> Result<Json<GroupView>, ApiError> {
     let res = ctl.resources.lock().await;
-    if !names(&res).contains(&name) {
+    if !access.allows(&name) || !names(&res).contains(&name) {
         return Err(ApiError::not_found("resource group", &name));
     }
-    access.check(&name)?;
     Ok(Json(group_view(&res, &name)))
 }
 
 #[utoipa::path(post, path = "/admin/v1/resource-groups", tag = "resource-groups", request_body = GroupSpec,
     responses((status = 201, body = GroupView), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 415, body = ErrorBody)))]
 pub(super) async fn create(
     State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
@@ -154,25 +155,23 @@ pub(super) async fn create(
     let mut next = res.store.state.clone();
     next.resource_groups.push(spec.clone());
     // Groups are labels: compiled only to share apply's write path.
-    super::apply::apply(&ctl.shared, &mut res, next, None).await?;
+    super::apply::apply(&ctl.shared, &mut res, &access, next, None).await?;
     Ok((StatusCode::CREATED, Json(group_view(&res, &spec.name))))
 }
 
 /// 409 for `default` and for groups that still hold resources.
 #[utoipa::path(delete, path = "/admin/v1/resource-groups/{name}", tag = "resource-groups",
     params(("name" = String, Path)),
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn remove(
     State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
     Path(name): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let mut res = ctl.resources.lock().await;
-    if !names(&res).contains(&name) {
+    if !access.allows(&name) || !names(&res).contains(&name) {
         return Err(ApiError::not_found("resource group", &name));
     }
-    access.check(&name)?;
     if name == DEFAULT {
         return Err(ApiError::conflict(
             "conflict",
@@ -197,6 +196,6 @@ pub(super) async fn remove(
     };
     let mut next = res.store.state.clone();
     next.resource_groups.remove(index);
-    super::apply::apply(&ctl.shared, &mut res, next, None).await?;
+    super::apply::apply(&ctl.shared, &mut res, &access, next, None).await?;
     Ok(StatusCode::NO_CONTENT)
 }

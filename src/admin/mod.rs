@@ -51,6 +51,7 @@ pub fn router(ctl: Arc<Control>) -> Router {
 }
 
 pub async fn serve(listener: tokio::net::TcpListener, ctl: Arc<Control>) {
+    ctl.resources.lock().await.tokens.log_mode();
     let app = router(ctl).into_make_service_with_connect_info::<SocketAddr>();
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!("admin listener: {e}");
@@ -69,7 +70,10 @@ async fn authorize(
         header_text(&req, header::HOST),
         header_text(&req, header::AUTHORIZATION),
     );
-    let bearer = bearer.map(|v| v.strip_prefix("Bearer ").unwrap_or(&v).trim().to_string());
+    // An empty token is no token (so it meets the loopback-host check).
+    let bearer = bearer
+        .map(|v| auth::bearer_token(&v).to_string())
+        .filter(|t| !t.is_empty());
     if auth::cross_origin(origin.as_deref(), host.as_deref()) {
         return ApiError::new(
             StatusCode::FORBIDDEN,

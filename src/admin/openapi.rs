@@ -23,7 +23,10 @@ use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
     info(
         title = "modelgate admin API",
         description = "Services, Model APIs, consumers, resource groups and the catalog. \
-                       Errors are `{\"error\": {\"code\", \"message\", \"field\"}}`."
+                       Errors are `{\"error\": {\"code\", \"message\", \"field\"}}`. \
+                       Request bodies must be `Content-Type: application/json` (415 otherwise). \
+                       For a token scoped to resource groups, another group's resources answer \
+                       as if they did not exist (404)."
     ),
     paths(
         super::services::list, super::services::show, super::services::create,
@@ -121,5 +124,17 @@ mod tests {
             assert!(schemas.contains_key(name), "unresolved $ref {name}");
         }
         assert!(doc["paths"]["/admin/v1/model-apis/{name}/debug"]["post"].is_object());
+        // Every operation that reads a body documents the 415 of another
+        // Content-Type.
+        for (path, ops) in doc["paths"].as_object().unwrap() {
+            for (method, op) in ops.as_object().unwrap() {
+                if op.get("requestBody").is_some() {
+                    assert!(
+                        op["responses"]["415"].is_object(),
+                        "{method} {path}: no 415"
+                    );
+                }
+            }
+        }
     }
 }

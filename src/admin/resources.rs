@@ -1,6 +1,11 @@
 //! What services, Model APIs and consumers have in common here: where a
 //! resource lives (config file or store), who may see it, and the
 //! create / replace / delete steps every kind takes.
+//!
+//! For a scoped token, a resource of another group does not exist: 404
+//! like a name nowhere, never 403 (which would tell that it is there).
+//! Names are one namespace, so creating a name another group holds is
+//! still 409 `already_exists`, and says no more than that.
 
 use super::apply::{apply, Kind};
 use super::auth::Access;
@@ -78,15 +83,16 @@ pub fn find<'a, R: Resource>(res: &'a Resources, name: &str) -> Option<Found<'a,
         .map(|(i, r)| Found::Store(i, r))
 }
 
-/// The resource `name` if it exists (404) and `access` reaches it (403).
+/// The resource `name` if it exists and `access` reaches it; 404 either
+/// way, so a scoped token cannot tell another group's name from none.
 pub fn find_visible<'a, R: Resource>(
     res: &'a Resources,
     access: &Access,
     name: &str,
 ) -> Result<Found<'a, R>, ApiError> {
-    let found = find::<R>(res, name).ok_or_else(|| ApiError::not_found(R::KIND.label(), name))?;
-    access.check(found.spec().group())?;
-    Ok(found)
+    find::<R>(res, name)
+        .filter(|found| access.allows(found.spec().group()))
+        .ok_or_else(|| ApiError::not_found(R::KIND.label(), name))
 }
 
 /// `?resource_group=` of list endpoints.
@@ -138,7 +144,8 @@ pub async fn create<R: Resource>(
     check_name(spec.name())?;
     access.check(spec.group())?;
     if let Some(found) = find::<R>(res, spec.name()) {
-        let place = if found.managed_by_config() {
+        let visible = access.allows(found.spec().group());
+        let place = if visible && found.managed_by_config() {
             " (declared in the config file)"
         } else {
             ""
@@ -155,7 +162,7 @@ pub async fn create<R: Resource>(
     let mut next = res.store.state.clone();
     let name = spec.name().to_string();
     R::in_store_mut(&mut next).push(spec);
-    apply(shared, res, next, Some((R::KIND, &name))).await
+    apply(shared, res, access, next, Some((R::KIND, &name))).await
 }
 
 /// Replaces a store resource by `spec`; `keep` may carry values over from
@@ -184,7 +191,7 @@ pub async fn replace<R: Resource>(
     };
     let mut next = res.store.state.clone();
     R::in_store_mut(&mut next)[index] = spec;
-    apply(shared, res, next, Some((R::KIND, name))).await
+    apply(shared, res, access, next, Some((R::KIND, name))).await
 }
 
 /// Removes a store resource; returns it.
@@ -200,7 +207,7 @@ pub async fn remove<R: Resource>(
     };
     let mut next = res.store.state.clone();
     let old = R::in_store_mut(&mut next).remove(index);
-    apply(shared, res, next, None).await?;
+    apply(shared, res, access, next, None).await?;
     Ok(old)
 }
 

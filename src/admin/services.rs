@@ -1,9 +1,14 @@
 //! `/services`: AI services. Keys and secret-looking headers are masked on
 //! read; a masked value sent back by PUT keeps the stored secret.
+//!
+//! Only the full token may make the gateway read the host: `env:`/`file:`
+//! references in keys and headers and `ca_file`. A scoped token could
+//! otherwise have another team's key, or the admin token itself, sent to
+//! an upstream it runs (403; what the stored version already holds stays).
 
 use super::auth::Access;
 use super::error::{ApiError, ErrorBody, JsonBody};
-use super::resources::{self, find_visible, listing, view, ListQuery};
+use super::resources::{self, find_visible, listing, view, ListQuery, Resource};
 use crate::config::raw::{ModelApiSpec, SelectionSpec, ServiceSpec};
 use crate::control::Control;
 use axum::extract::{Path, Query, State};
@@ -68,6 +73,46 @@ fn unmask(old: &ServiceSpec, new: &mut ServiceSpec) {
     }
 }
 
+fn reference(value: &str) -> bool {
+    value.starts_with("env:") || value.starts_with("file:")
+}
+
+/// 403 when a scoped token asks the gateway to read the host (a secret
+/// reference or a CA file) that `old` did not already hold.
+fn host_reads(
+    access: &Access,
+    new: &ServiceSpec,
+    old: Option<&ServiceSpec>,
+) -> Result<(), ApiError> {
+    if access.groups().is_none() {
+        return Ok(());
+    }
+    let refuse = |field: String| {
+        let mut e = ApiError::new(
+            axum::http::StatusCode::FORBIDDEN,
+            "forbidden",
+            "only the full admin token may make the gateway read the host's environment or \
+             files (env:/file: references, ca_file); send the secret itself",
+        );
+        e.field = Some(field);
+        Err(e)
+    };
+    for (k, key) in new.api_keys.iter().enumerate() {
+        if reference(key) && !old.is_some_and(|o| o.api_keys.contains(key)) {
+            return refuse(format!("api_keys[{k}]"));
+        }
+    }
+    for (name, value) in &new.headers {
+        if reference(value) && old.and_then(|o| o.headers.get(name)) != Some(value) {
+            return refuse(format!("headers.{name}"));
+        }
+    }
+    if new.ca_file.is_some() && old.and_then(|o| o.ca_file.as_ref()) != new.ca_file.as_ref() {
+        return refuse("ca_file".into());
+    }
+    Ok(())
+}
+
 fn show_view(spec: &ServiceSpec, managed: bool) -> Value {
     view(&masked(spec), managed)
 }
@@ -88,7 +133,7 @@ pub(super) async fn list(
 #[utoipa::path(get, path = "/admin/v1/services/{name}", tag = "services",
     params(("name" = String, Path)),
     responses((status = 200, body = super::openapi::ServiceView), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        (status = 404, body = ErrorBody)))]
 pub(super) async fn show(
     State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
@@ -101,12 +146,14 @@ pub(super) async fn show(
 
 #[utoipa::path(post, path = "/admin/v1/services", tag = "services", request_body = ServiceSpec,
     responses((status = 201, body = super::openapi::ServiceView), (status = 400, body = ErrorBody),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody)))]
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 415, body = ErrorBody)))]
 pub(super) async fn create(
     State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
     JsonBody(spec): JsonBody<ServiceSpec>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    host_reads(&access, &spec, None)?;
     let mut res = ctl.resources.lock().await;
     let out = show_view(&spec, false);
     resources::create(&ctl.shared, &mut res, &access, spec).await?;
@@ -117,7 +164,8 @@ pub(super) async fn create(
     params(("name" = String, Path)),
     responses((status = 200, body = super::openapi::ServiceView), (status = 400, body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody)))]
+        (status = 409, body = ErrorBody),
+        (status = 415, body = ErrorBody)))]
 pub(super) async fn replace(
     State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
@@ -125,6 +173,8 @@ pub(super) async fn replace(
     JsonBody(spec): JsonBody<ServiceSpec>,
 ) -> Result<Json<Value>, ApiError> {
     let mut res = ctl.resources.lock().await;
+    let old = find_visible::<ServiceSpec>(&res, &access, &name)?.spec();
+    host_reads(&access, &spec, Some(old))?;
     resources::replace(&ctl.shared, &mut res, &access, &name, spec, unmask).await?;
     let found = find_visible::<ServiceSpec>(&res, &access, &name)?;
     Ok(Json(show_view(found.spec(), false)))
@@ -149,8 +199,7 @@ pub fn users<'a>(apis: impl Iterator<Item = &'a ModelApiSpec>, name: &str) -> Ve
 /// 409 `in_use` while a Model API names the service.
 #[utoipa::path(delete, path = "/admin/v1/services/{name}", tag = "services",
     params(("name" = String, Path)),
-    responses((status = 204), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+    responses((status = 204), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(super) async fn remove(
     State(ctl): State<Arc<Control>>,
     Extension(access): Extension<Access>,
@@ -160,18 +209,23 @@ pub(super) async fn remove(
     if find_visible::<ServiceSpec>(&res, &access, &name)?.managed_by_config() {
         return Err(ApiError::managed_by_config("service", &name));
     }
-    let users = users(resources::all_model_apis(&res), &name);
-    if !users.is_empty() {
+    let all = users(resources::all_model_apis(&res), &name);
+    if !all.is_empty() {
+        // Users the token may not see are counted, not named.
+        let (shown, hidden): (Vec<_>, Vec<_>) = all.iter().partition(|u| {
+            resources::find::<ModelApiSpec>(&res, u)
+                .is_some_and(|a| access.allows(a.spec().group()))
+        });
+        let mut by: Vec<String> = shown.iter().map(|u| format!("Model API {u:?}")).collect();
+        if !hidden.is_empty() {
+            by.push(format!(
+                "{} Model API(s) outside this token's resource groups",
+                hidden.len()
+            ));
+        }
         return Err(ApiError::conflict(
             "in_use",
-            format!(
-                "service {name:?} is used by Model API {}",
-                users
-                    .iter()
-                    .map(|u| format!("{u:?}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
+            format!("service {name:?} is used by {}", by.join(", ")),
         ));
     }
     resources::remove::<ServiceSpec>(&ctl.shared, &mut res, &access, &name).await?;

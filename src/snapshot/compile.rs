@@ -14,13 +14,70 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How much of the outside world compilation may touch.
+/// How much of the outside world compilation may touch. In every mode but
+/// `CheckWithoutSecrets` a secret (`env:NAME`, `file:PATH`) that does not
+/// resolve is an error: `serve` refuses it (fail closed) and `check` says
+/// so, with the field's path.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// `modelgate check`: no DNS, no files beyond secrets.
     Check,
+    /// `modelgate check --skip-secrets` (CI without the secrets): secret
+    /// references are not resolved.
+    CheckWithoutSecrets,
     /// Serving: resolve hosts and load CA files.
     Serve,
+}
+
+impl Mode {
+    /// A secret field's value: `Ok(None)` for a reference left unresolved
+    /// (`CheckWithoutSecrets`).
+    fn secret(self, value: &str) -> Result<Option<String>, String> {
+        let reference = value.starts_with("env:") || value.starts_with("file:");
+        if reference && self == Mode::CheckWithoutSecrets {
+            return Ok(None);
+        }
+        resolve_secret(value).map(Some)
+    }
+}
+
+/// The secrets outside services: admin tokens and consumer keys. Returns
+/// the paths of the consumer keys it judged (their own compile step only
+/// warns and skips them; here they are errors).
+fn check_secrets(raw: &RawConfig, mode: Mode, p: &mut Problems) -> Vec<String> {
+    let token = |at: String, value: &str, p: &mut Problems| match mode.secret(value) {
+        Ok(Some(v)) if v.is_empty() => p.error(at, "must not be empty"),
+        Ok(_) => {}
+        Err(e) => p.error(at, e),
+    };
+    if let Some(t) = &raw.admin.token {
+        token("admin.token".into(), t, p);
+    }
+    for (i, t) in raw.admin.tokens.iter().enumerate() {
+        token(format!("admin.tokens[{i}].token"), &t.token, p);
+        for (g, group) in t.resource_groups.iter().enumerate() {
+            if !valid_name(group) {
+                p.error(
+                    format!("admin.tokens[{i}].resource_groups[{g}]"),
+                    "must be 1-64 letters, digits, '_' or '-'",
+                );
+            }
+        }
+    }
+    let mut judged = Vec::new();
+    for (i, c) in raw.consumers.iter().enumerate() {
+        for (k, key) in c.keys.iter().enumerate() {
+            if !(key.starts_with("env:") || key.starts_with("file:")) {
+                continue;
+            }
+            let at = format!("consumers[{i}].keys[{k}]");
+            if let Err(e) = mode.secret(key) {
+                p.error(at.clone(), e);
+            }
+            judged.push(at);
+        }
+    }
+    judged
 }
 
 /// A parsed base URL.
@@ -148,12 +205,11 @@ fn compile_service(i: usize, s: &ServiceSpec, mode: Mode, p: &mut Problems) -> O
     }
     let mut keys = Vec::new();
     for (k, key) in s.api_keys.iter().enumerate() {
-        match resolve_secret(key) {
-            Ok(v) => keys.push(v),
-            Err(e) => p.warn(
-                format!("{at}.api_keys[{k}]"),
-                format!("{e}; the key is skipped"),
-            ),
+        match mode.secret(key) {
+            Ok(Some(v)) if v.is_empty() => p.error(format!("{at}.api_keys[{k}]"), "is empty"),
+            Ok(Some(v)) => keys.push(v),
+            Ok(None) => {}
+            Err(e) => p.error(format!("{at}.api_keys[{k}]"), e),
         }
     }
     let mut headers = Vec::new();
@@ -166,15 +222,16 @@ fn compile_service(i: usize, s: &ServiceSpec, mode: Mode, p: &mut Problems) -> O
             p.error(format!("{at}.headers.{name}"), "invalid header name");
             continue;
         }
-        match resolve_secret(value) {
-            Ok(v) if v.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f)) => {
+        match mode.secret(value) {
+            Ok(Some(v)) if v.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f)) => {
                 headers.push((name.to_ascii_lowercase(), v))
             }
-            Ok(_) => p.error(
+            Ok(Some(_)) => p.error(
                 format!("{at}.headers.{name}"),
                 "value has control characters",
             ),
-            Err(e) => p.warn(format!("{at}.headers.{name}"), e),
+            Ok(None) => {}
+            Err(e) => p.error(format!("{at}.headers.{name}"), e),
         }
     }
     let backend = if provider.is_mock() {
@@ -609,6 +666,7 @@ pub fn compile(
             Err(e) => p.error(format!("server.trusted_proxies[{i}]"), e),
         }
     }
+    let secret_keys = check_secrets(raw, mode, &mut p);
 
     let mut services = Vec::new();
     let mut by_name: HashMap<&str, (usize, Option<&'static Provider>)> = HashMap::new();
@@ -636,6 +694,9 @@ pub fn compile(
 
     let mut limits = crate::limit::Table::default();
     let consumers = crate::auth::Consumers::compile(&raw.consumers, &mut limits, &mut p);
+    // Consumer key references were judged above (an error when they do not
+    // resolve); the warning that the key is skipped would only repeat it.
+    p.warnings.retain(|w| !secret_keys.contains(&w.path));
     let ctx = ApiContext { services: &by_name };
     let mut apis: Vec<ModelApi> = Vec::new();
     let mut holders: HashMap<(String, String), String> = HashMap::new();

@@ -28,7 +28,13 @@ def test_console_manages_and_debugs_a_model_api(gateway, browser):
     page = browser.new_page()
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(f"http://{gateway.admin}/console/")
+    # The page runs under its Content-Security-Policy: nothing it does
+    # itself may be refused by it.
+    refused = []
+    page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+    response = page.goto(f"http://{gateway.admin}/console/")
+    assert response.headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
 
     # Without the token the API answers 401, and the console says so.
     page.wait_for_selector("#banner:not([hidden])")
@@ -114,3 +120,12 @@ def test_console_manages_and_debugs_a_model_api(gateway, browser):
     page.wait_for_selector("#api-table tr[data-name='console-chat']", state="detached")
     assert gateway.api("GET", "/model-apis/console-chat")[0] == 404
     assert not errors, errors
+    assert not refused, refused
+
+    # A script injected into the page does not run (no 'unsafe-inline').
+    page.evaluate("""() => {
+        const s = document.createElement('script');
+        s.textContent = 'window.injected = 1';
+        document.body.append(s);
+    }""")
+    assert page.evaluate("window.injected") is None
