@@ -104,8 +104,25 @@ pub async fn response(rq: &mut Request<'_>, svc: &Service, resp: Response<'_>) -
     rq.rec.status = resp.head.status;
     let rh = &resp.head;
     let content_type = rh.header(&resp.buf, "content-type");
-    let is_sse = content_type
-        .is_some_and(|v| v.len() >= 17 && v[..17].eq_ignore_ascii_case(b"text/event-stream"));
+    // Transfer-codings under (or instead of) chunked stay on the body
+    // (RFC 9112 §6.1): it is relayed as opaque bytes, and the client is
+    // told the codings.
+    let codings = transfer_codings(rh, &resp.buf);
+    // (Translation needs the bytes; a hidden usage chunk stays in view.)
+    let translated = matches!(rq.reply.reshape, Reshape::Translate { .. });
+    if codings.is_some() && (rq.reply.http10 || translated) {
+        let e = Error::new(
+            Kind::UpstreamProtocol,
+            format!(
+                "service {} sent a transfer-coded answer this request cannot take",
+                svc.name
+            ),
+        );
+        return write_error(rq.c, &rq.reply, &e, &mut rq.rec).await;
+    }
+    let is_sse = codings.is_none()
+        && content_type
+            .is_some_and(|v| v.len() >= 17 && v[..17].eq_ignore_ascii_case(b"text/event-stream"));
     // Translated answers that are not open-ended streams are read whole,
     // and so are JSON answers that response moderation must see whole.
     let translate = match rq.reply.reshape {
@@ -119,13 +136,14 @@ pub async fn response(rq: &mut Request<'_>, svc: &Service, resp: Response<'_>) -
         }
         _ => None,
     };
-    let held = !rq.reply.head_only && rq.watch.holds_whole(content_type);
+    let held = !rq.reply.head_only && codings.is_none() && rq.watch.holds_whole(content_type);
     if translate.is_some() || held {
         return whole_answer(rq, svc, resp, translate).await;
     }
     // A JSON answer's usage is read from its last bytes.
-    let json_answer =
-        rh.status < 300 && content_type.is_some_and(|v| memchr::memmem::find(v, b"json").is_some());
+    let json_answer = rh.status < 300
+        && codings.is_none()
+        && content_type.is_some_and(|v| memchr::memmem::find(v, b"json").is_some());
     let framing_out = match rh.framing {
         Framing::None => BodyHeader::Omit,
         Framing::Length(n) => BodyHeader::Length(n),
@@ -144,7 +162,15 @@ pub async fn response(rq: &mut Request<'_>, svc: &Service, resp: Response<'_>) -
             h.header(name, &resp.buf[hp.value.clone()]);
         }
     }
-    h.body(framing_out);
+    match (&codings, framing_out) {
+        (Some(te), BodyHeader::Chunked) => {
+            h.header(b"transfer-encoding", te);
+            h.body(BodyHeader::Omit);
+        }
+        _ => {
+            h.body(framing_out);
+        }
+    }
     h.finish();
     let Response {
         mut lease,
@@ -192,6 +218,18 @@ pub async fn response(rq: &mut Request<'_>, svc: &Service, resp: Response<'_>) -
             ))
             .await
         }
+    }
+}
+
+/// The Transfer-Encoding to relay an answer with when its body carries
+/// codings other than chunked (`gzip, chunked`; or `gzip` alone, which the
+/// relay then chunks): `None` for a plain body.
+fn transfer_codings(rh: &crate::http::head::ResponseHead, buf: &[u8]) -> Option<Vec<u8>> {
+    let te = rh.header(buf, "transfer-encoding")?;
+    match rh.framing {
+        Framing::Chunked if rh.transfer_coded => Some(te.to_vec()),
+        Framing::UntilClose => Some([te, b", chunked"].concat()),
+        _ => None,
     }
 }
 

@@ -259,3 +259,37 @@ service = {{ mode = "single", target = {{ service = "up" }} }}
     let accept_lines = g.proc.stderr_text().matches("accept:").count();
     assert!(accept_lines <= 5, "{accept_lines} accept warnings");
 }
+
+#[test]
+fn an_upstream_transfer_coding_stays_on_the_relayed_body() {
+    use std::io::Read;
+    let up = MockLlm::start("up");
+    let g = gateway(&up, "", "");
+    let mut s = connect(g.addr);
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let req = raw_request(
+        "POST",
+        "/v1/chat/completions",
+        &[
+            ("host", "x"),
+            ("content-type", "application/json"),
+            ("connection", "close"),
+            ("x-mock-transfer-coding", "gzip"),
+        ],
+        STREAM.as_bytes(),
+    );
+    s.write_all(&req).unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    let text = String::from_utf8_lossy(&got).to_ascii_lowercase();
+    let (head, body) = text.split_once("\r\n\r\n").expect("a head");
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(
+        head.contains("\r\ntransfer-encoding: gzip, chunked"),
+        "the coding was dropped: {head}"
+    );
+    // Relayed as opaque bytes, re-chunked: the payload is what the
+    // upstream sent, the usage chunk included.
+    assert!(body.contains("data: [done]"), "{body}");
+    assert!(body.ends_with("0\r\n\r\n"), "{body}");
+}

@@ -143,6 +143,9 @@ pub struct Fault {
     /// `x-mock-endless-event: N`: a stream whose first event never ends:
     /// `data: aaaa…` for N bytes with no blank line, then close.
     pub endless_event: Option<u64>,
+    /// `x-mock-transfer-coding: gzip`: a stream's Transfer-Encoding says
+    /// `gzip, chunked` (the payload is left as it is).
+    pub transfer_coding: Option<String>,
 }
 
 fn truthy(v: Option<&str>) -> bool {
@@ -188,6 +191,10 @@ impl Fault {
                 .filter(|ms| *ms > 0),
             idle_close_ms: req.header_u64("x-mock-idle-close-ms"),
             endless_event: req.header_u64("x-mock-endless-event"),
+            transfer_coding: req
+                .header("x-mock-transfer-coding")
+                .filter(|c| c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+                .map(str::to_string),
         }
     }
 
@@ -478,13 +485,16 @@ async fn respond<W: AsyncWrite + Unpin>(
         }
         Body::Stream(events) => {
             let mut head = fault.interim_heads();
-            head.extend_from_slice(&http::response_head(
-                reply.status,
-                reply.content_type,
-                None,
-                &extra,
-                close,
-            ));
+            let mut stream_head =
+                http::response_head(reply.status, reply.content_type, None, &extra, close);
+            if let Some(coding) = &fault.transfer_coding {
+                let text = String::from_utf8_lossy(&stream_head).replace(
+                    "transfer-encoding: chunked",
+                    &format!("transfer-encoding: {coding}, chunked"),
+                );
+                stream_head = text.into_bytes();
+            }
+            head.extend_from_slice(&stream_head);
             wr.write_all(&head).await?;
             wr.flush().await?;
             if let Some(total) = fault.endless_event {
