@@ -478,6 +478,30 @@ fn the_newest_copy_reseeds_a_redis_that_came_back_empty() {
     assert!(has_service(&a, "svc-late") && has_service(&b, "svc-late"));
 }
 
+#[test]
+fn the_first_write_after_a_quick_redis_restart_is_not_refused() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let a = gateway(&redis.url(), "");
+    let b = gateway(&redis.url(), "");
+    let r = admin(&a, "POST", "/services", Some(&mock_service("svc-before")));
+    assert_eq!(r.status, 201, "{}", r.text());
+    until(Duration::from_secs(2), "b has svc-before", || {
+        has_service(&b, "svc-before")
+    });
+    // Back within a few ms, before either instance noticed: the kept
+    // connections are dead, Redis is up and empty.
+    redis.kill();
+    redis.restart();
+    let r = admin(&a, "POST", "/services", Some(&mock_service("svc-after")));
+    assert_eq!(r.status, 201, "{}", r.text());
+    until(Duration::from_millis(1500), "b has svc-after", || {
+        has_service(&b, "svc-after")
+    });
+    assert!(has_service(&a, "svc-before") && has_service(&b, "svc-before"));
+}
+
 /// Runs `f` with a `Link` to `redis` on a tokio runtime, as the control
 /// thread would.
 fn with_link<T>(redis: &Redis, f: impl AsyncFnOnce(&modelgate::cluster::Link) -> T) -> T {

@@ -167,9 +167,10 @@ impl Link {
             .set_response_timeout(Some(TIMEOUT))
     }
 
-    async fn conn(&self) -> Result<MultiplexedConnection, Down> {
+    /// The connection, and whether it was kept from an earlier command.
+    async fn conn(&self) -> Result<(MultiplexedConnection, bool), Down> {
         if let Some(c) = self.conn.lock().expect("redis conn lock").clone() {
-            return Ok(c);
+            return Ok((c, true));
         }
         let c = self
             .client
@@ -177,7 +178,7 @@ impl Link {
             .await
             .map_err(|e| self.failed(e))?;
         *self.conn.lock().expect("redis conn lock") = Some(c.clone());
-        Ok(c)
+        Ok((c, false))
     }
 
     /// Marks Redis down and drops the connection, so the next command
@@ -197,12 +198,22 @@ impl Link {
     }
 
     /// Runs one command (or script) and keeps `up` truthful.
-    async fn run<T: redis::FromRedisValue>(
-        &self,
-        f: impl AsyncFnOnce(&mut MultiplexedConnection) -> RedisResult<T>,
-    ) -> Result<T, Down> {
-        let mut c = self.conn().await?;
-        match f(&mut c).await {
+    ///
+    /// A kept connection found dropped (Redis restarted since the last
+    /// command: the command never reached it) is replaced and the command
+    /// sent once more, so the first write after a restart is not refused
+    /// for a socket that was already dead.
+    async fn run<T, F>(&self, f: impl Fn(MultiplexedConnection) -> F) -> Result<T, Down>
+    where
+        F: std::future::Future<Output = RedisResult<T>>,
+    {
+        let (c, kept) = self.conn().await?;
+        let mut answer = f(c).await;
+        if kept && answer.as_ref().is_err_and(|e| e.is_connection_dropped()) {
+            self.conn.lock().expect("redis conn lock").take();
+            answer = f(self.conn().await?.0).await;
+        }
+        match answer {
             Ok(v) => {
                 self.reached();
                 Ok(v)
@@ -251,13 +262,13 @@ impl Link {
 
     /// The store's version (0: never written).
     pub async fn store_version(&self) -> Result<u64, Down> {
-        let key = self.key("store");
+        let key = &self.key("store");
         let v: Option<u64> = self
-            .run(async |c| {
+            .run(|mut c| async move {
                 redis::cmd("HGET")
-                    .arg(&key)
+                    .arg(key)
                     .arg("version")
-                    .query_async(c)
+                    .query_async(&mut c)
                     .await
             })
             .await?;
@@ -269,16 +280,16 @@ impl Link {
     /// The store's version and whether it is an untouched seed: what is
     /// read every second.
     pub async fn store_head(&self) -> Result<Head, Down> {
-        let key = self.key("store");
+        let key = &self.key("store");
         type Fields = (Option<u64>, Option<Vec<u8>>, Option<Vec<u8>>);
         let (version, from, at): Fields = self
-            .run(async |c| {
+            .run(|mut c| async move {
                 redis::cmd("HMGET")
-                    .arg(&key)
+                    .arg(key)
                     .arg("version")
                     .arg("seed_from")
                     .arg("seed_version")
-                    .query_async(c)
+                    .query_async(&mut c)
                     .await
             })
             .await?;
@@ -295,7 +306,7 @@ impl Link {
     /// read to be taken as this instance's copy: an untouched seed is
     /// remembered (see [`Link::copy_rank`]).
     pub async fn read_store(&self) -> Result<(u64, Option<Vec<u8>>), Down> {
-        let key = self.key("store");
+        let key = &self.key("store");
         type Fields = (
             Option<u64>,
             Option<Vec<u8>>,
@@ -303,14 +314,14 @@ impl Link {
             Option<Vec<u8>>,
         );
         let (version, state, from, at): Fields = self
-            .run(async |c| {
+            .run(|mut c| async move {
                 redis::cmd("HMGET")
-                    .arg(&key)
+                    .arg(key)
                     .arg("version")
                     .arg("state")
                     .arg("seed_from")
                     .arg("seed_version")
-                    .query_async(c)
+                    .query_async(&mut c)
                     .await
             })
             .await?;
@@ -331,17 +342,17 @@ impl Link {
         } else {
             version.saturating_add(1)
         };
-        let (key, channel) = (self.key("store"), self.key("changes"));
+        let (key, channel) = (&self.key("store"), &self.key("changes"));
         let script = &self.cas;
         let n: i64 = self
-            .run(async |c| {
+            .run(|mut c| async move {
                 script
-                    .key(&key)
-                    .key(&channel)
+                    .key(key)
+                    .key(channel)
                     .arg(version)
                     .arg(next)
                     .arg(state)
-                    .invoke_async(c)
+                    .invoke_async(&mut c)
                     .await
             })
             .await?;
@@ -364,18 +375,18 @@ impl Link {
         state: &[u8],
     ) -> Result<Option<u64>, Down> {
         let next = lineage_start(self.highest_version().max(version));
-        let (key, channel) = (self.key("store"), self.key("changes"));
+        let (key, channel) = (&self.key("store"), &self.key("changes"));
         let script = &self.seed_script;
         let n: i64 = self
-            .run(async |c| {
+            .run(|mut c| async move {
                 script
-                    .key(&key)
-                    .key(&channel)
+                    .key(key)
+                    .key(channel)
                     .arg(version)
                     .arg(from)
                     .arg(next)
                     .arg(state)
-                    .invoke_async(c)
+                    .invoke_async(&mut c)
                     .await
             })
             .await?;
@@ -389,16 +400,16 @@ impl Link {
 
     /// Refreshes this instance's heartbeat key and counts the live ones.
     pub async fn heartbeat(&self) -> Result<usize, Down> {
-        let me = self.key(&format!("instance:{}", self.instance));
-        let pattern = self.key("instance:*");
+        let me = &self.key(&format!("instance:{}", self.instance));
+        let pattern = &self.key("instance:*");
         let count = self
-            .run(async |c| {
+            .run(|mut c| async move {
                 let () = redis::cmd("SET")
-                    .arg(&me)
+                    .arg(me)
                     .arg(1)
                     .arg("EX")
                     .arg(HEARTBEAT_TTL_S)
-                    .query_async(c)
+                    .query_async(&mut c)
                     .await?;
                 let mut cursor = 0u64;
                 let mut count = 0usize;
@@ -408,10 +419,10 @@ impl Link {
                     let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
                         .arg(cursor)
                         .arg("MATCH")
-                        .arg(&pattern)
+                        .arg(pattern)
                         .arg("COUNT")
                         .arg(1000)
-                        .query_async(c)
+                        .query_async(&mut c)
                         .await?;
                     count += keys.len();
                     cursor = next;
@@ -428,14 +439,14 @@ impl Link {
 
     /// Remembers which service accepted DashScope task `id`, for `ttl_s`.
     pub async fn put_task(&self, id: &str, service: &str, ttl_s: u64) -> Result<(), Down> {
-        let key = self.key(&format!("task:{id}"));
-        self.run(async |c| {
+        let key = &self.key(&format!("task:{id}"));
+        self.run(|mut c| async move {
             redis::cmd("SET")
-                .arg(&key)
+                .arg(key)
                 .arg(service)
                 .arg("EX")
                 .arg(ttl_s)
-                .query_async(c)
+                .query_async(&mut c)
                 .await
         })
         .await
@@ -443,8 +454,8 @@ impl Link {
 
     /// The service that accepted task `id`, if any instance remembered it.
     pub async fn get_task(&self, id: &str) -> Result<Option<String>, Down> {
-        let key = self.key(&format!("task:{id}"));
-        self.run(async |c| redis::cmd("GET").arg(&key).query_async(c).await)
+        let key = &self.key(&format!("task:{id}"));
+        self.run(|mut c| async move { redis::cmd("GET").arg(key).query_async(&mut c).await })
             .await
     }
 
@@ -456,7 +467,7 @@ impl Link {
         keys: &[String],
         args: &[u64],
     ) -> Result<Vec<i64>, Down> {
-        self.run(async |c| {
+        self.run(|mut c| async move {
             let mut call = script.prepare_invoke();
             for k in keys {
                 call.key(self.key(k));
@@ -464,16 +475,16 @@ impl Link {
             for a in args {
                 call.arg(*a);
             }
-            call.invoke_async(c).await
+            call.invoke_async(&mut c).await
         })
         .await
     }
 
     /// Removes this instance's heartbeat (clean shutdown).
     pub async fn leave(&self) {
-        let me = self.key(&format!("instance:{}", self.instance));
+        let me = &self.key(&format!("instance:{}", self.instance));
         let _: Result<i64, _> = self
-            .run(async |c| redis::cmd("DEL").arg(&me).query_async(c).await)
+            .run(|mut c| async move { redis::cmd("DEL").arg(me).query_async(&mut c).await })
             .await;
     }
 }
