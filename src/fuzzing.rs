@@ -223,6 +223,162 @@ pub fn usage_scan(data: &[u8]) {
     }
 }
 
+/// The response head parser on its own: the first byte picks the request
+/// method and the head size limit. Never panics; an accepted head lies
+/// inside the input and the limit, ends in CRLFCRLF, has a status in
+/// 100..=599, at most `MAX_RESPONSE_HEADERS` fields whose values carry no
+/// CR, LF or NUL, a framing that follows the method and status (RFC 9112
+/// §6.3), parses the same from its own bytes, and every proper prefix of it
+/// is `Incomplete`; `Incomplete` is only ever answered below the limit (a
+/// caller never buffers past it waiting for more).
+pub fn response_head(data: &[u8]) {
+    let Some((&ctl, buf)) = data.split_first() else {
+        return;
+    };
+    let method = [Method::Get, Method::Head, Method::Connect, Method::Post][(ctl & 3) as usize];
+    let max = [64, 512, 4096, 16384][((ctl >> 2) & 3) as usize];
+    let mut scratch = Vec::new();
+    match head::parse_response(buf, method, max, &mut scratch) {
+        Ok(r) => {
+            assert!(r.head_len <= buf.len() && r.head_len <= max);
+            assert!(buf[..r.head_len].ends_with(b"\r\n\r\n"));
+            assert!((100..=599).contains(&r.status), "status {}", r.status);
+            assert!(r.minor_version <= 1);
+            assert!(r.headers.len() <= head::MAX_RESPONSE_HEADERS);
+            for hp in &r.headers {
+                assert!(hp.name.start < hp.name.end && hp.name.end <= r.head_len);
+                assert!(hp.value.start <= hp.value.end && hp.value.end <= r.head_len);
+                let v = hp.value_in(buf);
+                assert!(!v.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0));
+            }
+            let no_body = method == Method::Head
+                || r.status < 200
+                || r.status == 204
+                || r.status == 304
+                || (method == Method::Connect && (200..300).contains(&r.status));
+            if no_body {
+                assert_eq!(r.framing, head::Framing::None);
+            }
+            if r.framing == head::Framing::UntilClose {
+                assert!(!r.keep_alive);
+            }
+            let again = head::parse_response(&buf[..r.head_len], method, max, &mut Vec::new());
+            assert_eq!(again.as_ref(), Ok(&r));
+            for k in [0, 1, r.head_len / 2, r.head_len - 2, r.head_len - 1] {
+                assert_eq!(
+                    head::parse_response(&buf[..k], method, max, &mut Vec::new()),
+                    Err(ParseError::Incomplete),
+                    "prefix {k} of an accepted head"
+                );
+            }
+            r.recycle(&mut scratch);
+        }
+        Err(ParseError::Incomplete) => assert!(buf.len() < max),
+        Err(_) => {}
+    }
+}
+
+/// Piece sizes for feeding `input` in parts: the control byte picks the
+/// largest piece; sizes vary below it (a small LCG seeded by the byte).
+fn pieces(input: &[u8], ctl: u8) -> impl Iterator<Item = &[u8]> {
+    let largest = [1usize, 2, 3, 7, 16, 64, 1000, usize::MAX][(ctl >> 5) as usize];
+    let mut x = u32::from(ctl) | 1;
+    let mut rest = input;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        let n = 1 + (x >> 8) as usize % largest.min(rest.len());
+        let (piece, tail) = rest.split_at(n);
+        rest = tail;
+        Some(piece)
+    })
+}
+
+/// What the SSE splitter must find, read whole (`finish` at the end): an
+/// event ends after an empty line, lines end in LF, CRLF or CR. The event
+/// ranges and where the incomplete tail starts.
+fn sse_reference(input: &[u8]) -> (Vec<std::ops::Range<usize>>, usize) {
+    let (mut events, mut start, mut i, mut line_empty) = (Vec::new(), 0, 0, true);
+    while i < input.len() {
+        match input[i] {
+            b'\n' => i += 1,
+            b'\r' => {
+                i += if input.get(i + 1) == Some(&b'\n') {
+                    2
+                } else {
+                    1
+                }
+            }
+            _ => {
+                line_empty = false;
+                i += 1;
+                continue;
+            }
+        }
+        if line_empty {
+            events.push(start..i);
+            start = i;
+        }
+        line_empty = true;
+    }
+    (events, start)
+}
+
+/// The SSE splitter (`http::sse::SseSplitter`): the first byte picks the
+/// piece sizes and an event size limit. Fed in pieces, the events passed
+/// on followed by `pending()` are exactly the bytes fed so far; after
+/// `finish` the events are those a plain whole-input reading finds (an
+/// empty line ends each), each one split again alone gives itself back;
+/// and a caller that stops once `pending()` passes its limit (as the relay
+/// does with `max_event_bytes`) never sees it hold more than the limit plus
+/// the last piece.
+pub fn sse_splitter(data: &[u8]) {
+    use crate::http::sse::SseSplitter;
+    let Some((&ctl, input)) = data.split_first() else {
+        return;
+    };
+    let limit = [0usize, 1, 16, 100][(ctl & 3) as usize];
+    let (want, tail) = sse_reference(input);
+    let mut s = SseSplitter::new();
+    let mut events: Vec<Vec<u8>> = Vec::new();
+    let (mut fed, mut passed, mut bounded_stop) = (0usize, 0usize, false);
+    for piece in pieces(input, ctl) {
+        let before = s.pending().len();
+        s.push(piece, |e| {
+            assert!(!e.is_empty());
+            passed += e.len();
+            events.push(e.to_vec());
+        });
+        fed += piece.len();
+        assert_eq!(passed + s.pending().len(), fed, "bytes lost or invented");
+        assert_eq!(s.pending(), &input[passed..fed]);
+        assert!(s.pending().len() <= before + piece.len());
+        if !bounded_stop {
+            // Under a bounded caller, pending was within the limit before
+            // this push (else it would have stopped).
+            assert!(before <= limit && s.pending().len() <= limit + piece.len());
+            bounded_stop = s.pending().len() > limit;
+        }
+    }
+    s.finish(|e| {
+        passed += e.len();
+        events.push(e.to_vec());
+    });
+    assert_eq!(s.pending(), &input[tail..]);
+    let want: Vec<&[u8]> = want.iter().map(|r| &input[r.clone()]).collect();
+    let got: Vec<&[u8]> = events.iter().map(Vec::as_slice).collect();
+    assert_eq!(got, want);
+    for e in &events {
+        let mut alone = SseSplitter::new();
+        let mut back = Vec::new();
+        alone.push(e, |x| back.push(x.to_vec()));
+        assert!(!alone.finish(|x| back.push(x.to_vec())));
+        assert_eq!(back, std::slice::from_ref(e));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     /// Replays every input kept under `fuzz/regressions/<target>/`.
@@ -230,11 +386,13 @@ mod tests {
     fn fuzz_regressions_replay() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions");
         type Check = fn(&[u8]);
-        let targets: [(&str, Check); 4] = [
+        let targets: [(&str, Check); 6] = [
             ("head_parser", super::head_parser),
             ("chunked_decoder", super::chunked_decoder),
             ("model_extract", super::model_extract),
             ("usage_scan", super::usage_scan),
+            ("sse_splitter", super::sse_splitter),
+            ("response_head", super::response_head),
         ];
         let mut replayed = 0;
         for (name, check) in targets {
@@ -265,5 +423,21 @@ mod tests {
         super::usage_scan(
             b"\x02data: {\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":7}}\n\n",
         );
+        for ctl in [0u8, 0x21, 0x42, 0x63, 0xe0, 0xff] {
+            let mut input = vec![ctl];
+            input.extend_from_slice(
+                b"data: a\r\n\r\n: ping\n\nevent: x\rdata: {}\r\r\n\ndata: cut\r",
+            );
+            super::sse_splitter(&input);
+        }
+        for ctl in [0u8, 1, 2, 3, 8, 12] {
+            let mut input = vec![ctl];
+            input.extend_from_slice(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
+            );
+            super::response_head(&input);
+            input.truncate(20);
+            super::response_head(&input);
+        }
     }
 }

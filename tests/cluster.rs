@@ -75,6 +75,33 @@ impl Redis {
         }
     }
 
+    /// Sends one inline command over a plain connection; the first line
+    /// of the answer, and the line after it.
+    fn send(&self, line: &str) -> (String, String) {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+        s.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+        let mut r = BufReader::new(s);
+        let (mut first, mut second) = (String::new(), String::new());
+        r.read_line(&mut first).unwrap();
+        if first.starts_with('$') && !first.starts_with("$-1") {
+            r.read_line(&mut second).unwrap();
+        }
+        (first.trim_end().into(), second.trim_end().into())
+    }
+
+    /// One inline command whose answer is one line.
+    fn command(&self, line: &str) -> String {
+        self.send(line).0
+    }
+
+    /// `HGET key field` (`None`: no such field).
+    fn hget(&self, key: &str, field: &str) -> Option<String> {
+        let (first, value) = self.send(&format!("HGET {key} {field}"));
+        assert!(first.starts_with('$'), "HGET answered {first:?}");
+        (first != "$-1").then_some(value)
+    }
+
     fn kill(&mut self) {
         if let Some(mut c) = self.proc.take() {
             let _ = c.kill();
@@ -329,6 +356,207 @@ fn redis_down_keeps_serving_refuses_writes_and_catches_up_when_back() {
         assert_eq!(chat(g.addr, "one.example.com").status, 200);
         assert_eq!(admin(g, "GET", "/model-apis/api-1", None).status, 200);
     }
+}
+
+fn store_version(g: &Gateway) -> u64 {
+    let r = readyz(g);
+    r["cluster"]["store_version"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no store version: {r}"))
+}
+
+fn has_service(g: &Gateway, name: &str) -> bool {
+    admin(g, "GET", &format!("/services/{name}"), None).status == 200
+}
+
+#[test]
+fn a_write_after_redis_came_back_empty_reaches_an_instance_that_reconnects_late() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let a = gateway(&redis.url(), "");
+    let b = gateway(&redis.url(), "");
+    let r = admin(&a, "POST", "/services", Some(&mock_service("svc-before")));
+    assert_eq!(r.status, 201, "{}", r.text());
+    let api = chat_api("api-before", "before.example.com", "svc-before");
+    let r = admin(&a, "POST", "/model-apis", Some(&api));
+    assert_eq!(r.status, 201, "{}", r.text());
+    until(Duration::from_secs(2), "b serves api-before", || {
+        chat(b.addr, "before.example.com").status == 200
+    });
+    let held_by_b = store_version(&b);
+
+    // b is slow to come back (stopped across the outage: it sees Redis
+    // again only after a has written to the new, empty one).
+    b.signal("STOP");
+    redis.kill();
+    until(Duration::from_secs(3), "a sees Redis gone", || {
+        readyz(&a)["status"] == "degraded"
+    });
+    redis.restart();
+    until(Duration::from_secs(3), "a sees Redis again", || {
+        readyz(&a)["status"] == "ready"
+    });
+    // Writes on a, as many as it takes for a's store version to reach
+    // the one b holds: a counter that restarted from the empty Redis
+    // lands exactly on it, and b would take the new store for the one it
+    // has.
+    let mut after = Vec::new();
+    while after.is_empty() || store_version(&a) < held_by_b {
+        assert!(after.len() < 10, "a's version never reached b's");
+        let name = format!("svc-after-{}", after.len());
+        let r = admin(&a, "POST", "/services", Some(&mock_service(&name)));
+        assert_eq!(r.status, 201, "{}", r.text());
+        after.push(name);
+    }
+    b.signal("CONT");
+    until(
+        Duration::from_secs(3),
+        "b has every service made on a after the return",
+        || after.iter().all(|n| has_service(&b, n)),
+    );
+    // What was made before the outage survived on both.
+    for g in [&a, &b] {
+        assert!(has_service(g, "svc-before"));
+        assert_eq!(admin(g, "GET", "/model-apis/api-before", None).status, 200);
+        assert_eq!(chat(g.addr, "before.example.com").status, 200);
+    }
+    assert_eq!(store_version(&a), store_version(&b));
+    // And b's own writes reach a again.
+    let api = chat_api("api-after", "after.example.com", "svc-after-0");
+    let r = admin(&b, "POST", "/model-apis", Some(&api));
+    assert_eq!(r.status, 201, "{}", r.text());
+    until(Duration::from_secs(2), "a serves api-after", || {
+        chat(a.addr, "after.example.com").status == 200
+    });
+}
+
+#[test]
+fn the_newest_copy_reseeds_a_redis_that_came_back_empty() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let a = gateway(&redis.url(), "");
+    let b = gateway(&redis.url(), "");
+    let r = admin(&a, "POST", "/services", Some(&mock_service("svc-1")));
+    assert_eq!(r.status, 201, "{}", r.text());
+    until(Duration::from_secs(2), "b has svc-1", || {
+        has_service(&b, "svc-1")
+    });
+    // b misses the last write before the outage: a's copy is newer.
+    b.signal("STOP");
+    let r = admin(&a, "POST", "/services", Some(&mock_service("svc-late")));
+    assert_eq!(r.status, 201, "{}", r.text());
+    a.signal("STOP");
+    redis.kill();
+    redis.restart();
+    // b, with the older copy, reconnects first and re-seeds the store.
+    b.signal("CONT");
+    until(Duration::from_secs(3), "b re-seeded Redis", || {
+        redis.hget("mgtest:store", "version").is_some()
+    });
+    // a comes back with the newer copy: it wins.
+    a.signal("CONT");
+    for g in [&a, &b] {
+        until(Duration::from_secs(3), "svc-late on both", || {
+            has_service(g, "svc-late")
+        });
+        assert!(has_service(g, "svc-1"));
+    }
+    until(Duration::from_secs(2), "one store version", || {
+        store_version(&a) == store_version(&b)
+    });
+    // An instance starting now, with no copy, takes the seed as it is.
+    let c = gateway(&redis.url(), "");
+    assert!(has_service(&c, "svc-late") && has_service(&c, "svc-1"));
+    assert_eq!(store_version(&c), store_version(&a));
+    let r = admin(&b, "POST", "/services", Some(&mock_service("svc-2")));
+    assert_eq!(r.status, 201, "{}", r.text());
+    until(Duration::from_secs(2), "a and c have svc-2", || {
+        has_service(&a, "svc-2") && has_service(&c, "svc-2")
+    });
+    assert!(has_service(&a, "svc-late") && has_service(&b, "svc-late"));
+}
+
+#[test]
+fn the_first_write_after_a_quick_redis_restart_is_not_refused() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let a = gateway(&redis.url(), "");
+    let b = gateway(&redis.url(), "");
+    let r = admin(&a, "POST", "/services", Some(&mock_service("svc-before")));
+    assert_eq!(r.status, 201, "{}", r.text());
+    until(Duration::from_secs(2), "b has svc-before", || {
+        has_service(&b, "svc-before")
+    });
+    // Back within a few ms, before either instance noticed: the kept
+    // connections are dead, Redis is up and empty.
+    redis.kill();
+    redis.restart();
+    let r = admin(&a, "POST", "/services", Some(&mock_service("svc-after")));
+    assert_eq!(r.status, 201, "{}", r.text());
+    until(Duration::from_millis(1500), "b has svc-after", || {
+        has_service(&b, "svc-after")
+    });
+    assert!(has_service(&a, "svc-before") && has_service(&b, "svc-before"));
+}
+
+/// Runs `f` with a `Link` to `redis` on a tokio runtime, as the control
+/// thread would.
+fn with_link<T>(redis: &Redis, f: impl AsyncFnOnce(&modelgate::cluster::Link) -> T) -> T {
+    use modelgate::config::cluster::Settings;
+    let settings = Settings {
+        redis_url: redis.url(),
+        key_prefix: "mgtest:".into(),
+    };
+    let link = modelgate::cluster::Link::new(&settings, "t".into()).unwrap();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f(&link))
+}
+
+#[test]
+fn the_store_is_seeded_only_where_there_is_none_or_an_older_untouched_seed() {
+    use modelgate::cluster::link::LINEAGE_GAP;
+    let Some(redis) = Redis::start() else { return };
+    with_link(&redis, async |l| {
+        // A first write starts a line of versions far above 0.
+        let v1 = l.write_store(0, b"{}").await.unwrap().unwrap();
+        assert!(v1 >= LINEAGE_GAP, "{v1}");
+        assert_eq!(l.write_store(0, b"{}").await.unwrap(), None, "stale");
+        let v2 = l.write_store(v1, b"{}").await.unwrap().unwrap();
+        assert_eq!(v2, v1 + 1);
+        // A store that was written is never seeded over.
+        assert_eq!(l.seed_store(v2, u64::MAX - 1, b"{}").await.unwrap(), None);
+    });
+    with_link(&redis, async |l| {
+        // Gone (as after a restart): seeding takes a version above every
+        // one this instance saw, and the store is an untouched seed.
+        let v = l.store_version().await.unwrap();
+        assert_eq!(redis.command("DEL mgtest:store"), ":1");
+        let s1 = l.seed_store(0, 100, b"{\"a\":1}").await.unwrap().unwrap();
+        assert!(s1 >= v + LINEAGE_GAP, "{s1} after {v}");
+        let head = l.store_head().await.unwrap();
+        assert_eq!((head.version, head.seeded_from), (s1, Some(100)));
+        // A copy as old or older does not replace it; a newer one does.
+        assert_eq!(l.seed_store(s1, 100, b"{}").await.unwrap(), None);
+        assert_eq!(l.seed_store(s1, 99, b"{}").await.unwrap(), None);
+        assert_eq!(l.seed_store(0, 101, b"{}").await.unwrap(), None, "stale");
+        let s2 = l.seed_store(s1, 101, b"{\"b\":2}").await.unwrap().unwrap();
+        assert!(s2 > s1);
+        assert_eq!(l.read_store().await.unwrap().1.unwrap(), b"{\"b\":2}");
+        // The instance that took the seed as it is ranks its copy by the
+        // copy the seed came from.
+        assert_eq!(l.copy_rank(s2), 101);
+        assert_eq!(l.copy_rank(s2 + 1), s2 + 1);
+        // The first write on it ends the seed: no copy replaces it now.
+        let w = l.write_store(s2, b"{}").await.unwrap().unwrap();
+        assert_eq!(l.store_head().await.unwrap().seeded_from, None);
+        assert_eq!(l.seed_store(w, u64::MAX - 1, b"{}").await.unwrap(), None);
+    });
 }
 
 #[test]

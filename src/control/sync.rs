@@ -5,13 +5,16 @@
 //! the store version (a missed notification, a reconnect) — so a change
 //! reaches this instance's data plane within about a second at worst, and
 //! at once in the usual case. While Redis is down nothing changes here:
-//! the last snapshot keeps serving.
+//! the last snapshot keeps serving. When it comes back without the store,
+//! the catch-up writes this instance's copy back (the newest copy among
+//! the instances wins; `cluster::link` says how versions make that safe).
 
 use super::Control;
+use crate::cluster::link::Head;
 use crate::cluster::Link;
 use crate::shared::Shared;
 use crate::snapshot::{compile, Mode};
-use crate::store::{Resources, SaveError};
+use crate::store::Resources;
 use futures_util::StreamExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -23,32 +26,79 @@ const TICK: Duration = Duration::from_secs(1);
 /// snapshot. A store this instance cannot compile (its own config file
 /// clashes with it) is still taken as the store, so the admin API shows
 /// the cluster's truth, and logged; the data plane keeps its snapshot.
+///
+/// When Redis has no store (restarted without persistence, flushed) and
+/// this instance holds a copy, the copy is written back; when Redis holds
+/// an untouched seed made from an older copy than ours, ours replaces it
+/// (the newest copy wins). See `cluster::link` for the versions.
 pub async fn catch_up(shared: &Shared, res: &mut Resources) -> Result<bool, String> {
+    let Some(link) = res.store.link().cloned() else {
+        return Ok(false);
+    };
+    // How new our copy is (before this look at Redis: an instance that
+    // has held nothing yet has no copy to write back).
+    let held = res.store.version;
+    let copy = link.copy_rank(held);
+    let mut missed = None;
+    // A seed attempt refused means Redis moved meanwhile: look again (a
+    // few times; then take what is there).
+    for _ in 0..3 {
+        let head = link.store_head().await.map_err(|e| e.to_string())?;
+        let older_seed = head.seeded_from.filter(|&from| from < copy);
+        if head.version == held && (held != 0 || copy == 0) {
+            return Ok(false);
+        }
+        if head.version != 0 && older_seed.is_none() {
+            break;
+        }
+        missed = older_seed;
+        if reseed(res, &link, head, copy).await? {
+            return Ok(true);
+        }
+    }
     let Some((version, state)) = res.store.fetch().await? else {
         return Ok(false);
     };
-    if version == 0 && res.store.version > 0 {
-        // Redis came back without the store (restarted without
-        // persistence, flushed): put back the last copy we hold. Only one
-        // instance wins this compare-and-set; the others take its copy.
-        let (mine, held) = (res.store.state.clone(), res.store.version);
-        res.store.version = 0;
-        return match res.store.save_async(mine).await {
-            Ok(()) => {
-                tracing::warn!("cluster: Redis had lost the store; restored it from this instance");
-                Ok(true)
-            }
-            Err(SaveError::Stale) => Box::pin(catch_up(shared, res)).await,
-            Err(e) => {
-                res.store.version = held;
-                Err(e.to_string())
-            }
-        };
+    if let Some(from) = missed {
+        if link
+            .store_head()
+            .await
+            .is_ok_and(|h| h.seeded_from.is_none())
+        {
+            tracing::error!(
+                "cluster: Redis was re-seeded from an older copy (store version {from}) than this \
+                 instance's ({copy}), and changed since: what this instance had beyond that copy \
+                 is not in the cluster store (taking version {version})"
+            );
+        }
     }
     res.store.state = state;
     res.store.version = version;
     publish_current(shared, res).await;
     Ok(true)
+}
+
+/// Writes this instance's copy (of version `from`) back as the store if
+/// Redis is still at `head`; false when it moved or holds a copy at least
+/// as new.
+async fn reseed(res: &mut Resources, link: &Link, head: Head, from: u64) -> Result<bool, String> {
+    let bytes = serde_json::to_vec(&res.store.state).expect("store state serializes");
+    match link.seed_store(head.version, from, &bytes).await {
+        Ok(Some(seeded)) => {
+            let what = match head.seeded_from {
+                None => "had lost the store".to_string(),
+                Some(older) => format!("was re-seeded from an older copy (store version {older})"),
+            };
+            tracing::warn!(
+                "cluster: Redis {what}; re-seeded it from this instance's copy (store version \
+                 {from}, now {seeded})"
+            );
+            res.store.version = seeded;
+            Ok(true)
+        }
+        Ok(None) => Ok(false),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// Compiles the store as held now, merged with the config file, and
