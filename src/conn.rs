@@ -18,7 +18,19 @@ enum HeadRead {
     Head(RequestHead),
     Closed,
     Refuse(Error),
+    /// An HTTP/2 client's connection preface.
+    Http2,
 }
+
+/// An HTTP/2 client gets an answer it can read (RFC 9113 §3.4, §6.8): the
+/// server's preface (an empty SETTINGS frame), then GOAWAY with
+/// HTTP_1_1_REQUIRED, until HTTP/2 is served.
+const HTTP2_REFUSAL: [u8; 26] = [
+    0, 0, 0, 4, 0, 0, 0, 0, 0, // SETTINGS, no parameters, stream 0
+    0, 0, 8, 7, 0, 0, 0, 0, 0, // GOAWAY, 8 bytes, stream 0
+    0, 0, 0, 0, // last stream id 0
+    0, 0, 0, 0x0d, // HTTP_1_1_REQUIRED
+];
 
 /// Reads the next request head; the connection has been idle since
 /// `idle_since`.
@@ -42,6 +54,7 @@ async fn read_head(
                 }
                 Ok(h) => return HeadRead::Head(h),
                 Err(ParseError::Incomplete) => {}
+                Err(_) if c.inbuf.starts_with(b"PRI * HTTP/2") => return HeadRead::Http2,
                 Err(e) => return HeadRead::Refuse(e.into()),
             }
         }
@@ -103,6 +116,12 @@ pub async fn serve(w: &Worker, stream: TcpStream, peer: SocketAddr, tls: bool) {
         let head = match read_head(w, &mut c, &snap.edge, &mut scratch, idle_since).await {
             HeadRead::Head(h) => h,
             HeadRead::Closed => return,
+            HeadRead::Http2 => {
+                if c.write(HTTP2_REFUSAL.to_vec()).await.0.is_ok() {
+                    c.linger_close().await;
+                }
+                return;
+            }
             HeadRead::Refuse(e) => {
                 // No Model API is known yet: OpenAI's shape, the common one.
                 let id = w.new_request_id();

@@ -30,6 +30,7 @@ pub enum Kind {
     UpstreamProtocol,
     UpstreamStatus,
     NotImplemented,
+    UnsupportedMediaType,
     Internal,
 }
 
@@ -40,6 +41,8 @@ pub struct Error {
     pub message: String,
     /// Seconds a refused client should wait (`retry-after`, 429).
     pub retry_after: Option<u64>,
+    /// The methods the path does serve (`allow`, 405).
+    pub allow: Option<String>,
 }
 
 impl Error {
@@ -58,6 +61,7 @@ impl Error {
             side,
             message: message.into(),
             retry_after: None,
+            allow: None,
         }
     }
 
@@ -79,6 +83,7 @@ impl Error {
             Kind::HeadTooLarge => 431,
             Kind::Internal => 500,
             Kind::NotImplemented => 501,
+            Kind::UnsupportedMediaType => 415,
             Kind::UpstreamConnect | Kind::UpstreamProtocol | Kind::UpstreamStatus => 502,
             Kind::UpstreamTimeout | Kind::FirstPacketTimeout => 504,
         }
@@ -105,6 +110,7 @@ impl Error {
             Kind::UpstreamStatus => "upstream_error",
             Kind::Internal => "internal_error",
             Kind::NotImplemented => "not_implemented",
+            Kind::UnsupportedMediaType => "unsupported_media_type",
         }
     }
 }

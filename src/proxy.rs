@@ -245,7 +245,24 @@ fn read_model(rq: &Request<'_>, route: &RouteDef, api: &ModelApi) -> Result<Mode
                 ..none
             })
         }
-        Body::Json => json_model(held, whole),
+        Body::Json => {
+            // The model is read from the bytes: a coded body would be
+            // forwarded unread (the choice: refuse it, PRODUCT.md §7).
+            let coded = rq
+                .head
+                .header(&rq.c.inbuf, "content-encoding")
+                .filter(|v| !v.eq_ignore_ascii_case(b"identity"));
+            if let Some(coding) = coded {
+                return Err(Error::new(
+                    Kind::UnsupportedMediaType,
+                    format!(
+                        "request bodies with Content-Encoding {} are not decoded: send JSON unencoded",
+                        String::from_utf8_lossy(coding)
+                    ),
+                ));
+            }
+            json_model(held, whole)
+        }
         _ => Ok(none),
     }
 }
@@ -267,12 +284,7 @@ fn json_model(body: &[u8], whole: bool) -> Result<ModelRequest, Error> {
         Err(extract::ExtractError::ModelNotString) => {
             return Err(Error::new(Kind::BadRequest, "model must be a string"))
         }
-        Err(_) => {
-            return Err(Error::new(
-                Kind::BadRequest,
-                "request body is not a JSON object",
-            ))
-        }
+        Err(_) => return Err(not_json(body)),
     };
     let Some(model) = fields.model.as_ref() else {
         return Err(Error::new(
@@ -286,6 +298,38 @@ fn json_model(body: &[u8], whole: bool) -> Result<ModelRequest, Error> {
         fields: Some(fields),
         form: None,
     })
+}
+
+/// Why a body is not a JSON object, with where it broke (a full parse,
+/// on this error path only).
+fn not_json(body: &[u8]) -> Error {
+    let why = match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(v) => {
+            let kind = match v {
+                serde_json::Value::Array(_) => "an array",
+                serde_json::Value::String(_) => "a string",
+                serde_json::Value::Number(_) => "a number",
+                serde_json::Value::Bool(_) => "a boolean",
+                _ => "null",
+            };
+            format!("request body is not a JSON object (it is {kind})")
+        }
+        Err(e) => {
+            // serde_json counts lines and columns; clients want the byte.
+            let offset = body
+                .split(|&b| b == b'\n')
+                .take(e.line().saturating_sub(1))
+                .map(|l| l.len() + 1)
+                .sum::<usize>()
+                + e.column().saturating_sub(1);
+            let mut what = e.to_string();
+            if let Some(at) = what.find(" at line ") {
+                what.truncate(at);
+            }
+            format!("request body is not valid JSON: {what} at byte {offset}")
+        }
+    };
+    Error::new(Kind::BadRequest, why)
 }
 
 /// Phase 5: the consumer's and the Model API's limits admit the request.

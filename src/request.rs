@@ -166,6 +166,9 @@ pub async fn write_error(c: &mut Client, reply: &Reply, e: &Error, rec: &mut Rec
     let mut out = Vec::with_capacity(256 + body.len());
     let mut h = reply.head(&mut out, e.status());
     h.header(b"content-type", b"application/json");
+    if let Some(allow) = &e.allow {
+        h.header(b"allow", allow.as_bytes());
+    }
     if e.kind == Kind::RateLimited {
         let mut n = itoa::Buffer::new();
         h.header(

@@ -39,13 +39,20 @@ pub fn find<'a>(
                 path
             },
         }),
-        RouteMatch::MethodNotAllowed(route) => Err((
-            Some(api),
-            Error::new(
+        RouteMatch::MethodNotAllowed(route) => {
+            // RFC 9110 §15.5.6: a 405 says which methods the path takes.
+            let allowed = model_api
+                .routes
+                .iter()
+                .filter(|r| r.matches_path(route_path))
+                .fold(route.methods, |m, r| m.union(r.methods));
+            let mut e = Error::new(
                 Kind::MethodNotAllowed,
                 format!("{method} is not allowed on {} ({})", path, route.name),
-            ),
-        )),
+            );
+            e.allow = Some(allowed.allow_header());
+            Err((Some(api), e))
+        }
         RouteMatch::NotFound => Err((
             Some(api),
             Error::new(
