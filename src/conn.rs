@@ -7,7 +7,7 @@ use crate::config::catalog::Protocol;
 use crate::error::{Error, Kind};
 use crate::http::head::{self, ParseError, RequestHead};
 use crate::http::write;
-use crate::snapshot::EdgeLimits;
+use crate::snapshot::{EdgeLimits, Snapshot};
 use crate::worker::Worker;
 use monoio::net::TcpStream;
 use std::io;
@@ -92,6 +92,30 @@ async fn read_head(
     }
 }
 
+/// The protocol of the Model API a refused head was for, read best-effort
+/// from what of the head parses (a refusal's path only).
+fn refusal_protocol(snap: &Snapshot, buf: &[u8]) -> Protocol {
+    let mut headers = [httparse::EMPTY_HEADER; 128];
+    let mut req = httparse::Request::new(&mut headers);
+    // A head refused for its size or header count still names its target.
+    let _ = req.parse(buf);
+    let (Some(method), Some(target)) = (req.method, req.path) else {
+        return Protocol::Openai;
+    };
+    let host = req
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("host"))
+        .and_then(|h| std::str::from_utf8(h.value).ok())
+        .unwrap_or("");
+    let path = target.split('?').next().unwrap_or(target);
+    match crate::route::api::find(snap, host, method, path) {
+        Ok(m) => snap.apis[m.api].protocol,
+        Err((Some(api), _)) => snap.apis[api].protocol,
+        Err((None, _)) => Protocol::Openai,
+    }
+}
+
 /// Boxes the future `make` returns, letting it be built in the box rather
 /// than built on the stack and copied in (the pipeline's is kilobytes).
 fn boxed_in_place<F: std::future::Future>(make: impl FnOnce() -> F) -> std::pin::Pin<Box<F>> {
@@ -123,7 +147,9 @@ pub async fn serve(w: &Worker, stream: TcpStream, peer: SocketAddr, tls: bool) {
                 return;
             }
             HeadRead::Refuse(e) => {
-                // No Model API is known yet: OpenAI's shape, the common one.
+                // The Model API's shape when the request line and Host
+                // say which; else OpenAI's, the common one.
+                let protocol = refusal_protocol(&snap, &c.inbuf);
                 let id = w.new_request_id();
                 let mut rec = crate::observe::Record::start(head::Method::Other, None);
                 rec.status = e.status();
@@ -135,7 +161,7 @@ pub async fn serve(w: &Worker, stream: TcpStream, peer: SocketAddr, tls: bool) {
                     "application/json",
                     &id,
                     true,
-                    &crate::protocol::error_body(Protocol::Openai, &e, &id),
+                    &crate::protocol::error_body(protocol, &e, &id),
                 );
                 let written = c.write(out).await.0.is_ok();
                 w.observe.finish(&snap, &id, &mut rec);

@@ -24,7 +24,7 @@ use crate::provider::mock;
 use crate::relay;
 use crate::request::{Request, Reshape};
 use crate::route::{api, select};
-use crate::scenario::{tasks, websocket};
+use crate::scenario::{models, tasks, websocket};
 use crate::snapshot::{ModelApi, Snapshot, Target};
 use crate::watch::Watch;
 use crate::worker::Worker;
@@ -68,7 +68,10 @@ async fn pipeline(rq: &mut Request<'_>) -> Result<bool, Error> {
         api: api_index,
         route,
         forward_path,
-    } = route(rq)?;
+    } = match route(rq) {
+        Ok(routed) => routed,
+        Err(e) => return list_models(rq).await.ok_or(e),
+    };
     let api = &snap.apis[api_index];
     // The admin's debug request, marked for this Model API only.
     let debug = rq
@@ -171,6 +174,27 @@ async fn pipeline(rq: &mut Request<'_>) -> Result<bool, Error> {
     }
     rq.settle();
     Ok(relay::response(rq, attempted.svc, resp).await)
+}
+
+/// `GET /v1/models` on a text Model API, which no route serves: the
+/// gateway answers it (after the consumer's key, as for any request).
+async fn list_models(rq: &mut Request<'_>) -> Option<bool> {
+    let api = &rq.snap.apis[rq.rec.api?];
+    let answer = models::answer(api, rq.head.method, rq.head.path(&rq.c.inbuf))?;
+    let snap = rq.snap;
+    let consumer = auth::authenticate(
+        &snap.consumers,
+        &api.auth,
+        &api.name,
+        rq.head,
+        &rq.c.inbuf,
+        false,
+    );
+    if let Err(e) = consumer {
+        return Some(rq.refuse(&e).await);
+    }
+    rq.settle();
+    Some(relay::mock(rq, answer).await)
 }
 
 /// Phase 1: the Model API and route for the request's host, method and

@@ -116,3 +116,205 @@ fn a_connect_error_names_host_and_port() {
         "{message}"
     );
 }
+
+/// Refusals the gateway makes itself come in the Model API's protocol,
+/// head-level ones (413 declared, 431) included; OpenAI's with no Model API.
+#[test]
+fn refusals_take_the_model_apis_protocol_shape() {
+    let up = MockLlm::start("up");
+    let g = Gateway::start_raw(&format!(
+        r#"{}
+[server.limits]
+max_body_bytes = 100000
+max_headers = 20
+[[services]]
+name = "up"
+provider = "openai_compatible"
+base_url = "{url}"
+[[services]]
+name = "claude"
+provider = "anthropic"
+base_url = "{url}"
+[[model_apis]]
+name = "chat"
+scenario = "text"
+protocol = "openai"
+domains = ["chat.example.com"]
+service = {{ mode = "single", target = {{ service = "up" }} }}
+[[model_apis]]
+name = "msgs"
+scenario = "text"
+protocol = "anthropic"
+domains = ["msgs.example.com"]
+service = {{ mode = "single", target = {{ service = "claude" }} }}
+"#,
+        server_section(1),
+        url = up.url()
+    ));
+    let many: Vec<(String, String)> = (0..30).map(|i| (format!("x-h{i}"), "v".into())).collect();
+    let many: Vec<(&str, &str)> = many.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        &'a str,
+        Vec<(&'a str, &'a str)>,
+        Vec<u8>,
+        u16,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "msgs.example.com",
+            "POST",
+            "/v1/messages",
+            vec![("content-length", "200000")],
+            vec![],
+            413,
+        ),
+        (
+            "msgs.example.com",
+            "POST",
+            "/v1/messages",
+            many.clone(),
+            b"{}".to_vec(),
+            431,
+        ),
+        (
+            "msgs.example.com",
+            "GET",
+            "/v1/messages",
+            vec![],
+            vec![],
+            405,
+        ),
+        (
+            "msgs.example.com",
+            "POST",
+            "/v1/nowhere",
+            vec![],
+            b"{}".to_vec(),
+            404,
+        ),
+        (
+            "chat.example.com",
+            "POST",
+            "/v1/chat/completions",
+            vec![("content-length", "200000")],
+            vec![],
+            413,
+        ),
+        (
+            "chat.example.com",
+            "POST",
+            "/v1/chat/completions",
+            many.clone(),
+            b"{}".to_vec(),
+            431,
+        ),
+        (
+            "nobody.example.com",
+            "POST",
+            "/v1/chat/completions",
+            vec![],
+            b"{}".to_vec(),
+            404,
+        ),
+    ];
+    for (host, method, path, headers, body, status) in cases {
+        let mut hs = vec![("host", host)];
+        hs.extend(headers.iter().copied());
+        let raw = if headers.iter().any(|(n, _)| *n == "content-length") {
+            let mut r = format!("{method} {path} HTTP/1.1\r\n");
+            for (n, v) in &hs {
+                r.push_str(&format!("{n}: {v}\r\n"));
+            }
+            r.push_str("\r\n");
+            r.into_bytes()
+        } else {
+            raw_request(method, path, &hs, &body)
+        };
+        let mut s = connect(g.addr);
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(&raw).unwrap();
+        let r = read_response(&mut std::io::BufReader::new(s), false).unwrap();
+        assert_eq!(r.status, status, "{host} {method} {path}: {}", r.text());
+        let v = r.json();
+        if host.starts_with("msgs") {
+            assert_eq!(v["type"], "error", "{host} {path} {status}: {v}");
+            assert!(v["error"]["type"].is_string(), "{v}");
+        } else {
+            assert!(
+                v["error"]["message"].is_string(),
+                "{host} {path} {status}: {v}"
+            );
+            assert!(v.get("type").is_none(), "{v}");
+        }
+    }
+}
+
+/// `GET /v1/models` on a text Model API lists the models its routing
+/// names, in the Model API's protocol; nothing is forwarded.
+#[test]
+fn a_text_model_api_lists_the_models_it_routes() {
+    let up = MockLlm::start("up");
+    let g = Gateway::start(&format!(
+        r#"
+[[services]]
+name = "up"
+provider = "openai_compatible"
+base_url = "{url}"
+[[services]]
+name = "claude"
+provider = "anthropic"
+base_url = "{url}"
+[[model_apis]]
+name = "chat"
+scenario = "text"
+protocol = "openai"
+domains = ["chat.example.com"]
+service = {{ mode = "by_model", rules = [
+  {{ pattern = "gpt-4o", service = "up" }},
+  {{ pattern = "qwen*", service = "up", model = "qwen-max" }},
+] }}
+fallback = {{ enabled = true, targets = [{{ service = "up", model = "backup-1" }}] }}
+[[model_apis]]
+name = "msgs"
+scenario = "text"
+protocol = "anthropic"
+domains = ["msgs.example.com"]
+service = {{ mode = "single", target = {{ service = "claude", model = "claude-x" }} }}
+"#,
+        url = up.url()
+    ));
+    let r = request(
+        g.addr,
+        "GET",
+        "/v1/models",
+        &[("host", "chat.example.com")],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["object"], "list");
+    let ids: Vec<&str> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["backup-1", "gpt-4o", "qwen-max"], "{v}");
+    assert_eq!(v["data"][0]["object"], "model");
+
+    let r = request(
+        g.addr,
+        "GET",
+        "/v1/models",
+        &[("host", "msgs.example.com")],
+        b"",
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    assert_eq!(v["has_more"], false);
+    assert_eq!(v["data"][0]["type"], "model");
+    assert_eq!(v["data"][0]["id"], "claude-x");
+    assert!(up.requests().is_empty(), "forwarded: {:?}", up.requests());
+}

@@ -3,5 +3,6 @@
 //! the service that accepted the task), WebSocket routes (upgrade, then a
 //! byte tunnel).
 
+pub mod models;
 pub mod tasks;
 pub mod websocket;
