@@ -6,6 +6,7 @@
 use crate::error::{Error, Kind};
 use crate::http::body::{write_chunk_header, ChunkError, ChunkedDecoder, LAST_CHUNK};
 use crate::http::head::{Framing, RequestHead};
+use crate::shared::Shared;
 use crate::snapshot::EdgeLimits;
 use crate::upstream::exchange::BodySource;
 use crate::worker::Shutdown;
@@ -17,6 +18,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// A new connection's read buffer: room for a typical LLM request head and
@@ -308,6 +311,54 @@ pub struct Body {
     deadline: Option<Instant>,
     /// And each read of it within this (the connection's idle timeout).
     idle: Duration,
+    /// Body memory reserved for a JSON body held past the buffer.
+    _reserved: Option<Reservation>,
+}
+
+/// Bytes of the process-wide body memory one body holds; given back when
+/// the body is dropped.
+struct Reservation {
+    pool: Arc<Shared>,
+    bytes: usize,
+}
+
+impl Reservation {
+    /// Reserves `bytes` more of `limit`, or refuses (503, retry soon).
+    fn grow(
+        this: &mut Option<Reservation>,
+        pool: &Arc<Shared>,
+        bytes: usize,
+        limit: usize,
+    ) -> Result<(), Error> {
+        let before = pool.body_memory.fetch_add(bytes, Ordering::AcqRel);
+        if before + bytes > limit {
+            pool.body_memory.fetch_sub(bytes, Ordering::AcqRel);
+            let mut e = Error::new(
+                Kind::Overloaded,
+                "too many large request bodies in flight (server.limits.body_memory_bytes): retry shortly",
+            );
+            e.retry_after = Some(1);
+            return Err(e);
+        }
+        match this {
+            Some(r) => r.bytes += bytes,
+            None => {
+                *this = Some(Reservation {
+                    pool: pool.clone(),
+                    bytes,
+                })
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.pool
+            .body_memory
+            .fetch_sub(self.bytes, Ordering::AcqRel);
+    }
 }
 
 enum Held {
@@ -338,6 +389,7 @@ impl Body {
             rest_sent: false,
             deadline: None,
             idle: Duration::ZERO,
+            _reserved: None,
         }
     }
 
@@ -459,11 +511,15 @@ impl Client {
     /// Reads the request body: whole when it fits `edge.body_buffer_bytes`,
     /// else its prefix. All of it must arrive within
     /// `edge.body_read_timeout`, counted from the first read it waits for.
+    /// `hold`: a JSON body, held whole up to `max_body_bytes` (its model
+    /// may come anywhere), within the process's body memory.
     pub async fn read_body(
         &mut self,
         head: &RequestHead,
         edge: &EdgeLimits,
+        hold: Option<&Arc<Shared>>,
     ) -> Result<Body, Error> {
+        let mut reserved = None;
         let start = head.head_len;
         // The clock is read only when a read must wait (most bodies come
         // with their head).
@@ -482,14 +538,22 @@ impl Client {
                 return Ok(Body::none(start))
             }
             Framing::Length(n) => {
-                let want = (n as usize).min(edge.body_buffer_bytes);
+                let whole = hold.filter(|_| n as usize > edge.body_buffer_bytes);
+                if let Some(pool) = whole {
+                    Reservation::grow(&mut reserved, pool, n as usize, edge.body_memory_bytes)?;
+                }
+                let cap = match whole {
+                    Some(_) => usize::MAX,
+                    None => edge.body_buffer_bytes,
+                };
+                let want = (n as usize).min(cap);
                 while self.inbuf.len() < start + want {
                     let by = started(&mut deadline, timeout);
                     if self.read_body_bytes(by, idle).await? == 0 {
                         return Err(client_gone(io::ErrorKind::UnexpectedEof.into()));
                     }
                 }
-                if n as usize <= edge.body_buffer_bytes {
+                if n as usize <= cap {
                     let len = n as usize;
                     (Held::InBuf { start, len }, None, start + len)
                 } else {
@@ -512,7 +576,15 @@ impl Client {
                         break (Held::Decoded(held), None, pos);
                     }
                     if held.len() >= edge.body_buffer_bytes {
-                        break (Held::Decoded(held), Some(Rest::Chunked(decoder)), pos);
+                        let Some(pool) = hold else {
+                            break (Held::Decoded(held), Some(Rest::Chunked(decoder)), pos);
+                        };
+                        // Held whole: reserved in steps as it grows.
+                        let have = reserved.as_ref().map_or(0, |r: &Reservation| r.bytes);
+                        if held.len() > have {
+                            let step = edge.body_buffer_bytes.max(held.len() - have);
+                            Reservation::grow(&mut reserved, pool, step, edge.body_memory_bytes)?;
+                        }
                     }
                     // Keep only undecoded bytes after the head.
                     self.inbuf.drain(start..pos);
@@ -535,6 +607,7 @@ impl Client {
             rest_sent: false,
             deadline,
             idle,
+            _reserved: reserved,
         })
     }
 }

@@ -31,6 +31,8 @@ pub enum Kind {
     UpstreamStatus,
     NotImplemented,
     UnsupportedMediaType,
+    /// The gateway is out of a shared resource (body memory): retry soon.
+    Overloaded,
     Internal,
 }
 
@@ -84,6 +86,7 @@ impl Error {
             Kind::Internal => 500,
             Kind::NotImplemented => 501,
             Kind::UnsupportedMediaType => 415,
+            Kind::Overloaded => 503,
             Kind::UpstreamConnect | Kind::UpstreamProtocol | Kind::UpstreamStatus => 502,
             Kind::UpstreamTimeout | Kind::FirstPacketTimeout => 504,
         }
@@ -111,6 +114,7 @@ impl Error {
             Kind::Internal => "internal_error",
             Kind::NotImplemented => "not_implemented",
             Kind::UnsupportedMediaType => "unsupported_media_type",
+            Kind::Overloaded => "overloaded",
         }
     }
 }

@@ -93,7 +93,8 @@ async fn pipeline(rq: &mut Request<'_>) -> Result<bool, Error> {
 
     // 3. Body: held whole when it fits the buffer, else its prefix; all
     // of it within the body deadline.
-    rq.body = Some(rq.c.read_body(rq.head, &snap.edge).await?);
+    let hold = matches!(route.body, Body::Json).then_some(&rq.w.shared);
+    rq.body = Some(rq.c.read_body(rq.head, &snap.edge, hold).await?);
     log_request_body(rq, api);
 
     // 4. Model and stream flag, without a full parse (or the multipart

@@ -169,7 +169,7 @@ pub async fn write_error(c: &mut Client, reply: &Reply, e: &Error, rec: &mut Rec
     if let Some(allow) = &e.allow {
         h.header(b"allow", allow.as_bytes());
     }
-    if e.kind == Kind::RateLimited {
+    if e.kind == Kind::RateLimited || e.retry_after.is_some() {
         let mut n = itoa::Buffer::new();
         h.header(
             b"retry-after",

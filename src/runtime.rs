@@ -159,6 +159,7 @@ pub fn serve(config_path: &str, raw: RawConfig) -> Result<(), String> {
     let client_budget = client_budget(snap.edge.max_connections);
     let shared = Arc::new(Shared {
         client_budget,
+        body_memory: AtomicUsize::new(0),
         generation: AtomicU64::new(snap.generation),
         snapshot: ArcSwap::from_pointee(snap),
         limits,

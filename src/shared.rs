@@ -31,6 +31,8 @@ pub struct Shared {
     /// Client connections the open-file limit leaves room for (each may
     /// need an upstream connection too): caps `max_connections`.
     pub client_budget: usize,
+    /// Bytes of JSON bodies held past the body buffer, all workers.
+    pub body_memory: std::sync::atomic::AtomicUsize,
 }
 
 /// Header that marks the admin's own debug request; the data plane never

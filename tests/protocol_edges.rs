@@ -318,3 +318,79 @@ service = {{ mode = "single", target = {{ service = "claude", model = "claude-x"
     assert_eq!(v["data"][0]["id"], "claude-x");
     assert!(up.requests().is_empty(), "forwarded: {:?}", up.requests());
 }
+
+/// A large JSON body gets the same answer however TCP splits it: it is held
+/// whole (model after the messages, translation too), within a process
+/// budget that refuses with 503 + retry-after rather than grow.
+#[test]
+fn large_json_bodies_are_routed_the_same_however_they_arrive() {
+    let up = MockLlm::start("up");
+    let g = Gateway::start_raw(&format!(
+        r#"{}
+[server.limits]
+body_memory_bytes = 3145728
+[[services]]
+name = "up"
+provider = "openai_compatible"
+base_url = "{url}"
+[[model_apis]]
+name = "msgs"
+scenario = "text"
+protocol = "anthropic"
+domains = ["*"]
+service = {{ mode = "single", target = {{ service = "up" }} }}
+"#,
+        server_section(1),
+        url = up.url()
+    ));
+    let prompt = "word ".repeat(400_000); // 2 MB
+    let body = format!(
+        r#"{{"max_tokens":8,"messages":[{{"role":"user","content":"{prompt}"}}],"model":"late-model"}}"#
+    );
+    let raw = raw_request(
+        "POST",
+        "/v1/messages",
+        &[("host", "x"), ("content-type", "application/json")],
+        body.as_bytes(),
+    );
+    for piece in [1460usize, 65536, 4099, 1 << 20] {
+        let mut s = connect(g.addr);
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        for part in raw.chunks(piece) {
+            s.write_all(part).unwrap();
+        }
+        let r = read_response(&mut std::io::BufReader::new(s), false).unwrap();
+        assert_eq!(r.status, 200, "pieces of {piece}: {}", r.text());
+        assert_eq!(r.json()["type"], "message", "{}", r.text());
+    }
+    // Translated for the OpenAI upstream, with the model it named.
+    let sent: serde_json::Value =
+        serde_json::from_str(up.requests()[0]["body"].as_str().unwrap()).unwrap();
+    assert_eq!(sent["model"], "late-model");
+
+    // Budget: one client holds 2 MB of the 3 MB while it sends slowly; a
+    // second 2 MB body is refused at once, and admitted once the first is done.
+    let mut slow = connect(g.addr);
+    slow.write_all(&raw[..raw.len() / 2]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let mut s = connect(g.addr);
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = s.write_all(&raw);
+    let r = read_response(&mut std::io::BufReader::new(s), false).unwrap();
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(r.header("retry-after"), Some("1"));
+    assert_eq!(r.json()["type"], "error", "{}", r.text());
+    slow.write_all(&raw[raw.len() / 2..]).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let r = read_response(&mut std::io::BufReader::new(slow), false).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = request(
+        g.addr,
+        "POST",
+        "/v1/messages",
+        &[("content-type", "application/json")],
+        body.as_bytes(),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+}

@@ -100,6 +100,10 @@ pub struct LimitsRaw {
     /// Largest SSE event from an upstream: past it the stream ends with an
     /// error event (no event is buffered beyond it).
     pub max_event_bytes: usize,
+    /// Memory for JSON bodies held whole past `body_buffer_bytes` (so the
+    /// model is read anywhere in them), for the whole process: past it,
+    /// 503 with `retry-after`.
+    pub body_memory_bytes: usize,
 }
 
 impl Default for LimitsRaw {
@@ -114,6 +118,7 @@ impl Default for LimitsRaw {
             body_buffer_bytes: 1024 * 1024,
             body_read_timeout_ms: 60_000,
             max_event_bytes: 8 * 1024 * 1024,
+            body_memory_bytes: 256 * 1024 * 1024,
         }
     }
 }

@@ -763,6 +763,7 @@ pub fn compile(
             body_buffer_bytes: l.body_buffer_bytes.max(4096),
             body_read_timeout: Duration::from_millis(l.body_read_timeout_ms.max(1)),
             max_event_bytes: l.max_event_bytes.max(1024),
+            body_memory_bytes: l.body_memory_bytes,
             trusted_proxies,
         },
         services,

@@ -31,6 +31,8 @@ pub struct EdgeLimits {
     pub body_read_timeout: Duration,
     /// Largest SSE event relayed.
     pub max_event_bytes: usize,
+    /// Process-wide memory for JSON bodies held past `body_buffer_bytes`.
+    pub body_memory_bytes: usize,
     /// Peers whose forwarding headers are passed on.
     pub trusted_proxies: Vec<crate::config::cidr::Cidr>,
 }
