@@ -1,6 +1,13 @@
 //! The built-in `mock` provider: answers OpenAI chat/completions/embeddings
 //! and Anthropic messages in-process, streamed or not, with usage — so the
 //! shipped config works with no network and no keys.
+//!
+//! Shapes follow the providers where SDKs read them: embeddings are
+//! [`EMBEDDING_DIMENSIONS`] deterministic non-zero floats per input (or
+//! `dimensions`), as JSON floats or, for `encoding_format: "base64"` (the
+//! OpenAI SDKs' default), base64 of the little-endian float32 array;
+//! Anthropic streams carry usage in `message_start` and, with the input
+//! and cache counts again, in `message_delta`.
 
 use super::{Auth, Provider};
 use serde_json::{json, Value};
@@ -258,19 +265,20 @@ fn embeddings(req: &Value, model: &str) -> MockAnswer {
         Value::Array(_) | Value::Null => vec![Value::String(String::new())],
         other => vec![other],
     };
-    let dims =
-        match req.get("dimensions") {
-            None | Some(Value::Null) => EMBEDDING_DIMENSIONS,
-            Some(d) => match d.as_u64() {
-                Some(n) if (1..=MAX_EMBEDDING_DIMENSIONS).contains(&n) => n as usize,
-                _ => return error(
+    let dims = match req.get("dimensions") {
+        None | Some(Value::Null) => EMBEDDING_DIMENSIONS,
+        Some(d) => match d.as_u64() {
+            Some(n) if (1..=MAX_EMBEDDING_DIMENSIONS).contains(&n) => n as usize,
+            _ => {
+                return error(
                     400,
                     &format!(
                         "mock: 'dimensions' must be an integer in 1..={MAX_EMBEDDING_DIMENSIONS}"
                     ),
-                ),
-            },
-        };
+                )
+            }
+        },
+    };
     let base64 = match req.get("encoding_format") {
         None | Some(Value::Null) => false,
         Some(Value::String(f)) if f == "float" => false,
