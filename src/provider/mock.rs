@@ -1,6 +1,13 @@
 //! The built-in `mock` provider: answers OpenAI chat/completions/embeddings
 //! and Anthropic messages in-process, streamed or not, with usage — so the
 //! shipped config works with no network and no keys.
+//!
+//! Shapes follow the providers where SDKs read them: embeddings are
+//! [`EMBEDDING_DIMENSIONS`] deterministic non-zero floats per input (or
+//! `dimensions`), as JSON floats or, for `encoding_format: "base64"` (the
+//! OpenAI SDKs' default), base64 of the little-endian float32 array;
+//! Anthropic streams carry usage in `message_start` and, with the input
+//! and cache counts again, in `message_delta`.
 
 use super::{Auth, Provider};
 use serde_json::{json, Value};
@@ -191,20 +198,127 @@ fn completion(req: &Value, model: &str, stream: bool) -> MockAnswer {
     stream_answer(events)
 }
 
+/// Dimensions of a mock embedding unless the request asks for `dimensions`.
+pub const EMBEDDING_DIMENSIONS: usize = 8;
+/// The most `dimensions` a request may ask for.
+const MAX_EMBEDDING_DIMENSIONS: u64 = 4096;
+
+/// `dims` deterministic floats in [-1, 1], never 0, from `key` (FNV-1a,
+/// then splitmix64), rounded to 4 decimals so they survive float32.
+fn embedding_of(key: &str, dims: usize) -> Vec<f64> {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    (0..dims)
+        .map(|_| {
+            h = h.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = h;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            let unit = (z >> 11) as f64 / (1u64 << 53) as f64;
+            let v = ((unit * 2.0 - 1.0) * 10_000.0).round() / 10_000.0;
+            if v == 0.0 {
+                0.0001
+            } else {
+                v
+            }
+        })
+        .collect()
+}
+
+/// Standard base64 (RFC 4648, padded).
+fn base64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for c in bytes.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if i <= c.len() {
+                out.push(A[(n >> shift) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// OpenAI's `encoding_format: "base64"`: the little-endian float32 array.
+fn base64_f32(v: &[f64]) -> String {
+    let bytes: Vec<u8> = v.iter().flat_map(|x| (*x as f32).to_le_bytes()).collect();
+    base64(&bytes)
+}
+
 fn embeddings(req: &Value, model: &str) -> MockAnswer {
-    let inputs = match req.get("input") {
-        Some(Value::Array(a)) => a.len().max(1),
-        _ => 1,
+    // A string, an array of strings / token arrays, or one token array.
+    let input = req.get("input").cloned().unwrap_or(Value::Null);
+    let inputs: Vec<Value> = match input {
+        Value::Array(a) if !a.is_empty() && a.iter().all(Value::is_number) => {
+            vec![Value::Array(a)]
+        }
+        Value::Array(a) if !a.is_empty() => a,
+        Value::Array(_) | Value::Null => vec![Value::String(String::new())],
+        other => vec![other],
     };
-    let data: Vec<Value> = (0..inputs)
-        .map(|i| {
-            let v: Vec<f64> = (0..8).map(|d| ((i * 8 + d) as f64 * 0.125).sin()).collect();
-            json!({"object": "embedding", "index": i, "embedding": v})
+    let dims = match req.get("dimensions") {
+        None | Some(Value::Null) => EMBEDDING_DIMENSIONS,
+        Some(d) => match d.as_u64() {
+            Some(n) if (1..=MAX_EMBEDDING_DIMENSIONS).contains(&n) => n as usize,
+            _ => {
+                return error(
+                    400,
+                    &format!(
+                        "mock: 'dimensions' must be an integer in 1..={MAX_EMBEDDING_DIMENSIONS}"
+                    ),
+                )
+            }
+        },
+    };
+    let base64 = match req.get("encoding_format") {
+        None | Some(Value::Null) => false,
+        Some(Value::String(f)) if f == "float" => false,
+        Some(Value::String(f)) if f == "base64" => true,
+        Some(_) => {
+            return error(
+                400,
+                "mock: 'encoding_format' must be \"float\" or \"base64\"",
+            )
+        }
+    };
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let key = match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            let v = embedding_of(&key, dims);
+            let embedding = if base64 {
+                json!(base64_f32(&v))
+            } else {
+                json!(v)
+            };
+            json!({"object": "embedding", "index": i, "embedding": embedding})
         })
         .collect();
     let p = input_tokens(req);
     json_answer(json!({"object": "list", "data": data, "model": model,
         "usage": {"prompt_tokens": p, "total_tokens": p}}))
+}
+
+/// Anthropic's usage object. A stream carries it twice: in
+/// `message_start.message.usage` (output so far: 1) and, cumulative, in
+/// `message_delta.usage`, which current API versions also fill with the
+/// input and cache counts (SDKs and langchain-anthropic read them there).
+fn anthropic_usage(input: u64, output: usize) -> Value {
+    json!({"input_tokens": input, "cache_creation_input_tokens": 0,
+        "cache_read_input_tokens": 0, "output_tokens": output})
 }
 
 fn messages(req: &Value, model: &str, stream: bool) -> MockAnswer {
@@ -214,7 +328,7 @@ fn messages(req: &Value, model: &str, stream: bool) -> MockAnswer {
         return json_answer(json!({
             "id": "msg_mock", "type": "message", "role": "assistant", "model": model,
             "content": [{"type": "text", "text": text}], "stop_reason": "end_turn",
-            "stop_sequence": null, "usage": {"input_tokens": p, "output_tokens": c},
+            "stop_sequence": null, "usage": anthropic_usage(p, c),
         }));
     }
     let mut events = vec![
@@ -222,7 +336,7 @@ fn messages(req: &Value, model: &str, stream: bool) -> MockAnswer {
             "message_start",
             &json!({"type": "message_start", "message": {"id": "msg_mock",
             "type": "message", "role": "assistant", "model": model, "content": [], "stop_reason": null,
-            "stop_sequence": null, "usage": {"input_tokens": p, "output_tokens": 1}}}),
+            "stop_sequence": null, "usage": anthropic_usage(p, 1)}}),
         ),
         named(
             "content_block_start",
@@ -243,7 +357,7 @@ fn messages(req: &Value, model: &str, stream: bool) -> MockAnswer {
         &json!({"type": "content_block_stop", "index": 0}),
     ));
     events.push(named("message_delta", &json!({"type": "message_delta",
-        "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": c}})));
+        "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": anthropic_usage(p, c)})));
     events.push(named("message_stop", &json!({"type": "message_stop"})));
     stream_answer(events)
 }
@@ -277,6 +391,64 @@ mod tests {
         assert_eq!(v["content"][0]["text"], "Hello from");
         assert_eq!(v["usage"]["input_tokens"], 2);
         assert_eq!(v["usage"]["output_tokens"], 2);
+    }
+
+    #[test]
+    fn base64_matches_rfc4648() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+        assert_eq!(base64_f32(&[1.0]), "AACAPw==");
+    }
+
+    #[test]
+    fn embeddings_honour_encoding_format_and_dimensions() {
+        let float = answer("/v1/embeddings", br#"{"model":"e","input":["a","b"]}"#);
+        let v: Value = serde_json::from_slice(&float.body).unwrap();
+        let a = v["data"][0]["embedding"].as_array().unwrap();
+        assert_eq!(a.len(), EMBEDDING_DIMENSIONS);
+        assert!(a.iter().all(|x| x.as_f64().unwrap() != 0.0), "{v}");
+        assert_ne!(v["data"][0], v["data"][1]);
+        let b64 = answer(
+            "/v1/embeddings",
+            br#"{"model":"e","input":"a","encoding_format":"base64","dimensions":3}"#,
+        );
+        let w: Value = serde_json::from_slice(&b64.body).unwrap();
+        let e = embedding_of("a", 3);
+        assert_eq!(w["data"][0]["embedding"], base64_f32(&e));
+        assert_eq!(&e[..], &embedding_of("a", 8)[..3]);
+        for bad in [
+            r#"{"input":"a","encoding_format":"int8"}"#,
+            r#"{"input":"a","dimensions":0}"#,
+        ] {
+            assert_eq!(
+                answer("/v1/embeddings", bad.as_bytes()).status,
+                400,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn anthropic_stream_usage_in_start_and_delta() {
+        let a = answer(
+            "/v1/messages",
+            br#"{"model":"c","stream":true,"max_tokens":2,"messages":[{"role":"user","content":"one two three"}]}"#,
+        );
+        let data = |e: &[u8]| -> Value {
+            let t = std::str::from_utf8(e).unwrap();
+            serde_json::from_str(t.split("data: ").nth(1).unwrap().trim()).unwrap()
+        };
+        let start = data(&a.events[0]);
+        assert_eq!(start["message"]["usage"]["input_tokens"], 3);
+        assert_eq!(start["message"]["usage"]["output_tokens"], 1);
+        let delta = data(&a.events[a.events.len() - 2]);
+        assert_eq!(delta["type"], "message_delta");
+        assert_eq!(delta["usage"]["input_tokens"], 3);
+        assert_eq!(delta["usage"]["output_tokens"], 2);
+        assert_eq!(delta["usage"]["cache_read_input_tokens"], 0);
     }
 
     #[test]

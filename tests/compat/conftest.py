@@ -135,6 +135,24 @@ domains = ["*"]
 base_path = "/builtin"
 strip_base_path = true
 service = {{ mode = "single", target = {{ service = "mock" }} }}
+
+[[model_apis]]
+name = "builtin-embed"
+scenario = "embedding"
+protocol = "openai"
+domains = ["*"]
+base_path = "/builtin-embed"
+strip_base_path = true
+service = {{ mode = "single", target = {{ service = "mock" }} }}
+
+[[model_apis]]
+name = "builtin-messages"
+scenario = "text"
+protocol = "anthropic"
+domains = ["*"]
+base_path = "/builtin-anthropic"
+strip_base_path = true
+service = {{ mode = "single", target = {{ service = "mock" }} }}
 """
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "modelgate.toml")

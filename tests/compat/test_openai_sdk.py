@@ -1,6 +1,9 @@
 """The official `openai` SDK pointed at modelgate: chat, stream,
 completions, embeddings, and errors raised as the SDK's own types."""
 
+import array
+import base64
+
 import openai
 import pytest
 from openai import OpenAI
@@ -52,6 +55,45 @@ def test_embeddings(gateway):
     r = client(gateway, "/embed/v1").embeddings.create(model="text-embedding-3-small", input=["a", "b", "c"])
     assert len(r.data) == 3
     assert len(r.data[0].embedding) == 8
+
+
+EMBED_BASES = ["/embed/v1", "/builtin-embed/v1"]
+
+
+def _floats(b64):
+    return array.array("f", base64.b64decode(b64)).tolist()
+
+
+@pytest.mark.parametrize("base", EMBED_BASES)
+def test_embeddings_base64(gateway, base):
+    """`encoding_format="base64"` asked for explicitly: the SDK hands the
+    string back as sent; it is little-endian float32s of the mock's 8
+    dimensions, non-zero, the same values the float format gives."""
+    c = client(gateway, base)
+    r = c.embeddings.create(model="text-embedding-3-small", input=["a", "b"], encoding_format="base64")
+    f = c.embeddings.create(model="text-embedding-3-small", input=["a", "b"], encoding_format="float")
+    assert len(r.data) == 2
+    for b, fl in zip(r.data, f.data):
+        assert isinstance(b.embedding, str), b.embedding
+        v = _floats(b.embedding)
+        assert len(v) == 8
+        assert all(x != 0.0 for x in v), v
+        assert v == pytest.approx(fl.embedding, abs=1e-6)
+    assert r.data[0].embedding != r.data[1].embedding
+
+
+@pytest.mark.parametrize("base", EMBED_BASES)
+def test_embeddings_sdk_default(gateway, base):
+    """The SDK's default: it asks for base64 and decodes it itself."""
+    c = client(gateway, base)
+    r = c.embeddings.create(model="text-embedding-3-small", input="hello")
+    again = c.embeddings.create(model="text-embedding-3-small", input="hello")
+    v = list(r.data[0].embedding)
+    assert len(v) == 8
+    assert all(isinstance(x, float) and x != 0.0 for x in v), v
+    assert v == list(again.data[0].embedding)
+    wide = c.embeddings.create(model="text-embedding-3-small", input="hello", dimensions=64)
+    assert len(wide.data[0].embedding) == 64
 
 
 def test_builtin_mock_provider(gateway):

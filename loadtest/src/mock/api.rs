@@ -503,14 +503,20 @@ fn text_completion(state: &State, req: &Request, body: &Value) -> Reply {
     Reply::sse(events).generated(c, 0)
 }
 
-/// FNV-1a then splitmix64: 8 deterministic floats in [-1, 1] per input.
-pub fn embedding_of(input: &str) -> Vec<f64> {
+/// Dimensions of an embedding unless the request asks for `dimensions`.
+pub const EMBEDDING_DIMENSIONS: usize = 8;
+/// The most `dimensions` a request may ask for.
+pub const MAX_EMBEDDING_DIMENSIONS: u64 = 4096;
+
+/// FNV-1a then splitmix64: `dims` deterministic floats in [-1, 1], never
+/// 0, per input, rounded to 4 decimals (a prefix of any wider vector).
+pub fn embedding_of(input: &str, dims: usize) -> Vec<f64> {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in input.bytes() {
         h ^= b as u64;
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    (0..8)
+    (0..dims)
         .map(|_| {
             h = h.wrapping_add(0x9e37_79b9_7f4a_7c15);
             let mut z = h;
@@ -518,9 +524,39 @@ pub fn embedding_of(input: &str) -> Vec<f64> {
             z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
             z ^= z >> 31;
             let unit = (z >> 11) as f64 / (1u64 << 53) as f64;
-            ((unit * 2.0 - 1.0) * 10_000.0).round() / 10_000.0
+            let v = ((unit * 2.0 - 1.0) * 10_000.0).round() / 10_000.0;
+            if v == 0.0 {
+                0.0001
+            } else {
+                v
+            }
         })
         .collect()
+}
+
+/// Standard base64 (RFC 4648, padded).
+pub fn base64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for c in bytes.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for (i, shift) in [18, 12, 6, 0].into_iter().enumerate() {
+            if i <= c.len() {
+                out.push(A[(n >> shift) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// OpenAI's `encoding_format: "base64"`: the little-endian float32 array.
+pub fn base64_f32(v: &[f64]) -> String {
+    let bytes: Vec<u8> = v.iter().flat_map(|x| (*x as f32).to_le_bytes()).collect();
+    base64(&bytes)
 }
 
 fn embeddings(state: &State, _req: &Request, body: &Value) -> Reply {
@@ -535,6 +571,31 @@ fn embeddings(state: &State, _req: &Request, body: &Value) -> Reply {
     if inputs.is_empty() {
         return error_reply(state, Proto::OpenAi, 400, "mock-llm: 'input' is required");
     }
+    let dims = match body.get("dimensions") {
+        None | Some(Value::Null) => EMBEDDING_DIMENSIONS,
+        Some(d) => match d.as_u64() {
+            Some(n) if (1..=MAX_EMBEDDING_DIMENSIONS).contains(&n) => n as usize,
+            _ => {
+                let m = format!(
+                    "mock-llm: 'dimensions' must be an integer in 1..={MAX_EMBEDDING_DIMENSIONS}"
+                );
+                return error_reply(state, Proto::OpenAi, 400, &m);
+            }
+        },
+    };
+    let base64 = match body.get("encoding_format") {
+        None | Some(Value::Null) => false,
+        Some(Value::String(f)) if f == "float" => false,
+        Some(Value::String(f)) if f == "base64" => true,
+        Some(_) => {
+            return error_reply(
+                state,
+                Proto::OpenAi,
+                400,
+                "mock-llm: 'encoding_format' must be \"float\" or \"base64\"",
+            )
+        }
+    };
     let p = inputs.iter().map(input_words).sum::<u64>().max(1);
     let data: Vec<Value> = inputs
         .iter()
@@ -544,7 +605,13 @@ fn embeddings(state: &State, _req: &Request, body: &Value) -> Reply {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            json!({"object": "embedding", "index": i, "embedding": embedding_of(&key)})
+            let e = embedding_of(&key, dims);
+            let embedding = if base64 {
+                json!(base64_f32(&e))
+            } else {
+                json!(e)
+            };
+            json!({"object": "embedding", "index": i, "embedding": embedding})
         })
         .collect();
     Reply::json(
@@ -552,6 +619,15 @@ fn embeddings(state: &State, _req: &Request, body: &Value) -> Reply {
         &json!({"object": "list", "data": data, "model": model_of(body),
                 "usage": {"prompt_tokens": p, "total_tokens": p}}),
     )
+}
+
+/// Anthropic's usage object. A stream carries it twice: in
+/// `message_start.message.usage` (output so far: 1) and, cumulative, in
+/// `message_delta.usage`, which current API versions also fill with the
+/// input and cache counts (SDKs and langchain-anthropic read them there).
+pub fn anthropic_usage(input: u64, output: u64) -> Value {
+    json!({"input_tokens": input, "cache_creation_input_tokens": 0,
+           "cache_read_input_tokens": 0, "output_tokens": output})
 }
 
 fn anthropic_messages(state: &State, req: &Request, body: &Value) -> Reply {
@@ -569,7 +645,7 @@ fn anthropic_messages(state: &State, req: &Request, body: &Value) -> Reply {
                 "id": id, "type": "message", "role": "assistant", "model": model,
                 "content": [{"type": "text", "text": text_of(c)}],
                 "stop_reason": "end_turn", "stop_sequence": null,
-                "usage": {"input_tokens": p, "output_tokens": c},
+                "usage": anthropic_usage(p, c),
             }),
         )
         .generated(c, 0);
@@ -580,7 +656,7 @@ fn anthropic_messages(state: &State, req: &Request, body: &Value) -> Reply {
         &json!({"type": "message_start", "message": {
             "id": id, "type": "message", "role": "assistant", "model": model,
             "content": [], "stop_reason": null, "stop_sequence": null,
-            "usage": {"input_tokens": p, "output_tokens": 1}}}),
+            "usage": anthropic_usage(p, 1)}}),
     ));
     events.push(named_event(
         "content_block_start",
@@ -603,7 +679,7 @@ fn anthropic_messages(state: &State, req: &Request, body: &Value) -> Reply {
         "message_delta",
         &json!({"type": "message_delta",
                 "delta": {"stop_reason": "end_turn", "stop_sequence": null},
-                "usage": {"output_tokens": c}}),
+                "usage": anthropic_usage(p, c)}),
     ));
     events.push(named_event(
         "message_stop",
@@ -625,7 +701,7 @@ fn anthropic_tool_use(body: &Value, p: u64, id: &str, model: &str, tool: &str) -
                 "id": id, "type": "message", "role": "assistant", "model": model,
                 "content": [{"type": "tool_use", "id": tool_id, "name": tool, "input": input}],
                 "stop_reason": "tool_use", "stop_sequence": null,
-                "usage": {"input_tokens": p, "output_tokens": c},
+                "usage": anthropic_usage(p, c),
             }),
         );
     }
@@ -635,7 +711,7 @@ fn anthropic_tool_use(body: &Value, p: u64, id: &str, model: &str, tool: &str) -
             &json!({"type": "message_start", "message": {
                 "id": id, "type": "message", "role": "assistant", "model": model,
                 "content": [], "stop_reason": null, "stop_sequence": null,
-                "usage": {"input_tokens": p, "output_tokens": 1}}}),
+                "usage": anthropic_usage(p, 1)}}),
         ),
         named_event(
             "content_block_start",
@@ -658,7 +734,7 @@ fn anthropic_tool_use(body: &Value, p: u64, id: &str, model: &str, tool: &str) -
         "message_delta",
         &json!({"type": "message_delta",
                 "delta": {"stop_reason": "tool_use", "stop_sequence": null},
-                "usage": {"output_tokens": c}}),
+                "usage": anthropic_usage(p, c)}),
     ));
     events.push(named_event(
         "message_stop",
@@ -952,10 +1028,15 @@ mod tests {
 
     #[test]
     fn embeddings_are_deterministic() {
-        let a = embedding_of("hello");
+        let a = embedding_of("hello", 8);
         assert_eq!(a.len(), 8);
-        assert_eq!(a, embedding_of("hello"));
-        assert_ne!(a, embedding_of("world"));
+        assert_eq!(a, embedding_of("hello", 8));
+        assert_ne!(a, embedding_of("world", 8));
+        assert_eq!(&embedding_of("hello", 64)[..8], &a[..]);
+        assert!(embedding_of("hello", 64).iter().all(|x| *x != 0.0));
+        assert_eq!(base64(b"foobar"), "Zm9vYmFy");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64_f32(&[1.0, -2.0]), "AACAPwAAAMA=");
         assert!(a.iter().all(|x| (-1.0..=1.0).contains(x)));
     }
 

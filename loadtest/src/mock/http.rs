@@ -471,6 +471,44 @@ mod tests {
         assert_eq!(dec.into_body(), b"Wikipedia");
     }
 
+    /// A chunked body far past any one read (2 MiB, odd chunk sizes,
+    /// written in small pieces) is read whole, and the next pipelined
+    /// request stays in the buffer.
+    #[test]
+    fn read_request_reads_a_2mib_chunked_body_whole() {
+        let body: Vec<u8> = (0..2 * 1024 * 1024 + 3)
+            .map(|i| b'a' + (i % 26) as u8)
+            .collect();
+        let mut wire =
+            b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n"
+                .to_vec();
+        for part in body.chunks(65_543) {
+            wire.extend_from_slice(&chunk(part));
+        }
+        wire.extend_from_slice(LAST_CHUNK);
+        wire.extend_from_slice(b"GET /next HTTP/1.1\r\n\r\n");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (mut client, mut server) = tokio::io::duplex(4096);
+            let writer = tokio::spawn(async move {
+                for piece in wire.chunks(1000) {
+                    client.write_all(piece).await.unwrap();
+                }
+                client
+            });
+            let mut buf = Vec::new();
+            let req = read_request(&mut server, &mut buf, 1).await.unwrap();
+            assert_eq!(req.body.len(), body.len());
+            assert!(req.body == body);
+            let _client = writer.await.unwrap();
+            let next = read_request(&mut server, &mut buf, 1).await.unwrap();
+            assert_eq!(next.path, "/next");
+        });
+    }
+
     #[test]
     fn chunked_decoder_rejects_bad_size() {
         let mut dec = ChunkedDecoder::new(0);
