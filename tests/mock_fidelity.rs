@@ -286,13 +286,10 @@ fn mock_llm_anthropic_stream_reports_input_tokens() {
     check_anthropic_stream_usage(&g, "/up-anthropic");
 }
 
-/// The in-process mock sees only the held part of a streamed body: the
-/// gateway hands `mock::answer` the first `body_buffer_bytes` (src/proxy.rs,
-/// `Outcome::Mock`), so a 2 MiB chunked body gets 400 "EOF while parsing".
-/// Fixing it means reading the rest of the body on the mock path, outside
-/// the mock provider itself.
+/// A 2 MiB chunked JSON body reaches the in-process mock whole: JSON
+/// bodies are held whole past the body buffer (once, only its first
+/// `body_buffer_bytes` reached `mock::answer`: 400 "EOF while parsing").
 #[test]
-#[ignore = "needs the gateway to read a streamed body whole for the mock backend (issue 18 #5)"]
 fn a_2mib_chunked_chat_body_reaches_the_mock_provider_whole() {
     let g = Gateway::start(
         r#"
