@@ -17,7 +17,7 @@ use crate::config::catalog::{Body, RouteDef};
 use crate::error::{Error, Kind};
 use crate::extract;
 use crate::forward::{HttpPlan, ModelRequest, Origin};
-use crate::http::head::RequestHead;
+use crate::http::head::{Method, RequestHead};
 use crate::limit::Charge;
 use crate::multipart;
 use crate::provider::mock;
@@ -70,9 +70,13 @@ async fn pipeline(rq: &mut Request<'_>) -> Result<bool, Error> {
         forward_path,
     } = match route(rq) {
         Ok(routed) => routed,
-        Err(e) => return list_models(rq).await.ok_or(e),
+        Err(e) => return answered_by_gateway(rq).await.ok_or(e),
     };
     let api = &snap.apis[api_index];
+    if let Some(cors) = &api.cors {
+        let origin = rq.head.header(&rq.c.inbuf, "origin");
+        rq.reply.cors_origin = origin.filter(|o| cors.allows(o)).map(Into::into);
+    }
     // The admin's debug request, marked for this Model API only.
     let debug = rq
         .head
@@ -177,10 +181,14 @@ async fn pipeline(rq: &mut Request<'_>) -> Result<bool, Error> {
     Ok(relay::response(rq, attempted.svc, resp).await)
 }
 
-/// `GET /v1/models` on a text Model API, which no route serves: the
-/// gateway answers it (after the consumer's key, as for any request).
-async fn list_models(rq: &mut Request<'_>) -> Option<bool> {
+/// Requests no route serves that the gateway answers itself: CORS
+/// preflights, and `GET /v1/models` on a text Model API (after the
+/// consumer's key, as for any request).
+async fn answered_by_gateway(rq: &mut Request<'_>) -> Option<bool> {
     let api = &rq.snap.apis[rq.rec.api?];
+    if rq.head.method == Method::Options {
+        return preflight(rq, api).await;
+    }
     let answer = models::answer(api, rq.head.method, rq.head.path(&rq.c.inbuf))?;
     let snap = rq.snap;
     let consumer = auth::authenticate(
@@ -196,6 +204,34 @@ async fn list_models(rq: &mut Request<'_>) -> Option<bool> {
     }
     rq.settle();
     Some(relay::mock(rq, answer).await)
+}
+
+/// A CORS preflight on a Model API with `cors`: answered, never forwarded.
+async fn preflight(rq: &mut Request<'_>, api: &ModelApi) -> Option<bool> {
+    let cors = api.cors.as_ref()?;
+    let buf = &rq.c.inbuf;
+    let origin = rq.head.header(buf, "origin")?;
+    rq.head.header(buf, "access-control-request-method")?;
+    let path = rq.head.path(buf);
+    let path = crate::snapshot::under_base(&api.base_path, path)?;
+    let path = if path.is_empty() { "/" } else { path };
+    let methods = api
+        .routes
+        .iter()
+        .filter(|r| r.matches_path(path))
+        .map(|r| r.methods)
+        .reduce(|a, b| a.union(b))?;
+    if !cors.allows(origin) {
+        let e = Error::new(
+            Kind::Forbidden,
+            "this origin may not call the Model API (cors)",
+        );
+        return Some(rq.refuse(&e).await);
+    }
+    rq.reply.cors_origin = Some(origin.into());
+    rq.settle();
+    let methods = methods.allow_header();
+    Some(crate::request::write_preflight(rq.c, &rq.reply, cors, &methods).await)
 }
 
 /// Phase 1: the Model API and route for the request's host, method and

@@ -17,7 +17,7 @@ use crate::http::head::{Method, RequestHead};
 use crate::http::write::{BodyHeader, HeadWriter};
 use crate::observe::Record;
 use crate::protocol::translate::Direction;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Cors, Snapshot};
 use crate::watch::Watch;
 use crate::worker::Worker;
 
@@ -51,6 +51,7 @@ impl<'a> Request<'a> {
             head_only: head.method == Method::Head,
             reshape: Reshape::None,
             service: None,
+            cors_origin: None,
         };
         Request {
             w,
@@ -118,6 +119,8 @@ pub struct Reply {
     /// The service that answered, told (`x-modelgate-service`) only to the
     /// admin's debug request.
     pub service: Option<String>,
+    /// A page's origin the Model API's CORS admits: the answer says so.
+    pub cors_origin: Option<Box<[u8]>>,
 }
 
 /// What the relay does to the upstream's answer before the client sees it.
@@ -148,6 +151,14 @@ impl Reply {
         if let Some(s) = &self.service {
             h.header(b"x-modelgate-service", s.as_bytes());
         }
+        if let Some(origin) = &self.cors_origin {
+            h.header(b"access-control-allow-origin", origin);
+            h.header(
+                b"access-control-expose-headers",
+                b"x-request-id, x-modelgate-fallback",
+            );
+            h.header(b"vary", b"origin");
+        }
         if !self.keep_alive {
             h.header(b"connection", b"close");
         } else if self.http10 {
@@ -155,6 +166,22 @@ impl Reply {
         }
         h
     }
+}
+
+/// Answers a CORS preflight (nothing is forwarded): 204 with what the
+/// page may do, its origin already in `reply.cors_origin`.
+pub async fn write_preflight(c: &mut Client, reply: &Reply, cors: &Cors, methods: &str) -> bool {
+    let mut out = Vec::with_capacity(512);
+    let mut h = reply.head(&mut out, 204);
+    h.header(b"access-control-allow-methods", methods.as_bytes());
+    if !cors.headers.is_empty() {
+        h.header(b"access-control-allow-headers", cors.headers.as_bytes());
+    }
+    h.header(b"access-control-max-age", cors.max_age.as_bytes());
+    h.body(BodyHeader::Omit);
+    h.finish();
+    let (res, _) = c.write(out).await;
+    res.is_ok() && reply.keep_alive
 }
 
 /// Writes a gateway error in the client's protocol shape; whether the

@@ -394,3 +394,90 @@ service = {{ mode = "single", target = {{ service = "up" }} }}
     );
     assert_eq!(r.status, 200, "{}", r.text());
 }
+
+/// CORS per Model API: the gateway answers preflights (nothing forwarded),
+/// marks answers to admitted origins, refuses others; off by default.
+#[test]
+fn cors_preflights_are_answered_by_the_gateway() {
+    let up = MockLlm::start("up");
+    let g = Gateway::start(&format!(
+        r#"
+[[services]]
+name = "up"
+provider = "openai_compatible"
+base_url = "{url}"
+[[model_apis]]
+name = "web"
+scenario = "text"
+protocol = "openai"
+domains = ["web.example.com"]
+service = {{ mode = "single", target = {{ service = "up" }} }}
+cors = {{ origins = ["https://app.example.com"], headers = ["authorization", "content-type"], max_age_s = 600 }}
+[[model_apis]]
+name = "plain"
+scenario = "text"
+protocol = "openai"
+domains = ["plain.example.com"]
+service = {{ mode = "single", target = {{ service = "up" }} }}
+"#,
+        url = up.url()
+    ));
+    let preflight = |host: &str, origin: &str| {
+        request(
+            g.addr,
+            "OPTIONS",
+            "/v1/chat/completions",
+            &[
+                ("host", host),
+                ("origin", origin),
+                ("access-control-request-method", "POST"),
+                (
+                    "access-control-request-headers",
+                    "authorization, content-type",
+                ),
+            ],
+            b"",
+        )
+    };
+    let r = preflight("web.example.com", "https://app.example.com");
+    assert_eq!(r.status, 204, "{}", r.text());
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    assert_eq!(r.header("access-control-allow-methods"), Some("POST"));
+    assert_eq!(
+        r.header("access-control-allow-headers"),
+        Some("authorization, content-type")
+    );
+    assert_eq!(r.header("access-control-max-age"), Some("600"));
+    assert!(r.body.is_empty());
+
+    let r = preflight("web.example.com", "https://evil.example.com");
+    assert_eq!(r.status, 403, "{}", r.text());
+    assert!(r.header("access-control-allow-origin").is_none());
+
+    // Off by default: a preflight is just a method the route does not take.
+    let r = preflight("plain.example.com", "https://app.example.com");
+    assert_eq!(r.status, 405, "{}", r.text());
+    assert!(up.requests().is_empty(), "forwarded: {:?}", up.requests());
+
+    // The call itself: its answer names the admitted origin.
+    let r = request(
+        g.addr,
+        "POST",
+        "/v1/chat/completions",
+        &[
+            ("host", "web.example.com"),
+            ("origin", "https://app.example.com"),
+            ("content-type", "application/json"),
+        ],
+        br#"{"model":"m","messages":[]}"#,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        r.header("access-control-allow-origin"),
+        Some("https://app.example.com")
+    );
+    assert_eq!(r.header("vary"), Some("origin"));
+}

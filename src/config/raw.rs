@@ -394,6 +394,28 @@ pub struct ModelApiSpec {
     pub moderation: ModerationSpec,
     #[serde(default)]
     pub limits: RateLimitsSpec,
+    /// Browser apps on other origins may call it (off when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cors: Option<CorsSpec>,
+}
+
+/// CORS of a Model API: preflights are answered by the gateway.
+#[derive(Clone, Debug, Deserialize, Serialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CorsSpec {
+    /// `https://app.example.com`, or `*` for any origin.
+    pub origins: Vec<String>,
+    /// Request headers a page may send (`authorization`, `content-type`…).
+    #[serde(default)]
+    pub headers: Vec<String>,
+    /// How long a browser may keep a preflight's answer.
+    #[serde(default = "default_cors_max_age")]
+    #[schema(maximum = 86400)]
+    pub max_age_s: u64,
+}
+
+fn default_cors_max_age() -> u64 {
+    600
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]

@@ -559,6 +559,7 @@ fn compile_api(at: &str, a: &ModelApiSpec, ctx: &ApiContext, p: &mut Problems) -
         p,
     );
     check_limits(&field("limits"), &a.limits, p);
+    let cors = a.cors.as_ref().map(|c| compile_cors(&field("cors"), c, p));
     if !valid_name(&a.resource_group) {
         p.error(
             field("resource_group"),
@@ -587,12 +588,52 @@ fn compile_api(at: &str, a: &ModelApiSpec, ctx: &ApiContext, p: &mut Problems) -
         fallback,
         first_packet_timeout: (a.first_packet_timeout_ms > 0)
             .then(|| Duration::from_millis(a.first_packet_timeout_ms)),
+        cors,
         resource_group: a.resource_group.clone(),
         auth: Default::default(),
         limits: Default::default(),
         moderation,
         spec: a.clone(),
     })
+}
+
+fn compile_cors(
+    at: &str,
+    c: &super::super::config::raw::CorsSpec,
+    p: &mut Problems,
+) -> super::Cors {
+    if c.origins.is_empty() {
+        p.error(
+            format!("{at}.origins"),
+            "list at least one origin (or \"*\")",
+        );
+    }
+    for (i, o) in c.origins.iter().enumerate() {
+        let ok = o == "*"
+            || ((o.starts_with("https://") || o.starts_with("http://"))
+                && !o.ends_with('/')
+                && o.bytes().all(|b| b.is_ascii_graphic()));
+        if !ok {
+            p.error(
+                format!("{at}.origins[{i}]"),
+                "an origin is scheme://host[:port] (no path) or \"*\"",
+            );
+        }
+    }
+    for (i, h) in c.headers.iter().enumerate() {
+        if h.is_empty() || !h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
+            p.error(format!("{at}.headers[{i}]"), "not a header name");
+        }
+    }
+    if c.max_age_s > 86_400 {
+        p.error(format!("{at}.max_age_s"), "at most 86400");
+    }
+    super::Cors {
+        any_origin: c.origins.iter().any(|o| o == "*"),
+        origins: c.origins.iter().filter(|o| *o != "*").cloned().collect(),
+        headers: c.headers.join(", "),
+        max_age: c.max_age_s.to_string(),
+    }
 }
 
 /// Compiles `raw` into a snapshot, or returns every problem found.

@@ -94,12 +94,35 @@ pub struct ModelApi {
     pub selection: Selection,
     pub fallback: Vec<Target>,
     pub first_packet_timeout: Option<Duration>,
+    /// Origins that may call it from a browser.
+    pub cors: Option<Cors>,
     pub resource_group: String,
     /// Consumers admitted (auth), its own limits, its moderation.
     pub auth: crate::auth::ApiAuth,
     pub limits: crate::limit::ApiLimits,
     pub moderation: Option<Arc<crate::moderation::Policy>>,
     pub spec: ModelApiSpec,
+}
+
+/// A Model API's compiled CORS settings.
+#[derive(Debug)]
+pub struct Cors {
+    pub any_origin: bool,
+    pub origins: Vec<String>,
+    /// `access-control-allow-headers`, joined.
+    pub headers: String,
+    pub max_age: String,
+}
+
+impl Cors {
+    /// Whether a page of `origin` may call the Model API.
+    pub fn allows(&self, origin: &[u8]) -> bool {
+        self.any_origin
+            || self
+                .origins
+                .iter()
+                .any(|o| o.as_bytes().eq_ignore_ascii_case(origin))
+    }
 }
 
 /// Model APIs per host tier, each list ordered by base path, longest first.
