@@ -16,6 +16,42 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The message `serve` exits with when another process holds `addr`.
+fn in_use(addr: &str) -> String {
+    format!("address in use: {addr}")
+}
+
+/// Refuses an address another process already listens on. Workers share a
+/// port through SO_REUSEPORT, which lets any process of the same user join
+/// the group and silently take part of its traffic; a plain bind (no
+/// SO_REUSEPORT; SO_REUSEADDR so that TIME_WAIT does not count) fails with
+/// EADDRINUSE while any listener holds the address. Runs before the
+/// worker sockets are bound; port 0 cannot collide and is not probed.
+fn probe_free(addr: &str) -> Result<(), String> {
+    use std::net::ToSocketAddrs;
+    let resolved: Vec<SocketAddr> = match addr.to_socket_addrs() {
+        Ok(a) => a.collect(),
+        // Left to the real bind, which reports it.
+        Err(_) => return Ok(()),
+    };
+    for a in resolved.into_iter().filter(|a| a.port() != 0) {
+        let sock = socket2::Socket::new(
+            socket2::Domain::for_address(a),
+            socket2::Type::STREAM,
+            Some(socket2::Protocol::TCP),
+        )
+        .map_err(|e| format!("listen {addr}: {e}"))?;
+        sock.set_reuse_address(true)
+            .map_err(|e| format!("listen {addr}: {e}"))?;
+        match sock.bind(&a.into()) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => return Err(in_use(addr)),
+            Err(e) => return Err(format!("listen {addr}: {e}")),
+        }
+    }
+    Ok(())
+}
+
 /// Binds one listener per worker per address, all on the same port
 /// (SO_REUSEPORT); port 0 is resolved by the first bind.
 fn bind_listeners(
@@ -42,7 +78,10 @@ fn bind_listeners(
             sock.set_reuse_port(true)?;
             sock.set_nodelay(true)?;
             sock.set_nonblocking(true)?;
-            sock.bind(&addr.into())?;
+            sock.bind(&addr.into()).map_err(|e| match e.kind() {
+                std::io::ErrorKind::AddrInUse => std::io::Error::other(in_use(&addr.to_string())),
+                _ => e,
+            })?;
             sock.listen(4096)?;
             let l: std::net::TcpListener = sock.into();
             addr = l.local_addr()?;
@@ -142,8 +181,22 @@ pub fn serve(config_path: &str, raw: RawConfig) -> Result<(), String> {
     let observe = observe::Settings::from_raw(&raw).and_then(observe::Observe::start)?;
     let workers = worker_count(raw.server.workers);
     let io = choose_io(raw.server.io);
-    let listeners = bind_listeners(&raw.server.listen, &raw.server.tls.listen, workers)
-        .map_err(|e| format!("listen: {e}"))?;
+    for addr in raw
+        .server
+        .listen
+        .iter()
+        .chain(&raw.server.tls.listen)
+        .chain(std::iter::once(&raw.admin.listen))
+    {
+        probe_free(addr)?;
+    }
+    let listeners =
+        bind_listeners(&raw.server.listen, &raw.server.tls.listen, workers).map_err(|e| match e
+            .kind()
+        {
+            std::io::ErrorKind::Other => e.to_string(),
+            _ => format!("listen: {e}"),
+        })?;
     let data_addr = loopback(
         listeners[0][0]
             .socket
@@ -251,7 +304,10 @@ async fn control(ctl: Arc<Control>, raw: RawConfig) -> Result<(), String> {
     use tokio::signal::unix::{signal, SignalKind};
     let admin = tokio::net::TcpListener::bind(&raw.admin.listen)
         .await
-        .map_err(|e| format!("admin.listen {}: {e}", raw.admin.listen))?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AddrInUse => in_use(&raw.admin.listen),
+            _ => format!("admin.listen {}: {e}", raw.admin.listen),
+        })?;
     println!(
         "admin listening on {}",
         admin.local_addr().map_err(|e| e.to_string())?

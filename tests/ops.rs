@@ -1,0 +1,135 @@
+//! Operations on bare metal (PRODUCT.md §15): one owner per port.
+
+mod common;
+use common::{Gateway, TempDir};
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BODY: &str = r#"
+[[services]]
+name = "mock"
+provider = "mock"
+
+[[model_apis]]
+name = "chat"
+scenario = "text"
+protocol = "openai"
+domains = ["*"]
+service = { mode = "single", target = { service = "mock" } }
+"#;
+
+/// A port nobody listens on right now (bound on port 0, then closed).
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn config(listen: &str, admin: &str) -> String {
+    format!(
+        "[server]\nlisten = [\"{listen}\"]\nworkers = 2\ndrain_timeout_ms = 5000\n\
+         [admin]\nlisten = \"{admin}\"\n[log]\nlevel = \"info\"\n{BODY}"
+    )
+}
+
+/// Runs `modelgate serve` on `config` and waits (at most 5 s) for it to
+/// exit: its exit code, stdout and stderr. A process still running then is
+/// killed and reported as such.
+fn serve_expecting_exit(config: &str) -> (Option<i32>, String, String) {
+    let dir = TempDir::new();
+    let path = dir.0.join("second.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_modelgate"))
+        .args(["serve", "--config", path.to_str().unwrap()])
+        .current_dir(&dir.0)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let code = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = child.wait_with_output().unwrap();
+    (
+        code,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn answers(g: &Gateway) {
+    for _ in 0..10 {
+        let r = g.post(
+            "/v1/chat/completions",
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+}
+
+/// A second `serve` on a data-plane port another instance holds exits 1
+/// with `address in use: <addr>` before it binds anything — it would
+/// otherwise join the SO_REUSEPORT group and take part of the traffic —
+/// and the first instance keeps answering every request.
+#[test]
+fn second_instance_on_a_held_data_port_is_refused() {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let first = Gateway::start_raw(&config(&listen, "127.0.0.1:0"));
+    assert_eq!(first.addr.to_string(), listen);
+    let (code, out, err) = serve_expecting_exit(&config(&listen, "127.0.0.1:0"));
+    assert_eq!(
+        code,
+        Some(1),
+        "second instance: stdout {out:?} stderr {err:?}"
+    );
+    assert!(
+        err.contains(&format!("address in use: {listen}")),
+        "stderr: {err}"
+    );
+    assert!(!out.contains("listening on"), "bound anyway: {out}");
+    answers(&first);
+}
+
+/// The same for the admin address: refused before the data plane binds.
+#[test]
+fn second_instance_on_a_held_admin_port_is_refused() {
+    let admin = format!("127.0.0.1:{}", free_port());
+    let first = Gateway::start_raw(&config("127.0.0.1:0", &admin));
+    assert_eq!(first.admin.to_string(), admin);
+    let (code, out, err) = serve_expecting_exit(&config("127.0.0.1:0", &admin));
+    assert_eq!(
+        code,
+        Some(1),
+        "second instance: stdout {out:?} stderr {err:?}"
+    );
+    assert!(
+        err.contains(&format!("address in use: {admin}")),
+        "stderr: {err}"
+    );
+    assert!(!out.contains("listening on"), "bound anyway: {out}");
+    answers(&first);
+}
+
+/// A port freed by a stopped instance (its connections in TIME_WAIT) can
+/// be served again at once: the probe is not fooled by TIME_WAIT.
+#[test]
+fn a_port_freed_by_a_stopped_instance_is_served_again() {
+    let listen = format!("127.0.0.1:{}", free_port());
+    let first = Gateway::start_raw(&config(&listen, "127.0.0.1:0"));
+    answers(&first);
+    drop(first);
+    let second = Gateway::start_raw(&config(&listen, "127.0.0.1:0"));
+    assert_eq!(second.addr.to_string(), listen);
+    answers(&second);
+}
