@@ -1,4 +1,5 @@
-//! Operations on bare metal (PRODUCT.md §15): one owner per port.
+//! Operations on bare metal (PRODUCT.md §15): one owner per port, logs
+//! without colour codes when redirected, the systemd unit.
 
 mod common;
 use common::{Gateway, TempDir};
@@ -132,4 +133,15 @@ fn a_port_freed_by_a_stopped_instance_is_served_again() {
     let second = Gateway::start_raw(&config(&listen, "127.0.0.1:0"));
     assert_eq!(second.addr.to_string(), listen);
     answers(&second);
+}
+
+/// Logs written to a pipe (not a terminal) carry no colour codes.
+#[test]
+fn logs_to_a_pipe_have_no_colour_codes() {
+    let g = Gateway::start_raw(&config("127.0.0.1:0", "127.0.0.1:0"));
+    answers(&g);
+    let err = g.proc.stderr_text();
+    // `level = "info"`: at least the io line is logged.
+    assert!(err.contains("INFO"), "no log lines: {err:?}");
+    assert!(!err.contains("\x1b["), "colour codes in: {err:?}");
 }
