@@ -212,3 +212,41 @@ fn systemd_unit_is_valid() {
         .collect();
     assert!(ours.is_empty(), "systemd-analyze verify: {err}");
 }
+
+/// `[package.metadata.deb]` names files that exist: every asset but the
+/// release binary (built by `cargo deb`), the unit in `unit-scripts`, and
+/// executable maintainer scripts that keep the debhelper token (where
+/// cargo-deb puts the unit's enable/start snippets).
+#[test]
+fn deb_metadata_names_existing_files() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest: toml::Value =
+        toml::from_str(&std::fs::read_to_string(root.join("Cargo.toml")).unwrap()).unwrap();
+    let deb = &manifest["package"]["metadata"]["deb"];
+    for asset in deb["assets"].as_array().unwrap() {
+        let src = asset[0].as_str().unwrap();
+        if src.starts_with("target/") {
+            continue;
+        }
+        assert!(root.join(src).is_file(), "asset {src} missing");
+    }
+    assert_eq!(
+        deb["conf-files"][0].as_str(),
+        Some("/etc/modelgate/modelgate.toml")
+    );
+    let units = &deb["systemd-units"];
+    let unit = root
+        .join(units["unit-scripts"].as_str().unwrap())
+        .join(format!("{}.service", units["unit-name"].as_str().unwrap()));
+    assert!(unit.is_file(), "{} missing", unit.display());
+    let scripts = root.join(deb["maintainer-scripts"].as_str().unwrap());
+    for name in ["postinst", "postrm"] {
+        use std::os::unix::fs::PermissionsExt;
+        let path = scripts.join(name);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("#!/bin/sh\n"), "{name}");
+        assert_eq!(text.matches("#DEBHELPER#").count(), 1, "{name}");
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert!(mode & 0o111 != 0, "{name} not executable");
+    }
+}
