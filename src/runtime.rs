@@ -21,6 +21,12 @@ fn in_use(addr: &str) -> String {
     format!("address in use: {addr}")
 }
 
+/// How long an address found held is tried again before `serve` gives up:
+/// a stopped io_uring process's listeners close in a kernel work queue
+/// after it has been reaped (about 10 ms measured), so an immediate restart
+/// would otherwise see its own predecessor.
+const PROBE_PATIENCE: Duration = Duration::from_secs(1);
+
 /// Refuses an address another process already listens on. Workers share a
 /// port through SO_REUSEPORT, which lets any process of the same user join
 /// the group and silently take part of its traffic; a plain bind (no
@@ -34,22 +40,33 @@ fn probe_free(addr: &str) -> Result<(), String> {
         // Left to the real bind, which reports it.
         Err(_) => return Ok(()),
     };
+    let deadline = Instant::now() + PROBE_PATIENCE;
     for a in resolved.into_iter().filter(|a| a.port() != 0) {
-        let sock = socket2::Socket::new(
-            socket2::Domain::for_address(a),
-            socket2::Type::STREAM,
-            Some(socket2::Protocol::TCP),
-        )
-        .map_err(|e| format!("listen {addr}: {e}"))?;
-        sock.set_reuse_address(true)
-            .map_err(|e| format!("listen {addr}: {e}"))?;
-        match sock.bind(&a.into()) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => return Err(in_use(addr)),
-            Err(e) => return Err(format!("listen {addr}: {e}")),
+        loop {
+            match probe_bind(a) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                    if Instant::now() >= deadline {
+                        return Err(in_use(addr));
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(format!("listen {addr}: {e}")),
+            }
         }
     }
     Ok(())
+}
+
+/// Binds (and closes) a socket on `addr` without SO_REUSEPORT.
+fn probe_bind(addr: SocketAddr) -> std::io::Result<()> {
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    sock.set_reuse_address(true)?;
+    sock.bind(&addr.into())
 }
 
 /// Binds one listener per worker per address, all on the same port

@@ -122,6 +122,34 @@ fn second_instance_on_a_held_admin_port_is_refused() {
     answers(&first);
 }
 
+/// A TLS listen address held by another program (here a plain listener of
+/// the test itself) is refused the same way, naming that address.
+#[test]
+fn a_held_tls_address_is_refused() {
+    let held = TcpListener::bind("127.0.0.1:0").unwrap();
+    let tls = held.local_addr().unwrap().to_string();
+    let dir = TempDir::new();
+    let pair = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let (cert, key) = (dir.0.join("cert.pem"), dir.0.join("key.pem"));
+    std::fs::write(&cert, pair.cert.pem()).unwrap();
+    std::fs::write(&key, pair.key_pair.serialize_pem()).unwrap();
+    let config = config("127.0.0.1:0", "127.0.0.1:0").replace(
+        "[admin]",
+        &format!(
+            "[server.tls]\nlisten = [\"{tls}\"]\n[[server.tls.certs]]\n\
+             domains = [\"localhost\"]\ncert = {cert:?}\nkey = {key:?}\n[admin]"
+        ),
+    );
+    let (code, out, err) = serve_expecting_exit(&config);
+    assert_eq!(code, Some(1), "stdout {out:?} stderr {err:?}");
+    assert!(
+        err.contains(&format!("address in use: {tls}")),
+        "stderr: {err}"
+    );
+    assert!(!out.contains("listening on"), "bound anyway: {out}");
+    drop(held);
+}
+
 /// A port freed by a stopped instance (its connections in TIME_WAIT) can
 /// be served again at once: the probe is not fooled by TIME_WAIT.
 #[test]
