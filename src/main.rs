@@ -98,9 +98,12 @@ fn serve(path: &str) -> ExitCode {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("MODELGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&raw.log.level));
+    // Colour codes only on a terminal: not in a file, a pipe or journald.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(ansi)
         .init();
     match modelgate::runtime::serve(path, raw) {
         Ok(()) => ExitCode::SUCCESS,

@@ -16,6 +16,59 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The message `serve` exits with when another process holds `addr`.
+fn in_use(addr: &str) -> String {
+    format!("address in use: {addr}")
+}
+
+/// How long an address found held is tried again before `serve` gives up:
+/// a stopped io_uring process's listeners close in a kernel work queue
+/// after it has been reaped (about 10 ms measured), so an immediate restart
+/// would otherwise see its own predecessor.
+const PROBE_PATIENCE: Duration = Duration::from_secs(1);
+
+/// Refuses an address another process already listens on. Workers share a
+/// port through SO_REUSEPORT, which lets any process of the same user join
+/// the group and silently take part of its traffic; a plain bind (no
+/// SO_REUSEPORT; SO_REUSEADDR so that TIME_WAIT does not count) fails with
+/// EADDRINUSE while any listener holds the address. Runs before the
+/// worker sockets are bound; port 0 cannot collide and is not probed.
+fn probe_free(addr: &str) -> Result<(), String> {
+    use std::net::ToSocketAddrs;
+    let resolved: Vec<SocketAddr> = match addr.to_socket_addrs() {
+        Ok(a) => a.collect(),
+        // Left to the real bind, which reports it.
+        Err(_) => return Ok(()),
+    };
+    let deadline = Instant::now() + PROBE_PATIENCE;
+    for a in resolved.into_iter().filter(|a| a.port() != 0) {
+        loop {
+            match probe_bind(a) {
+                Ok(()) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                    if Instant::now() >= deadline {
+                        return Err(in_use(addr));
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(format!("listen {addr}: {e}")),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Binds (and closes) a socket on `addr` without SO_REUSEPORT.
+fn probe_bind(addr: SocketAddr) -> std::io::Result<()> {
+    let sock = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    sock.set_reuse_address(true)?;
+    sock.bind(&addr.into())
+}
+
 /// Binds one listener per worker per address, all on the same port
 /// (SO_REUSEPORT); port 0 is resolved by the first bind.
 fn bind_listeners(
@@ -42,7 +95,10 @@ fn bind_listeners(
             sock.set_reuse_port(true)?;
             sock.set_nodelay(true)?;
             sock.set_nonblocking(true)?;
-            sock.bind(&addr.into())?;
+            sock.bind(&addr.into()).map_err(|e| match e.kind() {
+                std::io::ErrorKind::AddrInUse => std::io::Error::other(in_use(&addr.to_string())),
+                _ => e,
+            })?;
             sock.listen(4096)?;
             let l: std::net::TcpListener = sock.into();
             addr = l.local_addr()?;
@@ -142,8 +198,22 @@ pub fn serve(config_path: &str, raw: RawConfig) -> Result<(), String> {
     let observe = observe::Settings::from_raw(&raw).and_then(observe::Observe::start)?;
     let workers = worker_count(raw.server.workers);
     let io = choose_io(raw.server.io);
-    let listeners = bind_listeners(&raw.server.listen, &raw.server.tls.listen, workers)
-        .map_err(|e| format!("listen: {e}"))?;
+    for addr in raw
+        .server
+        .listen
+        .iter()
+        .chain(&raw.server.tls.listen)
+        .chain(std::iter::once(&raw.admin.listen))
+    {
+        probe_free(addr)?;
+    }
+    let listeners =
+        bind_listeners(&raw.server.listen, &raw.server.tls.listen, workers).map_err(|e| match e
+            .kind()
+        {
+            std::io::ErrorKind::Other => e.to_string(),
+            _ => format!("listen: {e}"),
+        })?;
     let data_addr = loopback(
         listeners[0][0]
             .socket
@@ -252,7 +322,10 @@ async fn control(ctl: Arc<Control>, raw: RawConfig) -> Result<(), String> {
     use tokio::signal::unix::{signal, SignalKind};
     let admin = tokio::net::TcpListener::bind(&raw.admin.listen)
         .await
-        .map_err(|e| format!("admin.listen {}: {e}", raw.admin.listen))?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::AddrInUse => in_use(&raw.admin.listen),
+            _ => format!("admin.listen {}: {e}", raw.admin.listen),
+        })?;
     println!(
         "admin listening on {}",
         admin.local_addr().map_err(|e| e.to_string())?
