@@ -44,7 +44,7 @@ pub struct Error {
     /// Seconds a refused client should wait (`retry-after`, 429).
     pub retry_after: Option<u64>,
     /// The methods the path does serve (`allow`, 405).
-    pub allow: Option<String>,
+    pub allow: Option<crate::config::catalog::Methods>,
 }
 
 impl Error {

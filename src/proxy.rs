@@ -306,24 +306,24 @@ fn read_model(rq: &Request<'_>, route: &RouteDef, api: &ModelApi) -> Result<Mode
                 ..none
             })
         }
-        Body::Json => {
-            // The model is read from the bytes: a coded body would be
-            // forwarded unread (the choice: refuse it, PRODUCT.md §7).
+        Body::Json => json_model(held, whole).map_err(|e| {
+            // A coded body is not JSON to the scan: say why (the choice is
+            // to refuse it, not to decode it; asked only on this error path).
             let coded = rq
                 .head
                 .header(&rq.c.inbuf, "content-encoding")
                 .filter(|v| !v.eq_ignore_ascii_case(b"identity"));
-            if let Some(coding) = coded {
-                return Err(Error::new(
+            match coded {
+                Some(coding) => Error::new(
                     Kind::UnsupportedMediaType,
                     format!(
                         "request bodies with Content-Encoding {} are not decoded: send JSON unencoded",
                         String::from_utf8_lossy(coding)
                     ),
-                ));
+                ),
+                None => e,
             }
-            json_model(held, whole)
-        }
+        }),
         _ => Ok(none),
     }
 }

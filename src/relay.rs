@@ -225,10 +225,12 @@ pub async fn response(rq: &mut Request<'_>, svc: &Service, resp: Response<'_>) -
 /// codings other than chunked (`gzip, chunked`; or `gzip` alone, which the
 /// relay then chunks): `None` for a plain body.
 fn transfer_codings(rh: &crate::http::head::ResponseHead, buf: &[u8]) -> Option<Vec<u8>> {
-    let te = rh.header(buf, "transfer-encoding")?;
+    // Most answers are plain: decided from the framing, no header lookup.
     match rh.framing {
-        Framing::Chunked if rh.transfer_coded => Some(te.to_vec()),
-        Framing::UntilClose => Some([te, b", chunked"].concat()),
+        Framing::Chunked if rh.transfer_coded => {
+            Some(rh.header(buf, "transfer-encoding")?.to_vec())
+        }
+        Framing::UntilClose => Some([rh.header(buf, "transfer-encoding")?, b", chunked"].concat()),
         _ => None,
     }
 }

@@ -193,8 +193,8 @@ pub async fn write_error(c: &mut Client, reply: &Reply, e: &Error, rec: &mut Rec
     let mut out = Vec::with_capacity(256 + body.len());
     let mut h = reply.head(&mut out, e.status());
     h.header(b"content-type", b"application/json");
-    if let Some(allow) = &e.allow {
-        h.header(b"allow", allow.as_bytes());
+    if let Some(allow) = e.allow {
+        h.header(b"allow", allow.allow_header().as_bytes());
     }
     if e.kind == Kind::RateLimited || e.retry_after.is_some() {
         let mut n = itoa::Buffer::new();

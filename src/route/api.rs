@@ -50,7 +50,7 @@ pub fn find<'a>(
                 Kind::MethodNotAllowed,
                 format!("{method} is not allowed on {} ({})", path, route.name),
             );
-            e.allow = Some(allowed.allow_header());
+            e.allow = Some(allowed);
             Err((Some(api), e))
         }
         RouteMatch::NotFound => Err((
