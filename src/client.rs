@@ -20,6 +20,7 @@ use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 /// A new connection's read buffer: room for a typical LLM request head and
@@ -279,6 +280,12 @@ impl Client {
         grace: Duration,
         mut upstream: Pin<&mut F>,
     ) -> Option<F::Output> {
+        // An answer already there needs no timer (nor the clock read that
+        // makes one).
+        let first = std::future::poll_fn(|cx| Poll::Ready(upstream.as_mut().poll(cx))).await;
+        if let Poll::Ready(r) = first {
+            return Some(r);
+        }
         monoio::select! {
             r = &mut upstream => return Some(r),
             _ = monoio::time::sleep(grace) => {}
