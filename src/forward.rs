@@ -316,6 +316,20 @@ fn forwarding(name: &[u8]) -> Option<Forwarding> {
     }
 }
 
+/// The service's own credential: its `key`-th key (round robin), in the
+/// header its provider reads.
+pub fn service_key(h: &mut HeadWriter<'_>, svc: &Service, key: usize) {
+    if svc.keys.is_empty() {
+        return;
+    }
+    let key = svc.keys[key % svc.keys.len()].as_bytes();
+    match svc.provider.auth {
+        Auth::Bearer => h.header_parts(b"authorization", &[b"Bearer ", key]),
+        Auth::ApiKey => h.header(b"api-key", key),
+        Auth::XApiKey => h.header(b"x-api-key", key),
+    };
+}
+
 /// Writes the head of one attempt's request to `out`.
 pub fn request_head(out: &mut Vec<u8>, c: &Client, origin: &Origin<'_>, hop: &Hop<'_>) {
     let (head, svc, trace) = (origin.head, hop.svc, hop.trace.0);
@@ -355,14 +369,7 @@ pub fn request_head(out: &mut Vec<u8>, c: &Client, origin: &Origin<'_>, hop: &Ho
         }
         h.header(name, &inbuf[hp.value.clone()]);
     }
-    if !svc.keys.is_empty() {
-        let key = &svc.keys[hop.key % svc.keys.len()];
-        match svc.provider.auth {
-            Auth::Bearer => h.header_parts(b"authorization", &[b"Bearer ", key.as_bytes()]),
-            Auth::ApiKey => h.header(b"api-key", key.as_bytes()),
-            Auth::XApiKey => h.header(b"x-api-key", key.as_bytes()),
-        };
-    }
+    service_key(&mut h, svc, hop.key);
     for (name, value) in svc.provider.fixed_headers {
         if !svc.headers.iter().any(|(n, _)| n == name) {
             h.header(name.as_bytes(), value.as_bytes());

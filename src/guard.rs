@@ -11,7 +11,6 @@ use crate::http::head::Method;
 use crate::http::write::{BodyHeader, HeadWriter};
 use crate::moderation::{self, prompt_blocked};
 use crate::observe::Record;
-use crate::provider::Auth;
 use crate::request::Request;
 use crate::snapshot::{ModelApi, Service, Target};
 use crate::upstream::whole::read_whole;
@@ -127,13 +126,7 @@ impl Plan for ModerationCall<'_> {
         let mut h = HeadWriter::request(bytes, b"POST", path.as_bytes());
         h.header(b"host", up.authority.as_bytes());
         h.header(b"content-type", b"application/json");
-        if let Some(key) = svc.keys.get(self.key % svc.keys.len().max(1)) {
-            match svc.provider.auth {
-                Auth::Bearer => h.header_parts(b"authorization", &[b"Bearer ", key.as_bytes()]),
-                Auth::ApiKey => h.header(b"api-key", key.as_bytes()),
-                Auth::XApiKey => h.header(b"x-api-key", key.as_bytes()),
-            };
-        }
+        crate::forward::service_key(&mut h, svc, self.key);
         for (name, value) in &svc.headers {
             h.header(name.as_bytes(), value.as_bytes());
         }

@@ -11,8 +11,7 @@
 
 use crate::client::{Body, Client};
 use crate::config::catalog::Protocol;
-use crate::error::Error;
-use crate::error::Kind;
+use crate::error::{Error, Kind};
 use crate::http::head::{Method, RequestHead};
 use crate::http::write::{BodyHeader, HeadWriter};
 use crate::observe::Record;
